@@ -1,0 +1,125 @@
+"""The game-server config a player may ask for, its limits per tier, and its CloudFormation mapping.
+
+The mapping from config keys to CloudFormation parameter names is explicit: CloudFormation parameter
+names are alphanumeric, and a whitelist is also what keeps a player from passing arbitrary parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Difficulty = Literal["peaceful", "easy", "normal", "hard"]
+
+#: config key -> CloudFormation parameter name of the game-server template.
+PARAMETER_NAMES: dict[str, str] = {
+    "difficulty": "Difficulty",
+    "player_count": "PlayerCount",
+    "seed": "Seed",
+}
+
+SEED_PATTERN = r"^[A-Za-z0-9]{1,32}$"
+ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+_ID_RE = re.compile(ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    """What a tenant of one tier may ask for."""
+
+    max_servers: int
+    max_player_count: int
+
+
+TIERS: dict[str, TierLimits] = {
+    "free": TierLimits(max_servers=3, max_player_count=8),
+    "standard": TierLimits(max_servers=25, max_player_count=32),
+    "premium": TierLimits(max_servers=200, max_player_count=128),
+}
+DEFAULT_TIER = "standard"
+
+
+class ConfigError(ValueError):
+    """A config or identifier that cannot be accepted; the message says what is wrong and how to fix it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class GameServerConfig(BaseModel):
+    """A game server's desired config. Unknown keys are rejected, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    difficulty: Difficulty = "normal"
+    player_count: int = Field(default=4, ge=1, le=max(t.max_player_count for t in TIERS.values()))
+    seed: str = Field(default="default", pattern=SEED_PATTERN)
+
+    def parameters(self) -> dict[str, str]:
+        """The CloudFormation parameters this config renders to (all values as strings)."""
+        values = self.model_dump()
+        return {PARAMETER_NAMES[key]: str(values[key]) for key in PARAMETER_NAMES}
+
+
+def tier_limits(tier: str) -> TierLimits:
+    try:
+        return TIERS[tier]
+    except KeyError:
+        raise ConfigError(
+            f"unknown tier {tier!r}: use one of {', '.join(sorted(TIERS))}", field="tier"
+        ) from None
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "config") -> str:
+    """One line naming each failing field and its rule, for CLIs, logs and API bodies."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in (prefix, *item["loc"]))
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def validate_config(raw: Any, tier: str = DEFAULT_TIER) -> GameServerConfig:
+    """Validate a raw config mapping against the schema and the tier's limits."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config must be an object such as {\"difficulty\": \"easy\"}", field="config")
+    try:
+        config = GameServerConfig.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]["loc"]
+        field = "config." + ".".join(str(p) for p in first) if first else "config"
+        raise ConfigError(describe_validation_error(error), field=field) from None
+    limits = tier_limits(tier)
+    if config.player_count > limits.max_player_count:
+        raise ConfigError(
+            f"config.player_count: {config.player_count} exceeds the {tier} tier's maximum of "
+            f"{limits.max_player_count}",
+            field="config.player_count",
+        )
+    return config
+
+
+def validate_id(value: str, what: str) -> str:
+    """Tenant and game-server ids: lowercase letters, digits and inner hyphens, 1 to 40 characters."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ConfigError(
+            f"{what} {value!r} is invalid: use 1-40 lowercase letters, digits or inner hyphens "
+            "(for example 'alpha-1')",
+            field=what.replace(" ", "_"),
+        )
+    return value
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """Turn CLI `key=value` pairs into a raw config mapping (numbers stay strings; the schema coerces)."""
+    result: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, for example --set difficulty=hard")
+        result[key.strip()] = value.strip()
+    return result

@@ -1,0 +1,131 @@
+"""Plain value objects shared by every layer: tenants, desired records, status and conditions.
+
+These carry no storage concerns, so the pure planner can import them; `models.tables` maps them to
+and from DynamoDB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from models.config import DEFAULT_TIER, GameServerConfig
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    READY = "Ready"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    HELD = "Held"
+    PAUSED = "Paused"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One observation about a server, in the Kubernetes style: a type, true/false, a reason, a message."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+    last_transition_time: str = ""
+
+    def same_as(self, other: Condition) -> bool:
+        return (self.type, self.status, self.reason, self.message) == (
+            other.type,
+            other.status,
+            other.reason,
+            other.message,
+        )
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What the reconciler last saw and did. Written only by the reconciler, never bumps generation."""
+
+    phase: Phase = Phase.PENDING
+    observed_generation: int = 0
+    conditions: tuple[Condition, ...] = ()
+    stack_id: str | None = None
+    stack_status: str | None = None
+    last_error: str | None = None
+    attempts: int = 0
+    last_transition_time: str | None = None
+    next_retry_at: str | None = None
+    drift: str | None = None
+
+    def comparable(self) -> tuple[Any, ...]:
+        """Everything but timestamps: two statuses with equal `comparable()` need no write."""
+        return (
+            self.phase,
+            self.observed_generation,
+            tuple((c.type, c.status, c.reason, c.message) for c in self.conditions),
+            self.stack_id,
+            self.stack_status,
+            self.last_error,
+            self.attempts,
+            self.drift,
+        )
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    account_id: str
+    regions: tuple[str, ...]
+    role_arn: str
+    external_id: str
+    tier: str = DEFAULT_TIER
+    template_version: str = "v1"
+    paused: bool = False
+    quarantined: str | None = None
+    quarantined_at: str | None = None
+
+    @property
+    def primary_region(self) -> str:
+        return self.regions[0]
+
+    @property
+    def active(self) -> bool:
+        return not self.paused
+
+
+@dataclass(frozen=True)
+class DesiredServer:
+    """A game server's desired state, as stored, plus the reconciler's status."""
+
+    tenant_id: str
+    gameserver_id: str
+    username: str
+    config: GameServerConfig
+    generation: int = 1
+    created_at: str = ""
+    updated_at: str = ""
+    deletion_requested: bool = False
+    region: str | None = None
+    status: ServerStatus = field(default_factory=ServerStatus)
+    #: Set when the stored config no longer validates; the planner then fails the record, never its stack.
+    config_error: str | None = None
+
+    def with_status(self, status: ServerStatus) -> DesiredServer:
+        return replace(self, status=status)
+
+
+def now_iso(moment: datetime) -> str:
+    """Timestamps are stored as ISO-8601 UTC strings, the shape of the original records' `created_at`."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def role_arn_for(account_id: str, role: str) -> str:
+    """Accept a role name or a full ARN; a name is placed in the tenant's account."""
+    if role.startswith("arn:"):
+        return role
+    return f"arn:aws:iam::{account_id}:role/{role}"

@@ -1,0 +1,285 @@
+"""The DynamoDB tables, as PynamoDB models, and their mapping to the plain records in `models.records`.
+
+Table names and the region come from the environment (see `configure`); the endpoint comes from
+botocore's own `AWS_ENDPOINT_URL` handling, so the same code runs against AWS and a local moto server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.models import Model
+from pynamodb.settings import OperationSettings  # noqa: F401  (re-exported for callers' type hints)
+
+from models.config import GameServerConfig
+from models.records import Condition, DesiredServer, Phase, ServerStatus, Tenant
+
+DEFAULT_TENANTS_TABLE = "stackherd-tenants"
+DEFAULT_GAMESERVERS_TABLE = "stackherd-gameservers"
+DEFAULT_ACTIVITY_TABLE = "stackherd-activity"
+
+
+class ConfigMap(MapAttribute[str, Any]):
+    difficulty = UnicodeAttribute()
+    player_count = NumberAttribute()
+    seed = UnicodeAttribute()
+
+
+class ConditionMap(MapAttribute[str, Any]):
+    type = UnicodeAttribute()
+    status = BooleanAttribute()
+    reason = UnicodeAttribute()
+    message = UnicodeAttribute()
+    last_transition_time = UnicodeAttribute(null=True)
+
+
+class StatusMap(MapAttribute[str, Any]):
+    phase = UnicodeAttribute(default=Phase.PENDING.value)
+    observed_generation = NumberAttribute(default=0)
+    conditions = ListAttribute(of=ConditionMap, default=list)
+    stack_id = UnicodeAttribute(null=True)
+    stack_status = UnicodeAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    last_transition_time = UnicodeAttribute(null=True)
+    next_retry_at = UnicodeAttribute(null=True)
+    drift = UnicodeAttribute(null=True)
+
+
+class TenantModel(Model):
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    account_id = UnicodeAttribute()
+    regions = ListAttribute(of=UnicodeAttribute)
+    role_arn = UnicodeAttribute()
+    external_id = UnicodeAttribute()
+    tier = UnicodeAttribute(default="standard")
+    template_version = UnicodeAttribute()
+    paused = BooleanAttribute(default=False)
+    quarantined = UnicodeAttribute(null=True)
+    quarantined_at = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+
+
+class GameServerModel(Model):
+    """Desired records. The stream (NEW_AND_OLD_IMAGES) of this table drives the reconciler."""
+
+    class Meta:
+        table_name = DEFAULT_GAMESERVERS_TABLE
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    gameserver_id = UnicodeAttribute(range_key=True)
+    username = UnicodeAttribute()
+    config = ConfigMap()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute(null=True)
+    generation = NumberAttribute(default=1)
+    deletion_requested = BooleanAttribute(default=False)
+    region = UnicodeAttribute(null=True)
+    status = StatusMap(null=True)
+
+
+class ActivityModel(Model):
+    """Append-only log per server: desired changes, actions and outcomes. Items expire by TTL."""
+
+    class Meta:
+        table_name = DEFAULT_ACTIVITY_TABLE
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+    server_key = UnicodeAttribute(hash_key=True)  # "<tenant_id>/<gameserver_id>"
+    at = UnicodeAttribute(range_key=True)  # ISO time + "#" + a unique suffix, so the sort is by time
+    kind = UnicodeAttribute()
+    message = UnicodeAttribute()
+    generation = NumberAttribute(null=True)
+    actor = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+
+ALL_MODELS: tuple[type[Model], ...] = (TenantModel, GameServerModel, ActivityModel)
+
+
+def configure(
+    *,
+    tenants_table: str | None = None,
+    gameservers_table: str | None = None,
+    activity_table: str | None = None,
+    region: str | None = None,
+) -> None:
+    """Point the models at the configured tables (values default to the environment)."""
+    env = os.environ
+    names = {
+        TenantModel: tenants_table or env.get("STACKHERD_TENANTS_TABLE", DEFAULT_TENANTS_TABLE),
+        GameServerModel: gameservers_table
+        or env.get("STACKHERD_GAMESERVERS_TABLE", DEFAULT_GAMESERVERS_TABLE),
+        ActivityModel: activity_table or env.get("STACKHERD_ACTIVITY_TABLE", DEFAULT_ACTIVITY_TABLE),
+    }
+    resolved_region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    for model, name in names.items():
+        model.Meta.table_name = name
+        model.Meta.region = resolved_region
+        # A cached connection keeps the old region/table; drop it so the next call builds a new one.
+        model._connection = None
+
+
+def create_tables() -> list[str]:
+    """Create any missing table (idempotent). Returns the names created."""
+    created = []
+    for model in ALL_MODELS:
+        if model.exists():
+            continue
+        kwargs: dict[str, Any] = {"billing_mode": "PAY_PER_REQUEST", "wait": True}
+        if model is GameServerModel:
+            kwargs["stream_specification"] = {"stream_enabled": True, "stream_view_type": "NEW_AND_OLD_IMAGES"}
+        model.create_table(**kwargs)
+        created.append(model.Meta.table_name)
+    return created
+
+
+# --- mapping between items and records -------------------------------------------------------------
+
+
+def tenant_from_item(item: TenantModel) -> Tenant:
+    return Tenant(
+        tenant_id=item.tenant_id,
+        account_id=item.account_id,
+        regions=tuple(item.regions or ()),
+        role_arn=item.role_arn,
+        external_id=item.external_id,
+        tier=item.tier,
+        template_version=item.template_version,
+        paused=bool(item.paused),
+        quarantined=item.quarantined,
+        quarantined_at=item.quarantined_at,
+    )
+
+
+def tenant_to_item(tenant: Tenant, created_at: str | None = None) -> TenantModel:
+    return TenantModel(
+        tenant.tenant_id,
+        account_id=tenant.account_id,
+        regions=list(tenant.regions),
+        role_arn=tenant.role_arn,
+        external_id=tenant.external_id,
+        tier=tenant.tier,
+        template_version=tenant.template_version,
+        paused=tenant.paused,
+        quarantined=tenant.quarantined,
+        quarantined_at=tenant.quarantined_at,
+        created_at=created_at,
+    )
+
+
+def status_from_map(raw: StatusMap | None) -> ServerStatus:
+    if raw is None:
+        return ServerStatus()
+    return ServerStatus(
+        phase=Phase(raw.phase or Phase.PENDING.value),
+        observed_generation=int(raw.observed_generation or 0),
+        conditions=tuple(
+            Condition(
+                type=c.type,
+                status=bool(c.status),
+                reason=c.reason,
+                message=c.message,
+                last_transition_time=c.last_transition_time or "",
+            )
+            for c in (raw.conditions or [])
+        ),
+        stack_id=raw.stack_id,
+        stack_status=raw.stack_status,
+        last_error=raw.last_error,
+        attempts=int(raw.attempts or 0),
+        last_transition_time=raw.last_transition_time,
+        next_retry_at=raw.next_retry_at,
+        drift=raw.drift,
+    )
+
+
+def status_to_map(status: ServerStatus) -> StatusMap:
+    return StatusMap(
+        phase=status.phase.value,
+        observed_generation=status.observed_generation,
+        conditions=[
+            ConditionMap(
+                type=c.type,
+                status=c.status,
+                reason=c.reason,
+                message=c.message,
+                last_transition_time=c.last_transition_time or None,
+            )
+            for c in status.conditions
+        ],
+        stack_id=status.stack_id,
+        stack_status=status.stack_status,
+        last_error=status.last_error,
+        attempts=status.attempts,
+        last_transition_time=status.last_transition_time,
+        next_retry_at=status.next_retry_at,
+        drift=status.drift,
+    )
+
+
+def config_to_map(config: GameServerConfig) -> ConfigMap:
+    return ConfigMap(difficulty=config.difficulty, player_count=config.player_count, seed=config.seed)
+
+
+def config_from_map(raw: ConfigMap | dict[str, Any] | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, MapAttribute):
+        data = raw.as_dict()
+    else:
+        data = dict(raw)
+    if isinstance(data.get("player_count"), float) and float(data["player_count"]).is_integer():
+        data["player_count"] = int(data["player_count"])
+    return data
+
+
+def server_from_item(item: GameServerModel) -> DesiredServer:
+    """Map an item to a record. Raises `ConfigError` when the stored config is no longer valid."""
+    config = GameServerConfig.model_validate(config_from_map(item.config))
+    return DesiredServer(
+        tenant_id=item.tenant_id,
+        gameserver_id=item.gameserver_id,
+        username=item.username,
+        config=config,
+        generation=int(item.generation or 1),
+        created_at=item.created_at,
+        updated_at=item.updated_at or item.created_at,
+        deletion_requested=bool(item.deletion_requested),
+        region=item.region,
+        status=status_from_map(item.status),
+    )
+
+
+def server_to_item(server: DesiredServer) -> GameServerModel:
+    return GameServerModel(
+        server.tenant_id,
+        server.gameserver_id,
+        username=server.username,
+        config=config_to_map(server.config),
+        created_at=server.created_at,
+        updated_at=server.updated_at or server.created_at,
+        generation=server.generation,
+        deletion_requested=server.deletion_requested,
+        region=server.region,
+        status=status_to_map(server.status),
+    )
+
+
+def iter_items(models: Iterable[Model]) -> list[Model]:
+    return list(models)

@@ -1,0 +1,163 @@
+"""The boto3 adapters: `AwsConnector` (STS AssumeRole through the credentials cache) and `AwsGateway`
+(CloudFormation in one tenant account and region).
+
+One client per (account, region), reused while its credentials last; botocore's `standard` retry mode
+and paginators do the retrying and paging. Every SDK error leaves here classified (see `errors.classify`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from models.records import Tenant
+from reconciler.credentials import Credentials, CredentialsCache
+from reconciler.errors import ReconcileError, StackNotFoundError, TransientError, classify
+from reconciler.naming import session_name
+from reconciler.stacks import ObservedStack, StackSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudformation.type_defs import StackTypeDef
+
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Re-raise SDK errors as classified `ReconcileError`s."""
+    try:
+        yield
+    except ClientError as error:
+        info = error.response.get("Error", {})
+        raise classify(str(info.get("Code", "Unknown")), str(info.get("Message", ""))) from error
+    except BotoCoreError as error:  # connection failures, timeouts: the network
+        raise TransientError(f"{what}: {error}") from error
+
+
+def observed_from(raw: StackTypeDef, region: str) -> ObservedStack:
+    return ObservedStack(
+        name=raw["StackName"],
+        stack_id=raw.get("StackId", ""),
+        status=raw["StackStatus"],
+        region=region,
+        parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in raw.get("Parameters", [])},
+        tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+        status_reason=raw.get("StackStatusReason", ""),
+    )
+
+
+class AwsGateway:
+    def __init__(self, client: CloudFormationClient, account_id: str, region: str) -> None:
+        self.client = client
+        self.account_id = account_id
+        self.region = region
+
+    def list_stacks(self) -> list[ObservedStack]:
+        stacks: list[ObservedStack] = []
+        with translated("DescribeStacks"):
+            for page in self.client.get_paginator("describe_stacks").paginate():
+                stacks.extend(
+                    observed_from(s, self.region) for s in page["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"
+                )
+        return stacks
+
+    def describe(self, name: str) -> ObservedStack | None:
+        try:
+            with translated("DescribeStacks"):
+                found = self.client.describe_stacks(StackName=name)["Stacks"]
+        except StackNotFoundError:
+            return None
+        live = [s for s in found if s["StackStatus"] != "DELETE_COMPLETE"]
+        return observed_from(live[0], self.region) if live else None
+
+    def _arguments(self, spec: StackSpec, token: str) -> dict[str, Any]:
+        return {
+            "StackName": spec.name,
+            "TemplateURL": spec.template_url,
+            "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(spec.parameters.items())],
+            "Tags": [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())],
+            "ClientRequestToken": token,
+        }
+
+    def create(self, spec: StackSpec, token: str) -> str:
+        with translated("CreateStack"):
+            return self.client.create_stack(**self._arguments(spec, token))["StackId"]
+
+    def update(self, spec: StackSpec, token: str) -> str:
+        with translated("UpdateStack"):
+            return self.client.update_stack(**self._arguments(spec, token))["StackId"]
+
+    def delete(self, name: str, token: str) -> None:
+        with translated("DeleteStack"):
+            self.client.delete_stack(StackName=name, ClientRequestToken=token)
+
+    def continue_update_rollback(self, name: str, token: str) -> None:
+        with translated("ContinueUpdateRollback"):
+            self.client.continue_update_rollback(StackName=name, ClientRequestToken=token)
+
+
+class AwsConnector:
+    """Assumes each tenant's role (always with its ExternalId) through a shared credentials cache."""
+
+    def __init__(
+        self,
+        session: boto3.Session | None = None,
+        *,
+        cache: CredentialsCache | None = None,
+        duration_seconds: int = 3600,
+    ) -> None:
+        self._session = session or boto3.Session()
+        self._duration = duration_seconds
+        self._lock = threading.Lock()
+        self._sts: Any = None
+        self.cache = cache or CredentialsCache(self._assume)
+        self._clients: dict[tuple[str, str], tuple[str, CloudFormationClient]] = {}
+
+    def _client(self, service: str, **kwargs: Any) -> Any:
+        with self._lock:  # boto3 sessions are not thread-safe; the clients they make are
+            return self._session.client(service, config=CLIENT_CONFIG, **kwargs)  # type: ignore[call-overload]
+
+    def _assume(self, role_arn: str, external_id: str, name: str) -> Credentials:
+        if self._sts is None:
+            self._sts = self._client("sts")
+        with translated("AssumeRole"):
+            response = self._sts.assume_role(
+                RoleArn=role_arn, RoleSessionName=name, ExternalId=external_id, DurationSeconds=self._duration
+            )
+        raw = response["Credentials"]
+        return Credentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw["SessionToken"], raw["Expiration"])
+
+    def gateway(self, tenant: Tenant, region: str) -> AwsGateway:
+        credentials = self.cache.get(tenant.role_arn, tenant.external_id, session_name(tenant.tenant_id))
+        key = (tenant.account_id, region)
+        cached = self._clients.get(key)
+        if cached is None or cached[0] != credentials.access_key_id:
+            client = self._client(
+                "cloudformation",
+                region_name=region,
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                aws_session_token=credentials.session_token,
+            )
+            cached = (credentials.access_key_id, client)
+            self._clients[key] = cached
+        return AwsGateway(cached[1], tenant.account_id, region)
+
+    def invalidate(self, tenant: Tenant) -> None:
+        self.cache.invalidate(tenant.role_arn, tenant.external_id)
+        self._clients.pop((tenant.account_id, tenant.primary_region), None)
+
+
+def s3_client(session: boto3.Session | None = None) -> Any:
+    return (session or boto3.Session()).client("s3", config=CLIENT_CONFIG)
+
+
+__all__ = ["AwsConnector", "AwsGateway", "ReconcileError", "s3_client"]
+

@@ -1,0 +1,267 @@
+"""`DesiredStore` on DynamoDB through the PynamoDB models: consistent reads, status-only writes,
+conditional (optimistic) desired-state writes, and the activity log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, UpdateError
+
+from models.config import GameServerConfig, describe_validation_error
+from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
+from models.tables import (
+    ActivityModel,
+    GameServerModel,
+    TenantModel,
+    config_from_map,
+    config_to_map,
+    server_from_item,
+    status_from_map,
+    status_to_map,
+    tenant_from_item,
+    tenant_to_item,
+)
+from reconciler.errors import StoreError
+from reconciler.ports import DesiredRead
+from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
+
+ACTIVITY_TTL = timedelta(days=30)
+
+
+def _conditional_failed(error: PynamoDBException) -> bool:
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def record_from_item(item: GameServerModel) -> DesiredServer:
+    """Like `server_from_item`, but a stored config that no longer validates yields a record that the
+    planner fails (with the reason) instead of one that silently disappears and orphans its stack."""
+    try:
+        return server_from_item(item)
+    except ValidationError as error:
+        return DesiredServer(
+            tenant_id=item.tenant_id,
+            gameserver_id=item.gameserver_id,
+            username=item.username,
+            config=GameServerConfig(),
+            generation=int(item.generation or 1),
+            created_at=item.created_at,
+            deletion_requested=bool(item.deletion_requested),
+            region=item.region,
+            status=status_from_map(item.status),
+            config_error="stored " + describe_validation_error(error),
+        )
+
+
+class DynamoStore:
+    def __init__(self, activity_ttl: timedelta = ACTIVITY_TTL) -> None:
+        self.activity_ttl = activity_ttl
+
+    # --- tenants ---------------------------------------------------------------------------------
+
+    def list_tenants(self) -> list[Tenant]:
+        try:
+            return sorted((tenant_from_item(i) for i in TenantModel.scan()), key=lambda t: t.tenant_id)
+        except PynamoDBException as error:
+            raise StoreError(f"could not list tenants: {error}") from error
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        try:
+            return tenant_from_item(TenantModel.get(tenant_id, consistent_read=True))
+        except TenantModel.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise StoreError(f"could not read tenant {tenant_id}: {error}") from error
+
+    def put_tenant(self, tenant: Tenant, at: datetime) -> None:
+        tenant_to_item(tenant, created_at=now_iso(at)).save()
+
+    def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None:
+        item = TenantModel(tenant_id)
+        try:
+            item.update(
+                actions=[
+                    TenantModel.quarantined.set(reason) if reason else TenantModel.quarantined.remove(),
+                    TenantModel.quarantined_at.set(now_iso(at)) if reason else TenantModel.quarantined_at.remove(),
+                ],
+                condition=TenantModel.tenant_id.exists(),
+            )
+        except UpdateError as error:
+            if not _conditional_failed(error):
+                raise StoreError(f"could not update tenant {tenant_id}: {error}") from error
+
+    # --- desired records -------------------------------------------------------------------------
+
+    def read_servers(self, tenant_id: str) -> DesiredRead:
+        """All of a tenant's records, strongly consistent, following every page."""
+        try:
+            items = list(GameServerModel.query(tenant_id, consistent_read=True))
+        except PynamoDBException as error:
+            raise StoreError(f"could not read the desired records of {tenant_id}: {error}") from error
+        return DesiredRead(tuple(record_from_item(i) for i in items), complete=True)
+
+    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None:
+        try:
+            return record_from_item(GameServerModel.get(tenant_id, gameserver_id, consistent_read=True))
+        except GameServerModel.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise StoreError(f"could not read {tenant_id}/{gameserver_id}: {error}") from error
+
+    def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
+        """Update only the `status` attribute: desired fields and `generation` are never touched."""
+        item = GameServerModel(server.tenant_id, server.gameserver_id)
+        try:
+            item.update(
+                actions=[GameServerModel.status.set(status_to_map(status))],
+                condition=GameServerModel.tenant_id.exists(),
+            )
+        except UpdateError as error:
+            if _conditional_failed(error):
+                return False
+            raise StoreError(f"could not write status of {server.gameserver_id}: {error}") from error
+        return True
+
+    def finalize(self, server: DesiredServer) -> bool:
+        item = GameServerModel(server.tenant_id, server.gameserver_id)
+        try:
+            item.delete(
+                condition=(GameServerModel.generation == server.generation)
+                & (GameServerModel.deletion_requested == True)  # noqa: E712 (a PynamoDB condition)
+            )
+        except DeleteError as error:
+            if _conditional_failed(error):
+                return False
+            raise StoreError(f"could not remove {server.gameserver_id}: {error}") from error
+        return True
+
+    def append_activity(
+        self, tenant_id: str, gameserver_id: str, kind: str, message: str, generation: int | None, at: datetime,
+        actor: str | None = None,
+    ) -> None:
+        ActivityModel(
+            f"{tenant_id}/{gameserver_id}",
+            f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{uuid.uuid4().hex[:8]}",
+            kind=kind,
+            message=message[:1000],
+            generation=generation,
+            actor=actor,
+            expires_at=at + self.activity_ttl,
+        ).save()
+
+    def history(
+        self, tenant_id: str, gameserver_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[ActivityModel], str | None]:
+        """Newest first; `cursor` is the sort key to continue after."""
+        kwargs: dict[str, object] = {"scan_index_forward": False, "limit": limit}
+        if cursor:
+            kwargs["last_evaluated_key"] = {
+                "server_key": {"S": f"{tenant_id}/{gameserver_id}"},
+                "at": {"S": cursor},
+            }
+        result = ActivityModel.query(f"{tenant_id}/{gameserver_id}", **kwargs)  # type: ignore[arg-type]
+        items = list(result)
+        last = result.last_evaluated_key
+        return items, (last["at"]["S"] if last else None)
+
+    def list_servers(self, tenant_id: str) -> list[DesiredServer]:
+        return list(self.read_servers(tenant_id).servers)
+
+    # --- writers ---------------------------------------------------------------------------------
+
+    def put_server(
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        username: str,
+        config: GameServerConfig,
+        at: datetime,
+        *,
+        region: str | None = None,
+        expected_generation: int | None = None,
+    ) -> WriteResult:
+        """Create or replace the desired config. Bumps `generation` only when something desired changes."""
+        current = self.get_server(tenant_id, gameserver_id)
+        if expected_generation is not None and (current is None or current.generation != expected_generation):
+            raise PreconditionFailedError(tenant_id, gameserver_id, current.generation if current else None)
+        stamp = now_iso(at)
+        if current is None:
+            item = GameServerModel(
+                tenant_id,
+                gameserver_id,
+                username=username,
+                config=config_to_map(config),
+                created_at=stamp,
+                updated_at=stamp,
+                generation=1,
+                deletion_requested=False,
+                region=region,
+                status=status_to_map(ServerStatus()),
+            )
+            try:
+                item.save(condition=GameServerModel.tenant_id.does_not_exist())
+            except PutError as error:
+                if _conditional_failed(error):
+                    raise ConflictError(
+                        f"game server {gameserver_id!r} was created concurrently; read it and retry"
+                    ) from error
+                raise StoreError(f"could not write {gameserver_id}: {error}") from error
+            return WriteResult(record_from_item(item), created=True, changed=True)
+        if current.username != username:
+            raise ConflictError(f"game server {gameserver_id!r} belongs to another player")
+        if (
+            current.config == config
+            and current.region == region
+            and not current.deletion_requested
+            and current.config_error is None
+        ):
+            return WriteResult(current, created=False, changed=False)
+        item = GameServerModel(tenant_id, gameserver_id)
+        try:
+            item.update(
+                actions=[
+                    GameServerModel.config.set(config_to_map(config)),
+                    GameServerModel.region.set(region) if region else GameServerModel.region.remove(),
+                    GameServerModel.generation.add(1),
+                    GameServerModel.updated_at.set(stamp),
+                    GameServerModel.deletion_requested.set(False),
+                ],
+                condition=GameServerModel.generation == current.generation,
+            )
+        except UpdateError as error:
+            if _conditional_failed(error):
+                raise PreconditionFailedError(tenant_id, gameserver_id, None) from error
+            raise StoreError(f"could not write {gameserver_id}: {error}") from error
+        return WriteResult(record_from_item(item), created=False, changed=True)
+
+    def request_deletion(
+        self, tenant_id: str, gameserver_id: str, at: datetime, *, expected_generation: int | None = None
+    ) -> WriteResult:
+        current = self.get_server(tenant_id, gameserver_id)
+        if current is None:
+            raise NotFoundError(tenant_id, gameserver_id)
+        if expected_generation is not None and current.generation != expected_generation:
+            raise PreconditionFailedError(tenant_id, gameserver_id, current.generation)
+        if current.deletion_requested:
+            return WriteResult(current, created=False, changed=False)
+        item = GameServerModel(tenant_id, gameserver_id)
+        deleting = ServerStatus(**{**current.status.__dict__, "phase": Phase.DELETING})
+        try:
+            item.update(
+                actions=[
+                    GameServerModel.deletion_requested.set(True),
+                    GameServerModel.generation.add(1),
+                    GameServerModel.updated_at.set(now_iso(at)),
+                    GameServerModel.status.set(status_to_map(deleting)),
+                ],
+                condition=GameServerModel.generation == current.generation,
+            )
+        except UpdateError as error:
+            if _conditional_failed(error):
+                raise PreconditionFailedError(tenant_id, gameserver_id, None) from error
+            raise StoreError(f"could not request deletion of {gameserver_id}: {error}") from error
+        return WriteResult(record_from_item(item), created=False, changed=True)
+
+
+__all__ = ["DynamoStore", "config_from_map", "record_from_item"]

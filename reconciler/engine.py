@@ -1,0 +1,367 @@
+"""The engine: observe, plan, apply, record. The one entry point of every trigger.
+
+`reconcile_tenant(tenant_id, scope=...)` re-reads the desired records (consistent reads) and re-lists
+the tenant's stacks (one paged walk per region) every time; it never trusts an event's payload. It
+never waits for CloudFormation: in-progress stacks come back as `wait` with a requeue-after.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TypeVar
+
+from models.records import DesiredServer, Tenant
+from reconciler import naming
+from reconciler.credentials import utcnow
+from reconciler.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    CredentialsExpiredError,
+    NoUpdatesError,
+    PermanentError,
+    ReconcileError,
+    TemplateNotFoundError,
+    TransientError,
+)
+from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
+from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
+from reconciler.rendering import server_region
+from reconciler.stacks import ObservedStack
+from reconciler.status import needs_write, next_status
+
+log = logging.getLogger("stackherd.engine")
+T = TypeVar("T")
+
+
+class UnknownTenantError(PermanentError):
+    code = "UnknownTenant"
+
+
+class TenantUnavailableError(ReconcileError):
+    """The tenant's account could not be reached (access denied, suspended): it is quarantined."""
+
+    code = "TenantUnavailable"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    installation: str = "stackherd"
+    max_deletions: int = 10
+    delete_retry_limit: int = 3
+    requeue_after_s: int = 30
+
+    def plan_settings(self, confirm_deletions: bool = False) -> PlanSettings:
+        return PlanSettings(
+            installation=self.installation,
+            max_deletions=self.max_deletions,
+            delete_retry_limit=self.delete_retry_limit,
+            requeue_after_s=self.requeue_after_s,
+            confirm_deletions=confirm_deletions,
+        )
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: Action
+    outcome: str  # planned | done | skipped | failed
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        data = self.action.to_dict()
+        data["outcome"] = self.outcome
+        if self.detail:
+            data["detail"] = self.detail
+        return data
+
+
+@dataclass
+class TenantResult:
+    tenant_id: str
+    dry_run: bool = False
+    results: list[ActionResult] = field(default_factory=list)
+    error: str | None = None
+    error_code: str | None = None
+    retryable: bool = False
+    requeue: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(r.outcome != "failed" for r in self.results)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.error is None and all(
+            r.action.kind in (ActionKind.NOOP, ActionKind.REPORT) for r in self.results
+        )
+
+    def kinds(self) -> Counter[str]:
+        return Counter(r.action.kind.value for r in self.results if r.outcome in ("done", "planned"))
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "tenant_id": self.tenant_id,
+            "dry_run": self.dry_run,
+            "in_sync": self.in_sync,
+            "actions": [r.to_dict() for r in self.results],
+        }
+        if self.error:
+            data["error"] = self.error
+            data["error_code"] = self.error_code
+            data["retryable"] = self.retryable
+        return data
+
+
+@dataclass
+class SweepResult:
+    tenants: int = 0
+    skipped: list[str] = field(default_factory=list)
+    results: list[TenantResult] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        actions: Counter[str] = Counter()
+        for result in self.results:
+            actions.update(result.kinds())
+        failures = {r.tenant_id: r.error for r in self.results if r.error}
+        failed_actions = sum(1 for r in self.results for a in r.results if a.outcome == "failed")
+        return {
+            "tenants": self.tenants,
+            "reconciled": len(self.results),
+            "skipped": sorted(self.skipped),
+            "actions": dict(sorted(actions.items())),
+            "failed_actions": failed_actions,
+            "failures": failures,
+        }
+
+
+class Engine:
+    def __init__(
+        self,
+        store: DesiredStore,
+        connector: AccountConnector,
+        templates: TemplateCatalog,
+        *,
+        settings: EngineSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.connector = connector
+        self.templates = templates
+        self.settings = settings or EngineSettings()
+        self.clock = clock
+
+    # --- entry points ----------------------------------------------------------------------------
+
+    def reconcile_tenant(
+        self,
+        tenant_id: str,
+        *,
+        scope: Iterable[str] | None = None,
+        dry_run: bool = False,
+        confirm_deletions: bool = False,
+    ) -> TenantResult:
+        """Converge one tenant (or only the servers in `scope`). Errors are returned, never raised."""
+        result = TenantResult(tenant_id, dry_run=dry_run)
+        try:
+            tenant = self.store.get_tenant(tenant_id)
+            if tenant is None:
+                raise UnknownTenantError(
+                    f"tenant {tenant_id!r} is not registered; add it with `stackherd tenants add`"
+                )
+            self._reconcile(tenant, result, frozenset(scope) if scope is not None else None, dry_run, confirm_deletions)
+        except ReconcileError as error:
+            result.error, result.error_code, result.retryable = str(error), error.code, error.retryable
+            log.warning("reconcile of tenant %s failed: %s", tenant_id, error, extra={"tenant_id": tenant_id})
+        except Exception as error:  # a defect must not stop a sweep: isolate it in this tenant's result
+            log.exception("reconcile of tenant %s crashed", tenant_id, extra={"tenant_id": tenant_id})
+            result.error, result.error_code, result.retryable = f"internal error: {error!r}", "InternalError", True
+        return result
+
+    def sweep(self, *, concurrency: int = 8, progress: Callable[[TenantResult], None] | None = None) -> SweepResult:
+        """Reconcile every tenant that is not quarantined, `concurrency` tenants at a time.
+
+        A tenant's failure is isolated in its own result; it never stops the others.
+        """
+        tenants = self.store.list_tenants()
+        sweep = SweepResult(tenants=len(tenants))
+        active = [t for t in tenants if not t.quarantined]
+        sweep.skipped = [t.tenant_id for t in tenants if t.quarantined]
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sweep") as pool:
+            for result in pool.map(lambda t: self.reconcile_tenant(t.tenant_id), active):
+                sweep.results.append(result)
+                if progress is not None:
+                    progress(result)
+        return sweep
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def _reconcile(
+        self,
+        tenant: Tenant,
+        result: TenantResult,
+        scope: frozenset[str] | None,
+        dry_run: bool,
+        confirm: bool,
+    ) -> None:
+        read = self.store.read_servers(tenant.tenant_id)
+        url: str | None
+        template_error: str | None = None
+        try:
+            url = self.templates.url_for(tenant.template_version)
+        except TemplateNotFoundError as error:
+            url, template_error = None, str(error)
+
+        regions = sorted({*tenant.regions, *(server_region(tenant, s) for s in read.servers)})
+        gateways: dict[str, StackGateway] = {}
+        observed: list[ObservedStack] = []
+        for region in regions:
+            stacks = self._call(tenant, gateways, region, lambda gw: gw.list_stacks(), dry_run)
+            observed.extend(stacks)
+        if tenant.quarantined and not dry_run:
+            self.store.set_quarantine(tenant.tenant_id, None, self.clock())
+
+        the_plan: Plan = plan(
+            tenant,
+            read.servers,
+            observed,
+            settings=self.settings.plan_settings(confirm),
+            template_url=url,
+            template_error=template_error,
+            desired_complete=read.complete,
+            scope=scope,
+        )
+        if dry_run:
+            result.results = [ActionResult(a, "planned") for a in the_plan.actions]
+            return
+        servers = {s.gameserver_id: s for s in read.servers}
+        for action in the_plan.actions:
+            outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id))
+            result.results.append(outcome)
+            if action.requeue_after_s and outcome.outcome == "done":
+                result.requeue.append((action.gameserver_id, action.requeue_after_s))
+
+    def _call(
+        self, tenant: Tenant, gateways: dict[str, StackGateway], region: str, fn: Callable[[StackGateway], T],
+        dry_run: bool = False,
+    ) -> T:
+        """Run one gateway call; expired credentials are refreshed once, access denied quarantines."""
+        for attempt in (1, 2):
+            gateway = gateways.get(region)
+            try:
+                if gateway is None:
+                    gateway = gateways[region] = self.connector.gateway(tenant, region)
+                return fn(gateway)
+            except CredentialsExpiredError:
+                self.connector.invalidate(tenant)
+                gateways.pop(region, None)
+                if attempt == 2:
+                    raise
+            except AccessDeniedError as error:
+                self.connector.invalidate(tenant)
+                reason = f"access to account {tenant.account_id} denied: {error}"
+                if not dry_run:
+                    self.store.set_quarantine(tenant.tenant_id, reason, self.clock())
+                raise TenantUnavailableError(reason, code="AccessDenied") from error
+        raise AssertionError("unreachable")
+
+    def _apply(
+        self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action, server: DesiredServer | None
+    ) -> ActionResult:
+        kind = action.kind
+        now = self.clock()
+        if action.mutating or kind is ActionKind.FINALIZE:
+            # Re-check with a consistent read right before the call: a newer write wins, and an orphan
+            # that has just got a record is no orphan.
+            fresh = self.store.get_server(tenant.tenant_id, action.gameserver_id)
+            if action.orphan and fresh is not None:
+                return ActionResult(action, "skipped", "a record appeared since planning; the next pass re-plans")
+            if not action.orphan and (fresh is None or fresh.generation != action.generation):
+                return ActionResult(action, "skipped", "the record changed since planning; the next pass re-plans")
+
+        if kind is ActionKind.FINALIZE:
+            assert server is not None
+            if self.store.finalize(server):
+                self._log(server.tenant_id, action.gameserver_id, "finalized", "stack gone; record removed", action)
+                return ActionResult(action, "done")
+            return ActionResult(action, "skipped", "the record changed since planning")
+
+        stack_id: str | None = None
+        error: ReconcileError | None = None
+        effective = action
+        if action.mutating:
+            try:
+                stack_id = self._mutate(tenant, gateways, action)
+            except NoUpdatesError:
+                effective = replace(action, kind=ActionKind.NOOP, diff=None, reason="no updates to perform")
+            except AlreadyExistsError:
+                effective = replace(
+                    action, kind=ActionKind.WAIT, reason="stack is being created by another pass",
+                    stack_status="CREATE_IN_PROGRESS", requeue_after_s=self.settings.requeue_after_s,
+                )
+            except TenantUnavailableError:
+                raise
+            except ReconcileError as failure:
+                error = failure if isinstance(failure, (TransientError, PermanentError)) else PermanentError(
+                    str(failure), code=failure.code
+                )
+
+        if server is not None and not action.orphan:
+            status = next_status(server.status, effective, now, error=error, stack_id=stack_id)
+            if needs_write(server.status, status):
+                self.store.write_status(server, status)
+                if error is not None or effective.kind not in (ActionKind.NOOP, ActionKind.WAIT):
+                    message = f"{effective.kind.value}: {error or effective.reason}"
+                    if effective.diff:
+                        message += f" ({effective.diff})"
+                    self._log(tenant.tenant_id, action.gameserver_id, "status" if error else effective.kind.value,
+                              message, effective)
+                elif effective.kind is ActionKind.NOOP:
+                    self._log(tenant.tenant_id, action.gameserver_id, "ready", "stack matches the desired config",
+                              effective)
+        elif action.orphan and action.mutating:
+            text = f"orphan delete: {error}" if error else f"orphan stack {action.stack_name} deleted"
+            self._log(tenant.tenant_id, action.gameserver_id or action.stack_name, "orphan", text, effective)
+
+        if error is not None:
+            return ActionResult(effective, "failed", str(error))
+        if effective is not action:
+            return ActionResult(effective, "done", effective.reason)
+        return ActionResult(action, "done")
+
+    def _mutate(self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action) -> str | None:
+        name, gen = action.stack_name, action.generation if action.generation is not None else "orphan"
+        if action.kind is ActionKind.CREATE:
+            assert action.spec is not None
+            spec = action.spec
+            token = naming.request_token("create", name, gen)
+            return self._call(tenant, gateways, action.region, lambda gw: gw.create(spec, token))
+        if action.kind is ActionKind.UPDATE:
+            assert action.spec is not None
+            spec = action.spec
+            # The token names the move from what was observed to what is wanted, so a later repair of the
+            # same drift is a new request, while a retry of this one is recognised as such.
+            token = naming.request_token("update", name, gen, extra=f"{action.stack_status}|{action.diff}")
+            return self._call(tenant, gateways, action.region, lambda gw: gw.update(spec, token))
+        if action.kind in (ActionKind.DELETE, ActionKind.RECREATE):
+            target = action.stack_id or name
+            token = naming.request_token(
+                "delete", name, gen, extra=f"{target}|{action.stack_status}|{action.attempt}"
+            )
+            self._call(tenant, gateways, action.region, lambda gw: gw.delete(target, token))
+            return None
+        if action.kind is ActionKind.CONTINUE_ROLLBACK:
+            target = action.stack_id or name
+            token = naming.request_token("rollback", name, gen, extra=target)
+            self._call(tenant, gateways, action.region, lambda gw: gw.continue_update_rollback(target, token))
+            return None
+        raise AssertionError(f"not a mutating action: {action.kind}")
+
+    def _log(self, tenant_id: str, gameserver_id: str, kind: str, message: str, action: Action) -> None:
+        try:
+            self.store.append_activity(tenant_id, gameserver_id, kind, message, action.generation, self.clock())
+        except Exception:  # the activity log is best effort; it never fails a reconcile
+            log.exception("could not append to the activity log", extra={"tenant_id": tenant_id})

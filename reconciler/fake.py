@@ -1,0 +1,499 @@
+"""An in-memory cloud that models CloudFormation and STS honestly enough to test a reconciler against.
+
+What it models, because moto does not: operations that take time (`*_IN_PROGRESS` until an injected
+clock passes their duration), "No updates are to be performed", failed creates that end in
+ROLLBACK_COMPLETE, failed updates that end in UPDATE_ROLLBACK_FAILED, DELETE_FAILED, stacks stuck in
+progress, already-exists, idempotent request tokens, per-account throttling (a token bucket), access
+denied, expired credentials and per-call latency. Every call is recorded.
+
+It lives in the importable code because the demo and the benchmark drive it as well as the tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from models.records import Tenant
+from reconciler.credentials import Credentials, CredentialsCache
+from reconciler.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    CredentialsExpiredError,
+    NoUpdatesError,
+    ReconcileError,
+    StackNotFoundError,
+    ThrottledError,
+    TransientError,
+)
+from reconciler.stacks import ObservedStack, StackSpec
+
+PAGE_SIZE = 50
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to. Thread-safe."""
+
+    def __init__(self, start: datetime = EPOCH) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            return self._now
+
+
+@dataclass(frozen=True)
+class Call:
+    operation: str
+    account_id: str
+    region: str
+    target: str = ""
+
+
+@dataclass
+class _Stack:
+    name: str
+    stack_id: str
+    region: str
+    status: str
+    parameters: dict[str, str]
+    tags: dict[str, str]
+    template_url: str
+    status_reason: str = ""
+    # The operation in flight: the status it ends in and when.
+    settles_to: str | None = None
+    settles_at: datetime | None = None
+    tokens: set[str] = field(default_factory=set)
+
+    def observed(self) -> ObservedStack:
+        return ObservedStack(
+            name=self.name,
+            stack_id=self.stack_id,
+            status=self.status,
+            region=self.region,
+            parameters=dict(self.parameters),
+            tags=dict(self.tags),
+            status_reason=self.status_reason,
+        )
+
+
+@dataclass
+class _Account:
+    account_id: str
+    external_id: str | None
+    denied: str | None = None  # a reason, when AssumeRole and every call are refused
+    stacks: dict[tuple[str, str], _Stack] = field(default_factory=dict)  # (region, name) -> stack
+    credential_epoch: int = 0  # bumped to revoke every credential issued before
+    bucket_tokens: float = 0.0
+    bucket_at: float = 0.0
+
+
+@dataclass
+class _Fault:
+    operation: str
+    error: Callable[[], ReconcileError]
+    remaining: int
+
+
+class FakeCloud:
+    """Accounts -> regions -> stacks, plus STS."""
+
+    def __init__(
+        self,
+        clock: FakeClock | None = None,
+        *,
+        latency_s: float = 0.0,
+        rate_per_account: float | None = None,
+        burst: float | None = None,
+        operation_seconds: float = 30.0,
+        credential_lifetime: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.clock = clock or FakeClock()
+        self.latency_s = latency_s
+        self.rate_per_account = rate_per_account
+        self.burst = burst if burst is not None else (rate_per_account or 0.0)
+        self.operation_seconds = operation_seconds
+        self.credential_lifetime = credential_lifetime
+        self.calls: list[Call] = []
+        self._accounts: dict[str, _Account] = {}
+        self._faults: dict[str, list[_Fault]] = {}
+        self._outcomes: dict[tuple[str, str, str], str] = {}  # (account, name, op) -> final status
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+
+    # --- setting up the world -------------------------------------------------------------------
+
+    def add_account(self, account_id: str, *, external_id: str | None = None) -> None:
+        with self._lock:
+            self._accounts.setdefault(account_id, _Account(account_id, external_id))
+
+    def deny(self, account_id: str, reason: str = "AccessDenied: role trust policy refuses stackherd") -> None:
+        self._account(account_id).denied = reason
+
+    def allow(self, account_id: str) -> None:
+        self._account(account_id).denied = None
+
+    def expire_credentials(self, account_id: str) -> None:
+        """Revoke every credential issued for the account so far (they fail with ExpiredToken)."""
+        self._account(account_id).credential_epoch += 1
+
+    def fail_next(
+        self, account_id: str, operation: str, error: Callable[[], ReconcileError], times: int = 1
+    ) -> None:
+        """The next `times` calls of `operation` ("create", "update", ..., "*") in the account raise."""
+        with self._lock:
+            self._faults.setdefault(account_id, []).append(_Fault(operation, error, times))
+
+    def throttle_next(self, account_id: str, times: int = 1) -> None:
+        self.fail_next(account_id, "*", lambda: ThrottledError("Throttling: Rate exceeded"), times)
+
+    def set_outcome(self, account_id: str, stack_name: str, operation: str, final_status: str) -> None:
+        """The next `operation` on the stack ends in `final_status` (e.g. create -> ROLLBACK_COMPLETE,
+        update -> UPDATE_ROLLBACK_FAILED, delete -> DELETE_FAILED, any -> *_IN_PROGRESS to stay stuck)."""
+        with self._lock:
+            self._outcomes[(account_id, stack_name, operation)] = final_status
+
+    def put_stack(
+        self,
+        account_id: str,
+        region: str,
+        name: str,
+        *,
+        parameters: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        status: str = "CREATE_COMPLETE",
+    ) -> str:
+        """Place a stack directly, as if made by hand (e.g. one without our tags)."""
+        with self._lock:
+            account = self._account(account_id)
+            stack = _Stack(
+                name=name,
+                stack_id=self._new_id(account_id, region, name),
+                region=region,
+                status=status,
+                parameters=dict(parameters or {}),
+                tags=dict(tags or {}),
+                template_url="https://example.invalid/hand-made.yaml",
+            )
+            account.stacks[(region, name)] = stack
+            return stack.stack_id
+
+    def tamper(self, account_id: str, region: str, name: str, parameters: dict[str, str]) -> None:
+        """Change parameters by hand (drift), bypassing the reconciler."""
+        with self._lock:
+            self._account(account_id).stacks[(region, name)].parameters.update(parameters)
+
+    def remove_stack(self, account_id: str, region: str, name: str) -> None:
+        """Delete a stack by hand, instantly."""
+        with self._lock:
+            self._account(account_id).stacks.pop((region, name), None)
+
+    # --- reading the world (for tests; not recorded as calls) ------------------------------------
+
+    def stacks(self, account_id: str, region: str | None = None) -> list[ObservedStack]:
+        with self._lock:
+            account = self._account(account_id)
+            result = []
+            for (stack_region, _), stack in sorted(account.stacks.items()):
+                self._settle(account, stack)
+                if region is None or stack_region == region:
+                    result.append(stack.observed())
+            return [s for s in result if s.status != "DELETE_COMPLETE"]
+
+    def settle_all(self) -> None:
+        """Advance the clock far enough for every operation in flight to finish."""
+        self.clock.advance(self.operation_seconds + 1)
+
+    def count(self, operation: str | None = None, account_id: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for c in self.calls
+                if (operation is None or c.operation == operation)
+                and (account_id is None or c.account_id == account_id)
+            )
+
+    def counts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(c.operation for c in self.calls)
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    # --- STS ------------------------------------------------------------------------------------
+
+    def assume_role(self, role_arn: str, external_id: str, session_name: str) -> Credentials:
+        account_id = role_arn.split(":")[4]
+        self._enter("AssumeRole", account_id, "global", role_arn)
+        with self._lock:
+            account = self._accounts.get(account_id)
+            if account is None:
+                raise AccessDeniedError(f"AccessDenied: no role {role_arn} in account {account_id}")
+            if account.denied:
+                raise AccessDeniedError(account.denied)
+            if account.external_id is not None and account.external_id != external_id:
+                raise AccessDeniedError(f"AccessDenied: external id does not match for {role_arn}")
+            serial = next(self._ids)
+            return Credentials(
+                access_key_id=f"ASIA{account_id}{account.credential_epoch:04d}{serial:06d}",
+                secret_access_key=f"secret-{serial}",
+                session_token=f"{account_id}:{account.credential_epoch}:{session_name}",
+                expiration=self.clock() + self.credential_lifetime,
+            )
+
+    # --- CloudFormation (called by FakeGateway) ---------------------------------------------------
+
+    def _check_credentials(self, account_id: str, credentials: Credentials) -> None:
+        account = self._account(account_id)
+        if account.denied:
+            raise AccessDeniedError(account.denied)
+        issued_for, epoch, _ = credentials.session_token.split(":", 2)
+        if issued_for != account_id:
+            raise AccessDeniedError("AccessDenied: credentials belong to another account")
+        if int(epoch) != account.credential_epoch or credentials.expiration <= self.clock():
+            raise CredentialsExpiredError("ExpiredToken: The security token included in the request is expired")
+
+    def _enter(self, operation: str, account_id: str, region: str, target: str = "") -> None:
+        """Record the call, pay its latency, apply throttling and injected faults."""
+        with self._lock:
+            self.calls.append(Call(operation, account_id, region, target))
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        with self._lock:
+            account = self._accounts.get(account_id)
+            if account is None:
+                return
+            if self.rate_per_account and operation != "AssumeRole":
+                now = time.monotonic()
+                if account.bucket_at == 0.0:
+                    account.bucket_tokens, account.bucket_at = self.burst, now
+                account.bucket_tokens = min(
+                    self.burst, account.bucket_tokens + (now - account.bucket_at) * self.rate_per_account
+                )
+                account.bucket_at = now
+                if account.bucket_tokens < 1.0:
+                    raise ThrottledError("Throttling: Rate exceeded")
+                account.bucket_tokens -= 1.0
+            for fault in self._faults.get(account_id, []):
+                if fault.remaining > 0 and fault.operation in ("*", _short(operation)):
+                    fault.remaining -= 1
+                    raise fault.error()
+
+    def _settle(self, account: _Account, stack: _Stack) -> None:
+        if stack.settles_to and stack.settles_at and self.clock() >= stack.settles_at:
+            stack.status, stack.settles_to, stack.settles_at = stack.settles_to, None, None
+            if stack.status == "DELETE_COMPLETE":
+                account.stacks.pop((stack.region, stack.name), None)
+
+    def _start(self, account: _Account, stack: _Stack, operation: str, in_progress: str, done: str) -> None:
+        final = self._outcomes.pop((account.account_id, stack.name, operation), done)
+        stack.status = in_progress
+        if final.endswith("_IN_PROGRESS"):
+            stack.status, stack.settles_to, stack.settles_at = final, None, None  # stuck
+            return
+        if final != done:
+            stack.status_reason = f"injected failure: {operation} ends in {final}"
+        stack.settles_to = final
+        stack.settles_at = self.clock() + timedelta(seconds=self.operation_seconds)
+
+    def _new_id(self, account_id: str, region: str, name: str) -> str:
+        return f"arn:aws:cloudformation:{region}:{account_id}:stack/{name}/{next(self._ids):08d}"
+
+    def _account(self, account_id: str) -> _Account:
+        try:
+            return self._accounts[account_id]
+        except KeyError:
+            raise AccessDeniedError(f"AccessDenied: unknown account {account_id}") from None
+
+    def _live(self, account: _Account, region: str, name: str) -> _Stack | None:
+        for (stack_region, stack_name), stack in list(account.stacks.items()):
+            if stack_region == region and name in (stack_name, stack.stack_id):
+                self._settle(account, stack)
+                return account.stacks.get((stack_region, stack_name))
+        return None
+
+    def op_list(self, account_id: str, region: str, credentials: Credentials) -> list[ObservedStack]:
+        with self._lock:
+            account = self._account(account_id)
+            names = [k for k in account.stacks if k[0] == region]
+        pages = max(1, -(-len(names) // PAGE_SIZE))
+        result: list[ObservedStack] = []
+        for _ in range(pages):
+            self._enter("DescribeStacks", account_id, region)
+            with self._lock:
+                self._check_credentials(account_id, credentials)
+        with self._lock:
+            for key in sorted(account.stacks):
+                stack = account.stacks.get(key)
+                if stack is None or key[0] != region:
+                    continue
+                self._settle(account, stack)
+                if (region, stack.name) in account.stacks:
+                    result.append(stack.observed())
+        return result
+
+    def op_describe(self, account_id: str, region: str, credentials: Credentials, name: str) -> ObservedStack | None:
+        self._enter("DescribeStack", account_id, region, name)
+        with self._lock:
+            self._check_credentials(account_id, credentials)
+            stack = self._live(self._account(account_id), region, name)
+            return stack.observed() if stack else None
+
+    def op_create(self, account_id: str, credentials: Credentials, spec: StackSpec, token: str) -> str:
+        self._enter("CreateStack", account_id, spec.region, spec.name)
+        with self._lock:
+            self._check_credentials(account_id, credentials)
+            account = self._account(account_id)
+            existing = self._live(account, spec.region, spec.name)
+            if existing is not None:
+                if token in existing.tokens:
+                    return existing.stack_id  # a retry of the same request
+                raise AlreadyExistsError(f"AlreadyExistsException: Stack [{spec.name}] already exists")
+            stack = _Stack(
+                name=spec.name,
+                stack_id=self._new_id(account_id, spec.region, spec.name),
+                region=spec.region,
+                status="CREATE_IN_PROGRESS",
+                parameters=dict(spec.parameters),
+                tags=dict(spec.tags),
+                template_url=spec.template_url,
+                tokens={token},
+            )
+            account.stacks[(spec.region, spec.name)] = stack
+            self._start(account, stack, "create", "CREATE_IN_PROGRESS", "CREATE_COMPLETE")
+            if stack.settles_to == "ROLLBACK_COMPLETE":
+                stack.status = "CREATE_IN_PROGRESS"
+            return stack.stack_id
+
+    def op_update(self, account_id: str, credentials: Credentials, spec: StackSpec, token: str) -> str:
+        self._enter("UpdateStack", account_id, spec.region, spec.name)
+        with self._lock:
+            self._check_credentials(account_id, credentials)
+            account = self._account(account_id)
+            stack = self._live(account, spec.region, spec.name)
+            if stack is None:
+                raise StackNotFoundError(f"ValidationError: Stack [{spec.name}] does not exist")
+            if token in stack.tokens:
+                return stack.stack_id
+            if stack.status.endswith("_IN_PROGRESS"):
+                raise TransientError(
+                    f"ValidationError: Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
+                )
+            if stack.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"):
+                raise ReconcileError(
+                    f"ValidationError: Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
+                )
+            if (
+                stack.parameters == spec.parameters
+                and stack.tags == spec.tags
+                and stack.template_url == spec.template_url
+            ):
+                raise NoUpdatesError("ValidationError: No updates are to be performed.")
+            stack.tokens.add(token)
+            final = self._outcomes.get((account_id, stack.name, "update"))
+            if final is None:
+                stack.parameters, stack.tags, stack.template_url = (
+                    dict(spec.parameters),
+                    dict(spec.tags),
+                    spec.template_url,
+                )
+            stack.status_reason = ""
+            self._start(account, stack, "update", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE")
+            return stack.stack_id
+
+    def op_delete(self, account_id: str, region: str, credentials: Credentials, name: str, token: str) -> None:
+        self._enter("DeleteStack", account_id, region, name)
+        with self._lock:
+            self._check_credentials(account_id, credentials)
+            account = self._account(account_id)
+            stack = self._live(account, region, name)
+            if stack is None or stack.status == "DELETE_IN_PROGRESS":
+                return  # deleting what is gone, or going, succeeds
+            stack.tokens.add(token)
+            stack.status_reason = ""
+            self._start(account, stack, "delete", "DELETE_IN_PROGRESS", "DELETE_COMPLETE")
+
+    def op_continue_rollback(self, account_id: str, region: str, credentials: Credentials, name: str, token: str) -> None:
+        self._enter("ContinueUpdateRollback", account_id, region, name)
+        with self._lock:
+            self._check_credentials(account_id, credentials)
+            account = self._account(account_id)
+            stack = self._live(account, region, name)
+            if stack is None:
+                raise StackNotFoundError(f"ValidationError: Stack [{name}] does not exist")
+            if stack.status != "UPDATE_ROLLBACK_FAILED":
+                raise ReconcileError(
+                    f"ValidationError: Stack {name} is in {stack.status} state and cannot continue rollback"
+                )
+            stack.status_reason = ""
+            self._start(account, stack, "continue-rollback", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE")
+
+
+def _short(operation: str) -> str:
+    return {
+        "CreateStack": "create",
+        "UpdateStack": "update",
+        "DeleteStack": "delete",
+        "ContinueUpdateRollback": "continue-rollback",
+        "DescribeStacks": "list",
+        "DescribeStack": "describe",
+        "AssumeRole": "assume-role",
+    }.get(operation, operation)
+
+
+class FakeGateway:
+    """`StackGateway` over the fake cloud, bound to credentials for one account and region."""
+
+    def __init__(self, cloud: FakeCloud, account_id: str, region: str, credentials: Credentials) -> None:
+        self.cloud = cloud
+        self.account_id = account_id
+        self.region = region
+        self.credentials = credentials
+
+    def list_stacks(self) -> list[ObservedStack]:
+        return self.cloud.op_list(self.account_id, self.region, self.credentials)
+
+    def describe(self, name: str) -> ObservedStack | None:
+        return self.cloud.op_describe(self.account_id, self.region, self.credentials, name)
+
+    def create(self, spec: StackSpec, token: str) -> str:
+        return self.cloud.op_create(self.account_id, self.credentials, spec, token)
+
+    def update(self, spec: StackSpec, token: str) -> str:
+        return self.cloud.op_update(self.account_id, self.credentials, spec, token)
+
+    def delete(self, name: str, token: str) -> None:
+        self.cloud.op_delete(self.account_id, self.region, self.credentials, name, token)
+
+    def continue_update_rollback(self, name: str, token: str) -> None:
+        self.cloud.op_continue_rollback(self.account_id, self.region, self.credentials, name, token)
+
+
+class FakeConnector:
+    """`AccountConnector` over the fake cloud, with the same credentials cache the AWS connector uses."""
+
+    def __init__(self, cloud: FakeCloud, cache: CredentialsCache | None = None) -> None:
+        self.cloud = cloud
+        self.cache = cache or CredentialsCache(cloud.assume_role, clock=cloud.clock)
+
+    def gateway(self, tenant: Tenant, region: str) -> FakeGateway:
+        from reconciler.naming import session_name
+
+        credentials = self.cache.get(tenant.role_arn, tenant.external_id, session_name(tenant.tenant_id))
+        return FakeGateway(self.cloud, tenant.account_id, region, credentials)
+
+    def invalidate(self, tenant: Tenant) -> None:
+        self.cache.invalidate(tenant.role_arn, tenant.external_id)

@@ -1,0 +1,140 @@
+"""An in-memory `DesiredStore` with the same write semantics as the DynamoDB one (generation bumps,
+optimistic concurrency, status-only writes), for the functional tests, the property test and the benchmark."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime
+
+from models.config import GameServerConfig
+from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
+from reconciler.ports import DesiredRead
+from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.tenants: dict[str, Tenant] = {}
+        self.servers: dict[tuple[str, str], DesiredServer] = {}
+        self.activity: list[tuple[str, str, str, str, int | None, str]] = []
+        self.status_writes = 0
+        self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
+        self._lock = threading.RLock()
+
+    # --- tenants ---------------------------------------------------------------------------------
+
+    def put_tenant(self, tenant: Tenant) -> None:
+        with self._lock:
+            self.tenants[tenant.tenant_id] = tenant
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._lock:
+            return sorted(self.tenants.values(), key=lambda t: t.tenant_id)
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        with self._lock:
+            return self.tenants.get(tenant_id)
+
+    def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None:
+        with self._lock:
+            tenant = self.tenants.get(tenant_id)
+            if tenant is not None:
+                self.tenants[tenant_id] = replace(
+                    tenant, quarantined=reason, quarantined_at=now_iso(at) if reason else None
+                )
+
+    # --- desired records -------------------------------------------------------------------------
+
+    def read_servers(self, tenant_id: str) -> DesiredRead:
+        with self._lock:
+            servers = tuple(
+                s for (t, _), s in sorted(self.servers.items()) if t == tenant_id
+            )
+            if tenant_id in self.fail_reads:
+                return DesiredRead(servers[: len(servers) // 2], complete=False)
+            return DesiredRead(servers)
+
+    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None:
+        with self._lock:
+            return self.servers.get((tenant_id, gameserver_id))
+
+    def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
+        with self._lock:
+            key = (server.tenant_id, server.gameserver_id)
+            current = self.servers.get(key)
+            if current is None:
+                return False
+            self.servers[key] = replace(current, status=status)
+            self.status_writes += 1
+            return True
+
+    def finalize(self, server: DesiredServer) -> bool:
+        with self._lock:
+            key = (server.tenant_id, server.gameserver_id)
+            current = self.servers.get(key)
+            if current is None or current.generation != server.generation or not current.deletion_requested:
+                return False
+            del self.servers[key]
+            return True
+
+    def append_activity(
+        self, tenant_id: str, gameserver_id: str, kind: str, message: str, generation: int | None, at: datetime
+    ) -> None:
+        with self._lock:
+            self.activity.append((tenant_id, gameserver_id, kind, message, generation, now_iso(at)))
+
+    # --- writers (the API, the CLI) ---------------------------------------------------------------
+
+    def put_server(
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        username: str,
+        config: GameServerConfig,
+        at: datetime,
+        *,
+        region: str | None = None,
+        expected_generation: int | None = None,
+    ) -> WriteResult:
+        with self._lock:
+            key = (tenant_id, gameserver_id)
+            current = self.servers.get(key)
+            if expected_generation is not None and (current is None or current.generation != expected_generation):
+                raise PreconditionFailedError(tenant_id, gameserver_id, current.generation if current else None)
+            if current is None:
+                server = DesiredServer(
+                    tenant_id, gameserver_id, username, config, generation=1,
+                    created_at=now_iso(at), updated_at=now_iso(at), region=region,
+                )
+                self.servers[key] = server
+                return WriteResult(server, created=True, changed=True)
+            if current.username != username:
+                raise ConflictError(f"game server {gameserver_id} belongs to another player")
+            if current.config == config and current.region == region and not current.deletion_requested:
+                return WriteResult(current, created=False, changed=False)
+            server = replace(
+                current, config=config, region=region, generation=current.generation + 1,
+                updated_at=now_iso(at), deletion_requested=False, config_error=None,
+            )
+            self.servers[key] = server
+            return WriteResult(server, created=False, changed=True)
+
+    def request_deletion(
+        self, tenant_id: str, gameserver_id: str, at: datetime, *, expected_generation: int | None = None
+    ) -> WriteResult:
+        with self._lock:
+            key = (tenant_id, gameserver_id)
+            current = self.servers.get(key)
+            if current is None:
+                raise NotFoundError(tenant_id, gameserver_id)
+            if expected_generation is not None and current.generation != expected_generation:
+                raise PreconditionFailedError(tenant_id, gameserver_id, current.generation)
+            if current.deletion_requested:
+                return WriteResult(current, created=False, changed=False)
+            server = replace(
+                current, deletion_requested=True, generation=current.generation + 1, updated_at=now_iso(at),
+                status=replace(current.status, phase=Phase.DELETING),
+            )
+            self.servers[key] = server
+            return WriteResult(server, created=False, changed=True)

@@ -1,0 +1,375 @@
+"""The decision table: `plan(...)` turns desired records and observed stacks into actions.
+
+This module is pure: no I/O, no clock, no SDK. It is the only place reconcile decisions are made, so
+the stream, the sweep and the admin all get the same answer for the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Protocol
+
+from models.config import tier_limits
+from models.records import DesiredServer, Tenant
+from reconciler import naming
+from reconciler.rendering import render, server_region
+from reconciler.stacks import (
+    CONTINUE_ROLLBACK_STATUSES,
+    DELETE_FAILED,
+    GONE_STATUSES,
+    RECREATE_STATUSES,
+    ObservedStack,
+    StackSpec,
+)
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    RECREATE = "recreate"
+    CONTINUE_ROLLBACK = "continue-rollback"
+    WAIT = "wait"
+    NOOP = "no-op"
+    HOLD = "hold"
+    FINALIZE = "finalize"
+    REPORT = "report"
+    FAIL = "fail"
+
+
+#: Kinds that call CloudFormation (FINALIZE only writes DynamoDB).
+CLOUD_MUTATIONS = frozenset(
+    {ActionKind.CREATE, ActionKind.UPDATE, ActionKind.DELETE, ActionKind.RECREATE, ActionKind.CONTINUE_ROLLBACK}
+)
+
+
+class HoldReason(StrEnum):
+    DESIRED_READ_INCOMPLETE = "DesiredReadIncomplete"
+    DELETION_BRAKE = "DeletionBrake"
+    DELETE_FAILED = "DeleteFailedRepeatedly"
+    UNEXPECTED_STATUS = "UnexpectedStackStatus"
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    installation: str = "stackherd"
+    max_deletions: int = 10
+    delete_retry_limit: int = 3
+    requeue_after_s: int = 30
+    confirm_deletions: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step towards convergence. `generation` is None for orphans (no record)."""
+
+    kind: ActionKind
+    gameserver_id: str
+    stack_name: str
+    region: str
+    reason: str
+    generation: int | None = None
+    spec: StackSpec | None = None
+    stack_id: str | None = None
+    stack_status: str | None = None
+    diff: str | None = None
+    code: str | None = None
+    requeue_after_s: int | None = None
+    orphan: bool = False
+    attempt: int = 0
+
+    @property
+    def mutating(self) -> bool:
+        return self.kind in CLOUD_MUTATIONS
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "kind": self.kind.value,
+            "gameserver_id": self.gameserver_id,
+            "stack_name": self.stack_name,
+            "region": self.region,
+            "reason": self.reason,
+        }
+        optional = {
+            "generation": self.generation,
+            "stack_id": self.stack_id,
+            "stack_status": self.stack_status,
+            "diff": self.diff,
+            "code": self.code,
+            "requeue_after_s": self.requeue_after_s,
+        }
+        data.update({k: v for k, v in optional.items() if v is not None})
+        if self.orphan:
+            data["orphan"] = True
+        if self.spec is not None:
+            data["parameters"] = dict(self.spec.parameters)
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    tenant_id: str
+    actions: tuple[Action, ...] = field(default_factory=tuple)
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        """Actions that would change something (cloud calls or finalizing a record)."""
+        return tuple(a for a in self.actions if a.mutating or a.kind is ActionKind.FINALIZE)
+
+    @property
+    def in_sync(self) -> bool:
+        return all(a.kind in (ActionKind.NOOP, ActionKind.REPORT) for a in self.actions)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tenant_id": self.tenant_id,
+            "in_sync": self.in_sync,
+            "actions": [a.to_dict() for a in self.actions],
+        }
+
+
+def drift_summary(spec: StackSpec, stack: ObservedStack) -> str | None:
+    """Human-readable difference between what should be and what is; None when they match.
+
+    A cheap equality check runs first; deepdiff only explains a difference that is already known.
+    """
+    want_params, have_params = spec.parameters, stack.parameters
+    want_tags = {k: spec.tags.get(k) for k in naming.IDENTITY_TAGS}
+    have_tags = {k: stack.tags.get(k) for k in naming.IDENTITY_TAGS}
+    if want_params == have_params and want_tags == have_tags:
+        return None
+    from deepdiff import DeepDiff  # deferred: only paid for when there is a difference to explain
+
+    diff = DeepDiff(
+        {"parameters": have_params, "tags": have_tags},
+        {"parameters": want_params, "tags": want_tags},
+        verbose_level=2,
+    )
+    lines = []
+    for path, change in sorted(diff.get("values_changed", {}).items()):
+        lines.append(f"{_path(path)}: {change['old_value']!r} -> {change['new_value']!r}")
+    for path, value in sorted(diff.get("dictionary_item_added", {}).items()):
+        lines.append(f"{_path(path)}: missing -> {value!r}")
+    for path, value in sorted(diff.get("dictionary_item_removed", {}).items()):
+        lines.append(f"{_path(path)}: {value!r} -> removed")
+    for path, change in sorted(diff.get("type_changes", {}).items()):
+        lines.append(f"{_path(path)}: {change.get('old_value')!r} -> {change.get('new_value')!r}")
+    return "; ".join(lines) or "stack differs from its rendering"
+
+
+def _path(deepdiff_path: str) -> str:
+    # "root['parameters']['Seed']" -> "parameters.Seed"
+    return deepdiff_path.removeprefix("root").replace("']['", ".").strip("[]'")
+
+
+def _config_problem(tenant: Tenant, server: DesiredServer) -> str | None:
+    if server.config_error:
+        return server.config_error
+    try:
+        limits = tier_limits(tenant.tier)
+    except ValueError as error:
+        return str(error)
+    if server.config.player_count > limits.max_player_count:
+        return (
+            f"config.player_count: {server.config.player_count} exceeds the {tenant.tier} tier's maximum "
+            f"of {limits.max_player_count}; lower it or move the tenant to a larger tier"
+        )
+    if server.region and server.region not in tenant.regions:
+        return f"region {server.region!r} is not one of the tenant's regions ({', '.join(tenant.regions)})"
+    return None
+
+
+def plan(
+    tenant: Tenant,
+    desired: Sequence[DesiredServer],
+    observed: Sequence[ObservedStack],
+    *,
+    settings: PlanSettings,
+    template_url: str | None,
+    template_error: str | None = None,
+    desired_complete: bool = True,
+    scope: frozenset[str] | None = None,
+) -> Plan:
+    """Decide what to do for one tenant. Pure: same inputs, same plan; never performs I/O.
+
+    `observed` is everything the tenant's account lists (owned or not); `scope`, when given, limits the
+    plan to those game-server ids (the stream path), including orphans with those ids.
+    """
+    installation = settings.installation
+    by_place = {(s.region, s.name): s for s in observed if s.status not in GONE_STATUSES}
+    claimed: set[tuple[str, str]] = set()
+    actions: list[Action] = []
+
+    for server in sorted(desired, key=lambda s: s.gameserver_id):
+        if scope is not None and server.gameserver_id not in scope:
+            continue
+        name = naming.stack_name(installation, tenant.tenant_id, server.gameserver_id)
+        region = server_region(tenant, server)
+        stack = by_place.get((region, name))
+        claimed.add((region, name))
+        actions.append(
+            _plan_server(tenant, server, stack, name, region, settings, template_url, template_error)
+        )
+
+    for (region, name), stack in sorted(by_place.items()):
+        if (region, name) in claimed or not naming.is_owned(stack.tags, installation, tenant.tenant_id):
+            continue  # matched to a record above, or not ours: never touched
+        server_id = stack.tags.get(naming.TAG_GAMESERVER, "")
+        if scope is not None and server_id not in scope:
+            continue
+        actions.append(_plan_orphan(tenant, stack, server_id, settings))
+
+    return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete)))
+
+
+def _plan_server(
+    tenant: Tenant,
+    server: DesiredServer,
+    stack: ObservedStack | None,
+    name: str,
+    region: str,
+    settings: PlanSettings,
+    template_url: str | None,
+    template_error: str | None,
+) -> Action:
+    def act(kind: ActionKind, reason: str, **extra: object) -> Action:
+        return Action(
+            kind,
+            server.gameserver_id,
+            name,
+            region,
+            reason,
+            generation=server.generation,
+            stack_id=stack.stack_id if stack else None,
+            stack_status=stack.status if stack else None,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    wait_s = settings.requeue_after_s
+    if tenant.paused:
+        return act(ActionKind.REPORT, "tenant is paused: observe and report only")
+    if stack is not None and not naming.is_owned(stack.tags, settings.installation, tenant.tenant_id):
+        return act(
+            ActionKind.FAIL,
+            f"a stack named {name} exists without this installation's ownership tags; stackherd will not "
+            "touch it: rename or remove it, or choose another game-server id",
+            code="StackNameTaken",
+        )
+    if server.deletion_requested:
+        if stack is None:
+            return act(ActionKind.FINALIZE, "deletion requested and the stack is gone: remove the record")
+        return _plan_removal(act, stack, server.status.attempts, settings, "deletion requested")
+
+    problem = _config_problem(tenant, server)
+    if problem:
+        return act(ActionKind.FAIL, problem, code="InvalidConfig")
+    if template_url is None:
+        return act(
+            ActionKind.FAIL,
+            template_error or f"template version {tenant.template_version} is not published",
+            code="TemplateNotFound",
+        )
+    spec = render(tenant, server, installation=settings.installation, url=template_url)
+
+    if stack is None:
+        return act(ActionKind.CREATE, "no stack yet", spec=spec)
+    if stack.in_progress:
+        return act(ActionKind.WAIT, f"stack is {stack.status}", requeue_after_s=wait_s)
+    if stack.status in RECREATE_STATUSES:
+        reason = f"stack is {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else "")
+        return act(ActionKind.RECREATE, reason + ": delete it, then create it again")
+    if stack.status in CONTINUE_ROLLBACK_STATUSES:
+        return act(ActionKind.CONTINUE_ROLLBACK, f"stack is {stack.status}: continue the rollback, then re-plan")
+    if stack.status == DELETE_FAILED:
+        return _plan_removal(act, stack, server.status.attempts, settings, "stack failed to delete")
+    if not stack.stable:
+        return act(
+            ActionKind.HOLD,
+            f"stack is in unexpected status {stack.status}; an operator should look",
+            code=HoldReason.UNEXPECTED_STATUS.value,
+        )
+    diff = drift_summary(spec, stack)
+    if diff is None:
+        return act(ActionKind.NOOP, "stack matches its rendering")
+    return act(ActionKind.UPDATE, "stack differs from its rendering", spec=spec, diff=diff)
+
+
+def _plan_removal(
+    act: _ActFn, stack: ObservedStack, attempts: int, settings: PlanSettings, why: str
+) -> Action:
+    if stack.in_progress:
+        return act(ActionKind.WAIT, f"{why}; stack is {stack.status}", requeue_after_s=settings.requeue_after_s)
+    if stack.status == DELETE_FAILED and attempts >= settings.delete_retry_limit:
+        return act(
+            ActionKind.HOLD,
+            f"{why}; delete failed {attempts} times ({stack.status_reason or 'no reason given'}): "
+            "an operator must remove what blocks it, then reconcile",
+            code=HoldReason.DELETE_FAILED.value,
+        )
+    if stack.status == DELETE_FAILED:
+        return act(ActionKind.DELETE, f"{why}; retrying the delete", attempt=attempts + 1)
+    return act(ActionKind.DELETE, why)
+
+
+def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings: PlanSettings) -> Action:
+    base = Action(
+        ActionKind.DELETE,
+        server_id,
+        stack.name,
+        stack.region,
+        "owned stack without a desired record (orphan)",
+        stack_id=stack.stack_id,
+        stack_status=stack.status,
+        orphan=True,
+    )
+    if tenant.paused:
+        return _replace(base, kind=ActionKind.REPORT, reason="tenant is paused; orphan left in place")
+    if stack.in_progress:
+        return _replace(base, kind=ActionKind.WAIT, reason=f"orphan stack is {stack.status}",
+                        requeue_after_s=settings.requeue_after_s)
+    return base
+
+
+def _apply_deletion_brake(actions: list[Action], settings: PlanSettings, complete: bool) -> list[Action]:
+    result: list[Action] = []
+    deletions = 0
+    for action in actions:
+        if action.kind is not ActionKind.DELETE:
+            result.append(action)
+            continue
+        if not complete:
+            result.append(
+                _replace(
+                    action,
+                    kind=ActionKind.HOLD,
+                    code=HoldReason.DESIRED_READ_INCOMPLETE.value,
+                    reason="deletion held: the desired-state read for this tenant was incomplete",
+                )
+            )
+            continue
+        deletions += 1
+        if deletions > settings.max_deletions and not settings.confirm_deletions:
+            result.append(
+                _replace(
+                    action,
+                    kind=ActionKind.HOLD,
+                    code=HoldReason.DELETION_BRAKE.value,
+                    reason=(
+                        f"deletion held by the brake: more than {settings.max_deletions} deletions in one "
+                        "pass; an admin confirms with `stackherd reconcile TENANT --confirm-deletions`"
+                    ),
+                )
+            )
+            continue
+        result.append(action)
+    return result
+
+
+def _replace(action: Action, **changes: object) -> Action:
+    return replace(action, **changes)  # type: ignore[arg-type]
+
+
+class _ActFn(Protocol):
+    def __call__(self, kind: ActionKind, reason: str, **extra: object) -> Action: ...

@@ -1,0 +1,96 @@
+"""The ports the engine talks through, with their contracts.
+
+Every gateway call is non-blocking (it starts an operation and returns) and idempotent when retried
+with the same request token; observing never mutates. Implementations: `reconciler.aws` (boto3) and
+`reconciler.fake` (in memory). The contract suite in tests/ runs against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from models.records import DesiredServer, ServerStatus, Tenant
+from reconciler.stacks import ObservedStack, StackSpec
+
+
+class StackGateway(Protocol):
+    """CloudFormation in one tenant account and region, through that tenant's assumed role."""
+
+    account_id: str
+    region: str
+
+    def list_stacks(self) -> list[ObservedStack]:
+        """Every live stack in the account and region (owned or not), with parameters and tags; one paged walk."""
+
+    def describe(self, name: str) -> ObservedStack | None:
+        """One stack by name or id, or None when it does not exist."""
+
+    def create(self, spec: StackSpec, token: str) -> str:
+        """Start creating; returns the stack id. Raises AlreadyExistsError when the name is taken."""
+
+    def update(self, spec: StackSpec, token: str) -> str:
+        """Start updating; raises NoUpdatesError when the stack already matches."""
+
+    def delete(self, name: str, token: str) -> None:
+        """Start deleting; deleting a stack that does not exist succeeds."""
+
+    def continue_update_rollback(self, name: str, token: str) -> None:
+        """Resume a rollback that failed (UPDATE_ROLLBACK_FAILED)."""
+
+
+class AccountConnector(Protocol):
+    """Tenant -> gateway bound to credentials assumed in the tenant's account."""
+
+    def gateway(self, tenant: Tenant, region: str) -> StackGateway:
+        """A gateway for the tenant's account in `region`; credentials come from a shared cache."""
+
+    def invalidate(self, tenant: Tenant) -> None:
+        """Forget the tenant's credentials (after expired-token or access-denied)."""
+
+
+class TemplateCatalog(Protocol):
+    def url_for(self, version: str) -> str:
+        """The template URL of a published version; raises TemplateNotFoundError otherwise."""
+
+
+@dataclass(frozen=True)
+class DesiredRead:
+    """The records of one tenant and whether the read was complete (the deletion brake needs to know)."""
+
+    servers: tuple[DesiredServer, ...]
+    complete: bool = True
+
+
+class DesiredStore(Protocol):
+    """The desired-state tables. Reads used for decisions are strongly consistent."""
+
+    def list_tenants(self) -> list[Tenant]: ...
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    def read_servers(self, tenant_id: str) -> DesiredRead: ...
+
+    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
+
+    def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
+        """Write only the status of an existing record; False when the record is gone."""
+
+    def finalize(self, server: DesiredServer) -> bool:
+        """Remove a record whose deletion was requested, if its generation is unchanged."""
+
+    def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None: ...
+
+    def append_activity(
+        self, tenant_id: str, gameserver_id: str, kind: str, message: str, generation: int | None, at: datetime
+    ) -> None: ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
+
+
+def servers_by_id(servers: Sequence[DesiredServer]) -> dict[str, DesiredServer]:
+    return {s.gameserver_id: s for s in servers}

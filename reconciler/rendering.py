@@ -1,0 +1,39 @@
+"""Render a desired record into the stack spec CloudFormation should hold. Pure."""
+
+from __future__ import annotations
+
+from models.records import DesiredServer, Tenant
+from reconciler import naming
+from reconciler.stacks import StackSpec
+
+
+def template_key(version: str) -> str:
+    """Where template version `version` lives in the template bucket."""
+    return f"gameserver/{version}.yaml"
+
+
+def template_url(bucket: str, version: str) -> str:
+    """The standard virtual-hosted S3 URL, the form CloudFormation (and moto) resolve."""
+    return f"https://{bucket}.s3.amazonaws.com/{template_key(version)}"
+
+
+def server_region(tenant: Tenant, server: DesiredServer) -> str:
+    return server.region or tenant.primary_region
+
+
+def render(tenant: Tenant, server: DesiredServer, *, installation: str, url: str) -> StackSpec:
+    """The stack that `server` should be: deterministic in the record and the tenant's pinned template."""
+    return StackSpec(
+        name=naming.stack_name(installation, tenant.tenant_id, server.gameserver_id),
+        region=server_region(tenant, server),
+        template_url=url,
+        parameters=server.config.parameters(),
+        tags={
+            naming.TAG_INSTALLATION: installation,
+            naming.TAG_TENANT: tenant.tenant_id,
+            naming.TAG_GAMESERVER: server.gameserver_id,
+            naming.TAG_GENERATION: str(server.generation),
+            naming.TAG_TEMPLATE_VERSION: tenant.template_version,
+            naming.TAG_OWNER: server.username,
+        },
+    )

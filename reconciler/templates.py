@@ -1,0 +1,72 @@
+"""Versioned game-server templates in the template bucket. A tenant pins a version; players never
+choose a template URL."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from reconciler.errors import TemplateNotFoundError
+from reconciler.rendering import template_key, template_url
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class S3TemplateCatalog:
+    """Checks that a version exists (once per process per version) and returns its URL."""
+
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def url_for(self, version: str) -> str:
+        if version not in self._known:
+            from botocore.exceptions import ClientError
+
+            try:
+                self.s3.head_object(Bucket=self.bucket, Key=template_key(version))
+            except ClientError as error:
+                raise TemplateNotFoundError(
+                    f"template version {version!r} is not published in s3://{self.bucket}/{template_key(version)}; "
+                    f"publish it with `stackherd templates publish FILE --version {version}`"
+                ) from error
+            with self._lock:
+                self._known.add(version)
+        return template_url(self.bucket, version)
+
+    def publish(self, body: bytes, version: str) -> str:
+        self.s3.put_object(
+            Bucket=self.bucket, Key=template_key(version), Body=body, ContentType="application/x-yaml"
+        )
+        with self._lock:
+            self._known.add(version)
+        return template_url(self.bucket, version)
+
+    def versions(self) -> list[str]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        found = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix="gameserver/"):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith(".yaml"):
+                    found.append(key.removeprefix("gameserver/").removesuffix(".yaml"))
+        return sorted(found)
+
+
+class StaticTemplateCatalog:
+    """A catalog of known versions, for the fake cloud."""
+
+    def __init__(self, bucket: str = "stackherd-templates", versions: tuple[str, ...] = ("v1",)) -> None:
+        self.bucket = bucket
+        self.published = set(versions)
+
+    def url_for(self, version: str) -> str:
+        if version not in self.published:
+            raise TemplateNotFoundError(
+                f"template version {version!r} is not published; publish it with "
+                f"`stackherd templates publish FILE --version {version}`"
+            )
+        return template_url(self.bucket, version)
