@@ -69,9 +69,7 @@ def tier_limits(tier: str) -> TierLimits:
     try:
         return TIERS[tier]
     except KeyError:
-        raise ConfigError(
-            f"unknown tier {tier!r}: use one of {', '.join(sorted(TIERS))}", field="tier"
-        ) from None
+        raise ConfigError(f"unknown tier {tier!r}: use one of {', '.join(sorted(TIERS))}", field="tier") from None
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "config") -> str:
@@ -86,7 +84,7 @@ def describe_validation_error(error: ValidationError, prefix: str = "config") ->
 def validate_config(raw: Any, tier: str = DEFAULT_TIER) -> GameServerConfig:
     """Validate a raw config mapping against the schema and the tier's limits."""
     if not isinstance(raw, dict):
-        raise ConfigError("config must be an object such as {\"difficulty\": \"easy\"}", field="config")
+        raise ConfigError('config must be an object such as {"difficulty": "easy"}', field="config")
     try:
         config = GameServerConfig.model_validate(raw)
     except ValidationError as error:
@@ -107,8 +105,7 @@ def validate_id(value: str, what: str) -> str:
     """Tenant and game-server ids: lowercase letters, digits and inner hyphens, 1 to 40 characters."""
     if not isinstance(value, str) or not _ID_RE.match(value):
         raise ConfigError(
-            f"{what} {value!r} is invalid: use 1-40 lowercase letters, digits or inner hyphens "
-            "(for example 'alpha-1')",
+            f"{what} {value!r} is invalid: use 1-40 lowercase letters, digits or inner hyphens (for example 'alpha-1')",
             field=what.replace(" ", "_"),
         )
     return value

@@ -7,7 +7,6 @@ botocore's own `AWS_ENDPOINT_URL` handling, so the same code runs against AWS an
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import Any
 
 from pynamodb.attributes import (
@@ -19,7 +18,6 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.models import Model
-from pynamodb.settings import OperationSettings  # noqa: F401  (re-exported for callers' type hints)
 
 from models.config import GameServerConfig
 from models.records import Condition, DesiredServer, Phase, ServerStatus, Tenant
@@ -29,6 +27,7 @@ DEFAULT_GAMESERVERS_TABLE = "stackherd-gameservers"
 DEFAULT_ACTIVITY_TABLE = "stackherd-activity"
 
 
+# PynamoDB's MapAttribute constructors are untyped; the subclasses below are called in typed code.
 class ConfigMap(MapAttribute[str, Any]):
     difficulty = UnicodeAttribute()
     player_count = NumberAttribute()
@@ -123,8 +122,7 @@ def configure(
     env = os.environ
     names = {
         TenantModel: tenants_table or env.get("STACKHERD_TENANTS_TABLE", DEFAULT_TENANTS_TABLE),
-        GameServerModel: gameservers_table
-        or env.get("STACKHERD_GAMESERVERS_TABLE", DEFAULT_GAMESERVERS_TABLE),
+        GameServerModel: gameservers_table or env.get("STACKHERD_GAMESERVERS_TABLE", DEFAULT_GAMESERVERS_TABLE),
         ActivityModel: activity_table or env.get("STACKHERD_ACTIVITY_TABLE", DEFAULT_ACTIVITY_TABLE),
     }
     resolved_region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -143,7 +141,10 @@ def create_tables() -> list[str]:
             continue
         kwargs: dict[str, Any] = {"billing_mode": "PAY_PER_REQUEST", "wait": True}
         if model is GameServerModel:
-            kwargs["stream_specification"] = {"stream_enabled": True, "stream_view_type": "NEW_AND_OLD_IMAGES"}
+            kwargs["stream_specification"] = {
+                "stream_enabled": True,
+                "stream_view_type": "NEW_AND_OLD_IMAGES",
+            }
         model.create_table(**kwargs)
         created.append(model.Meta.table_name)
     return created
@@ -156,7 +157,7 @@ def tenant_from_item(item: TenantModel) -> Tenant:
     return Tenant(
         tenant_id=item.tenant_id,
         account_id=item.account_id,
-        regions=tuple(item.regions or ()),
+        regions=tuple(str(r) for r in (item.regions or [])),
         role_arn=item.role_arn,
         external_id=item.external_id,
         tier=item.tier,
@@ -240,10 +241,7 @@ def config_to_map(config: GameServerConfig) -> ConfigMap:
 def config_from_map(raw: ConfigMap | dict[str, Any] | None) -> dict[str, Any]:
     if raw is None:
         return {}
-    if isinstance(raw, MapAttribute):
-        data = raw.as_dict()
-    else:
-        data = dict(raw)
+    data: dict[str, Any] = dict(raw.as_dict() if isinstance(raw, MapAttribute) else raw)
     if isinstance(data.get("player_count"), float) and float(data["player_count"]).is_integer():
         data["player_count"] = int(data["player_count"])
     return data
@@ -279,7 +277,3 @@ def server_to_item(server: DesiredServer) -> GameServerModel:
         region=server.region,
         status=status_to_map(server.status),
     )
-
-
-def iter_items(models: Iterable[Model]) -> list[Model]:
-    return list(models)

@@ -8,7 +8,7 @@ and paginators do the retrying and paging. Every SDK error leaves here classifie
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -160,4 +160,3 @@ def s3_client(session: boto3.Session | None = None) -> Any:
 
 
 __all__ = ["AwsConnector", "AwsGateway", "ReconcileError", "s3_client"]
-

@@ -137,7 +137,13 @@ class DynamoStore:
         return True
 
     def append_activity(
-        self, tenant_id: str, gameserver_id: str, kind: str, message: str, generation: int | None, at: datetime,
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        kind: str,
+        message: str,
+        generation: int | None,
+        at: datetime,
         actor: str | None = None,
     ) -> None:
         ActivityModel(

@@ -95,9 +95,7 @@ class TenantResult:
 
     @property
     def in_sync(self) -> bool:
-        return self.error is None and all(
-            r.action.kind in (ActionKind.NOOP, ActionKind.REPORT) for r in self.results
-        )
+        return self.error is None and all(r.action.kind in (ActionKind.NOOP, ActionKind.REPORT) for r in self.results)
 
     def kinds(self) -> Counter[str]:
         return Counter(r.action.kind.value for r in self.results if r.outcome in ("done", "planned"))
@@ -169,16 +167,18 @@ class Engine:
         try:
             tenant = self.store.get_tenant(tenant_id)
             if tenant is None:
-                raise UnknownTenantError(
-                    f"tenant {tenant_id!r} is not registered; add it with `stackherd tenants add`"
-                )
+                raise UnknownTenantError(f"tenant {tenant_id!r} is not registered; add it with `stackherd tenants add`")
             self._reconcile(tenant, result, frozenset(scope) if scope is not None else None, dry_run, confirm_deletions)
         except ReconcileError as error:
             result.error, result.error_code, result.retryable = str(error), error.code, error.retryable
             log.warning("reconcile of tenant %s failed: %s", tenant_id, error, extra={"tenant_id": tenant_id})
         except Exception as error:  # a defect must not stop a sweep: isolate it in this tenant's result
             log.exception("reconcile of tenant %s crashed", tenant_id, extra={"tenant_id": tenant_id})
-            result.error, result.error_code, result.retryable = f"internal error: {error!r}", "InternalError", True
+            result.error, result.error_code, result.retryable = (
+                f"internal error: {error!r}",
+                "InternalError",
+                True,
+            )
         return result
 
     def sweep(self, *, concurrency: int = 8, progress: Callable[[TenantResult], None] | None = None) -> SweepResult:
@@ -245,7 +245,11 @@ class Engine:
                 result.requeue.append((action.gameserver_id, action.requeue_after_s))
 
     def _call(
-        self, tenant: Tenant, gateways: dict[str, StackGateway], region: str, fn: Callable[[StackGateway], T],
+        self,
+        tenant: Tenant,
+        gateways: dict[str, StackGateway],
+        region: str,
+        fn: Callable[[StackGateway], T],
         dry_run: bool = False,
     ) -> T:
         """Run one gateway call; expired credentials are refreshed once, access denied quarantines."""
@@ -299,14 +303,19 @@ class Engine:
                 effective = replace(action, kind=ActionKind.NOOP, diff=None, reason="no updates to perform")
             except AlreadyExistsError:
                 effective = replace(
-                    action, kind=ActionKind.WAIT, reason="stack is being created by another pass",
-                    stack_status="CREATE_IN_PROGRESS", requeue_after_s=self.settings.requeue_after_s,
+                    action,
+                    kind=ActionKind.WAIT,
+                    reason="stack is being created by another pass",
+                    stack_status="CREATE_IN_PROGRESS",
+                    requeue_after_s=self.settings.requeue_after_s,
                 )
             except TenantUnavailableError:
                 raise
             except ReconcileError as failure:
-                error = failure if isinstance(failure, (TransientError, PermanentError)) else PermanentError(
-                    str(failure), code=failure.code
+                error = (
+                    failure
+                    if isinstance(failure, (TransientError, PermanentError))
+                    else PermanentError(str(failure), code=failure.code)
                 )
 
         if server is not None and not action.orphan:
@@ -317,11 +326,21 @@ class Engine:
                     message = f"{effective.kind.value}: {error or effective.reason}"
                     if effective.diff:
                         message += f" ({effective.diff})"
-                    self._log(tenant.tenant_id, action.gameserver_id, "status" if error else effective.kind.value,
-                              message, effective)
+                    self._log(
+                        tenant.tenant_id,
+                        action.gameserver_id,
+                        "status" if error else effective.kind.value,
+                        message,
+                        effective,
+                    )
                 elif effective.kind is ActionKind.NOOP:
-                    self._log(tenant.tenant_id, action.gameserver_id, "ready", "stack matches the desired config",
-                              effective)
+                    self._log(
+                        tenant.tenant_id,
+                        action.gameserver_id,
+                        "ready",
+                        "stack matches the desired config",
+                        effective,
+                    )
         elif action.orphan and action.mutating:
             text = f"orphan delete: {error}" if error else f"orphan stack {action.stack_name} deleted"
             self._log(tenant.tenant_id, action.gameserver_id or action.stack_name, "orphan", text, effective)
@@ -348,9 +367,7 @@ class Engine:
             return self._call(tenant, gateways, action.region, lambda gw: gw.update(spec, token))
         if action.kind in (ActionKind.DELETE, ActionKind.RECREATE):
             target = action.stack_id or name
-            token = naming.request_token(
-                "delete", name, gen, extra=f"{target}|{action.stack_status}|{action.attempt}"
-            )
+            token = naming.request_token("delete", name, gen, extra=f"{target}|{action.stack_status}|{action.attempt}")
             self._call(tenant, gateways, action.region, lambda gw: gw.delete(target, token))
             return None
         if action.kind is ActionKind.CONTINUE_ROLLBACK:

@@ -79,7 +79,13 @@ _THROTTLING = {
     "SlowDown",
 }
 _EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId"}
-_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AccountSuspended", "OptInRequired"}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AccountSuspended",
+    "OptInRequired",
+}
 _TRANSIENT = {
     "ServiceUnavailable",
     "InternalFailure",

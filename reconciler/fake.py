@@ -149,9 +149,7 @@ class FakeCloud:
         """Revoke every credential issued for the account so far (they fail with ExpiredToken)."""
         self._account(account_id).credential_epoch += 1
 
-    def fail_next(
-        self, account_id: str, operation: str, error: Callable[[], ReconcileError], times: int = 1
-    ) -> None:
+    def fail_next(self, account_id: str, operation: str, error: Callable[[], ReconcileError], times: int = 1) -> None:
         """The next `times` calls of `operation` ("create", "update", ..., "*") in the account raise."""
         with self._lock:
             self._faults.setdefault(account_id, []).append(_Fault(operation, error, times))
@@ -392,7 +390,12 @@ class FakeCloud:
                 raise TransientError(
                     f"ValidationError: Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
                 )
-            if stack.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"):
+            if stack.status not in (
+                "CREATE_COMPLETE",
+                "UPDATE_COMPLETE",
+                "UPDATE_ROLLBACK_COMPLETE",
+                "IMPORT_COMPLETE",
+            ):
                 raise ReconcileError(
                     f"ValidationError: Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
                 )
@@ -426,7 +429,9 @@ class FakeCloud:
             stack.status_reason = ""
             self._start(account, stack, "delete", "DELETE_IN_PROGRESS", "DELETE_COMPLETE")
 
-    def op_continue_rollback(self, account_id: str, region: str, credentials: Credentials, name: str, token: str) -> None:
+    def op_continue_rollback(
+        self, account_id: str, region: str, credentials: Credentials, name: str, token: str
+    ) -> None:
         self._enter("ContinueUpdateRollback", account_id, region, name)
         with self._lock:
             self._check_credentials(account_id, credentials)

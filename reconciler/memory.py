@@ -48,9 +48,7 @@ class MemoryStore:
 
     def read_servers(self, tenant_id: str) -> DesiredRead:
         with self._lock:
-            servers = tuple(
-                s for (t, _), s in sorted(self.servers.items()) if t == tenant_id
-            )
+            servers = tuple(s for (t, _), s in sorted(self.servers.items()) if t == tenant_id)
             if tenant_id in self.fail_reads:
                 return DesiredRead(servers[: len(servers) // 2], complete=False)
             return DesiredRead(servers)
@@ -79,7 +77,13 @@ class MemoryStore:
             return True
 
     def append_activity(
-        self, tenant_id: str, gameserver_id: str, kind: str, message: str, generation: int | None, at: datetime
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        kind: str,
+        message: str,
+        generation: int | None,
+        at: datetime,
     ) -> None:
         with self._lock:
             self.activity.append((tenant_id, gameserver_id, kind, message, generation, now_iso(at)))
@@ -104,8 +108,14 @@ class MemoryStore:
                 raise PreconditionFailedError(tenant_id, gameserver_id, current.generation if current else None)
             if current is None:
                 server = DesiredServer(
-                    tenant_id, gameserver_id, username, config, generation=1,
-                    created_at=now_iso(at), updated_at=now_iso(at), region=region,
+                    tenant_id,
+                    gameserver_id,
+                    username,
+                    config,
+                    generation=1,
+                    created_at=now_iso(at),
+                    updated_at=now_iso(at),
+                    region=region,
                 )
                 self.servers[key] = server
                 return WriteResult(server, created=True, changed=True)
@@ -114,8 +124,13 @@ class MemoryStore:
             if current.config == config and current.region == region and not current.deletion_requested:
                 return WriteResult(current, created=False, changed=False)
             server = replace(
-                current, config=config, region=region, generation=current.generation + 1,
-                updated_at=now_iso(at), deletion_requested=False, config_error=None,
+                current,
+                config=config,
+                region=region,
+                generation=current.generation + 1,
+                updated_at=now_iso(at),
+                deletion_requested=False,
+                config_error=None,
             )
             self.servers[key] = server
             return WriteResult(server, created=False, changed=True)
@@ -133,7 +148,10 @@ class MemoryStore:
             if current.deletion_requested:
                 return WriteResult(current, created=False, changed=False)
             server = replace(
-                current, deletion_requested=True, generation=current.generation + 1, updated_at=now_iso(at),
+                current,
+                deletion_requested=True,
+                generation=current.generation + 1,
+                updated_at=now_iso(at),
                 status=replace(current.status, phase=Phase.DELETING),
             )
             self.servers[key] = server

@@ -41,7 +41,13 @@ class ActionKind(StrEnum):
 
 #: Kinds that call CloudFormation (FINALIZE only writes DynamoDB).
 CLOUD_MUTATIONS = frozenset(
-    {ActionKind.CREATE, ActionKind.UPDATE, ActionKind.DELETE, ActionKind.RECREATE, ActionKind.CONTINUE_ROLLBACK}
+    {
+        ActionKind.CREATE,
+        ActionKind.UPDATE,
+        ActionKind.DELETE,
+        ActionKind.RECREATE,
+        ActionKind.CONTINUE_ROLLBACK,
+    }
 )
 
 
@@ -209,9 +215,7 @@ def plan(
         region = server_region(tenant, server)
         stack = by_place.get((region, name))
         claimed.add((region, name))
-        actions.append(
-            _plan_server(tenant, server, stack, name, region, settings, template_url, template_error)
-        )
+        actions.append(_plan_server(tenant, server, stack, name, region, settings, template_url, template_error))
 
     for (region, name), stack in sorted(by_place.items()):
         if (region, name) in claimed or not naming.is_owned(stack.tags, installation, tenant.tenant_id):
@@ -296,9 +300,7 @@ def _plan_server(
     return act(ActionKind.UPDATE, "stack differs from its rendering", spec=spec, diff=diff)
 
 
-def _plan_removal(
-    act: _ActFn, stack: ObservedStack, attempts: int, settings: PlanSettings, why: str
-) -> Action:
+def _plan_removal(act: _ActFn, stack: ObservedStack, attempts: int, settings: PlanSettings, why: str) -> Action:
     if stack.in_progress:
         return act(ActionKind.WAIT, f"{why}; stack is {stack.status}", requeue_after_s=settings.requeue_after_s)
     if stack.status == DELETE_FAILED and attempts >= settings.delete_retry_limit:
@@ -327,8 +329,12 @@ def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings:
     if tenant.paused:
         return _replace(base, kind=ActionKind.REPORT, reason="tenant is paused; orphan left in place")
     if stack.in_progress:
-        return _replace(base, kind=ActionKind.WAIT, reason=f"orphan stack is {stack.status}",
-                        requeue_after_s=settings.requeue_after_s)
+        return _replace(
+            base,
+            kind=ActionKind.WAIT,
+            reason=f"orphan stack is {stack.status}",
+            requeue_after_s=settings.requeue_after_s,
+        )
     return base
 
 

@@ -84,7 +84,13 @@ class DesiredStore(Protocol):
     def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None: ...
 
     def append_activity(
-        self, tenant_id: str, gameserver_id: str, kind: str, message: str, generation: int | None, at: datetime
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        kind: str,
+        message: str,
+        generation: int | None,
+        at: datetime,
     ) -> None: ...
 
 

@@ -42,7 +42,12 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
     stack_status = action.stack_status
     attempts = 0
     if kind is ActionKind.CREATE:
-        return Phase.CREATING, "CREATE_IN_PROGRESS", Condition(READY, False, "Creating", "stack create started"), 0
+        return (
+            Phase.CREATING,
+            "CREATE_IN_PROGRESS",
+            Condition(READY, False, "Creating", "stack create started"),
+            0,
+        )
     if kind is ActionKind.UPDATE:
         return Phase.UPDATING, "UPDATE_IN_PROGRESS", Condition(READY, False, "Updating", action.reason), 0
     if kind is ActionKind.RECREATE:
@@ -57,12 +62,27 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
     if kind is ActionKind.DELETE:
         if stack_status == "DELETE_FAILED":
             attempts = current.attempts + 1
-        return Phase.DELETING, "DELETE_IN_PROGRESS", Condition(READY, False, "Deleting", action.reason), attempts
+        return (
+            Phase.DELETING,
+            "DELETE_IN_PROGRESS",
+            Condition(READY, False, "Deleting", action.reason),
+            attempts,
+        )
     if kind is ActionKind.WAIT:
         phase = _phase_for_stack(stack_status)
-        return phase, stack_status, Condition(READY, False, "InProgress", f"stack is {stack_status}"), current.attempts
+        return (
+            phase,
+            stack_status,
+            Condition(READY, False, "InProgress", f"stack is {stack_status}"),
+            current.attempts,
+        )
     if kind is ActionKind.NOOP:
-        return Phase.READY, stack_status, Condition(READY, True, "Available", "stack matches the desired config"), 0
+        return (
+            Phase.READY,
+            stack_status,
+            Condition(READY, True, "Available", "stack matches the desired config"),
+            0,
+        )
     if kind is ActionKind.HOLD:
         return (
             Phase.HELD,
@@ -73,7 +93,12 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
     if kind is ActionKind.FAIL:
         return Phase.FAILED, stack_status, Condition(READY, False, action.code or "Failed", action.reason), 0
     # REPORT: a paused tenant is observed, not changed.
-    return Phase.PAUSED, stack_status, Condition(READY, stack_status is not None, "TenantPaused", action.reason), 0
+    return (
+        Phase.PAUSED,
+        stack_status,
+        Condition(READY, stack_status is not None, "TenantPaused", action.reason),
+        0,
+    )
 
 
 def next_status(
@@ -89,6 +114,7 @@ def next_status(
     generation = action.generation if action.generation is not None else current.observed_generation
     if error is not None:
         attempts = current.attempts + 1
+        phase: Phase
         if error.retryable:
             phase = current.phase if current.phase is not Phase.READY else Phase.PENDING
             condition = Condition(READY, False, error.code, f"{action.kind.value} failed, will retry: {error}")

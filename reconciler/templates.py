@@ -38,9 +38,7 @@ class S3TemplateCatalog:
         return template_url(self.bucket, version)
 
     def publish(self, body: bytes, version: str) -> str:
-        self.s3.put_object(
-            Bucket=self.bucket, Key=template_key(version), Body=body, ContentType="application/x-yaml"
-        )
+        self.s3.put_object(Bucket=self.bucket, Key=template_key(version), Body=body, ContentType="application/x-yaml")
         with self._lock:
             self._known.add(version)
         return template_url(self.bucket, version)
