@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -120,3 +120,37 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected key=value, for example --set difficulty=hard")
         result[key.strip()] = value.strip()
     return result
+
+
+ACCOUNT_PATTERN = r"^[0-9]{12}$"
+REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+
+
+class TenantSpec(BaseModel):
+    """What an admin gives to register a tenant (the CLI's `tenants add`, the API's `POST /tenants`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_id: str = Field(pattern=ID_PATTERN)
+    account_id: str = Field(pattern=ACCOUNT_PATTERN, description="12-digit AWS account id")
+    regions: tuple[Annotated[str, Field(pattern=REGION_PATTERN)], ...] = Field(
+        default=("us-east-1",), min_length=1, max_length=8
+    )
+    role: str = Field(
+        default="StackherdExecution",
+        pattern=r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,64}|[A-Za-z0-9_+=,.@-]{1,64})$",
+        description="role name in the tenant account, or a full role ARN",
+    )
+    external_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$")
+    tier: Literal["free", "standard", "premium"] = DEFAULT_TIER  # type: ignore[assignment]
+    template_version: str = Field(default="v1", pattern=VERSION_PATTERN)
+    paused: bool = False
+
+
+def validate_tenant(raw: dict[str, Any]) -> TenantSpec:
+    try:
+        return TenantSpec.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]["loc"]
+        raise ConfigError(describe_validation_error(error, prefix="tenant"), field=".".join(map(str, first))) from None

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from models.config import DEFAULT_TIER, GameServerConfig
+from models.config import DEFAULT_TIER, GameServerConfig, TenantSpec
 
 
 class Phase(StrEnum):
@@ -129,3 +129,19 @@ def role_arn_for(account_id: str, role: str) -> str:
     if role.startswith("arn:"):
         return role
     return f"arn:aws:iam::{account_id}:role/{role}"
+
+
+def tenant_from_spec(spec: TenantSpec, *, external_id: str | None = None) -> Tenant:
+    """A tenant from an admin's validated input; a missing external id is generated (a secret per tenant)."""
+    import secrets
+
+    return Tenant(
+        tenant_id=spec.tenant_id,
+        account_id=spec.account_id,
+        regions=tuple(spec.regions),
+        role_arn=role_arn_for(spec.account_id, spec.role),
+        external_id=spec.external_id or external_id or secrets.token_hex(16),
+        tier=spec.tier,
+        template_version=spec.template_version,
+        paused=spec.paused,
+    )

@@ -32,7 +32,7 @@ from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
 from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
 from reconciler.stacks import ObservedStack
-from reconciler.status import needs_write, next_status
+from reconciler.status import backoff_seconds, needs_write, next_status
 
 log = logging.getLogger("stackherd.engine")
 T = TypeVar("T")
@@ -70,6 +70,7 @@ class ActionResult:
     action: Action
     outcome: str  # planned | done | skipped | failed
     detail: str | None = None
+    retryable: bool = False
 
     def to_dict(self) -> dict[str, object]:
         data = self.action.to_dict()
@@ -241,8 +242,24 @@ class Engine:
         for action in the_plan.actions:
             outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id))
             result.results.append(outcome)
-            if action.requeue_after_s and outcome.outcome == "done":
-                result.requeue.append((action.gameserver_id, action.requeue_after_s))
+            delay = self._requeue_delay(outcome, servers.get(action.gameserver_id))
+            if delay is not None:
+                result.requeue.append((action.gameserver_id, delay))
+
+    def _requeue_delay(self, outcome: ActionResult, server: DesiredServer | None) -> int | None:
+        """When to look at this server again without waiting for the sweep: after anything that started a
+        CloudFormation operation, while one is in progress, and after a transient failure (with backoff)."""
+        action = outcome.action
+        if outcome.outcome == "failed":
+            if not outcome.retryable:
+                return None
+            attempts = server.status.attempts + 1 if server is not None else 1
+            return backoff_seconds(attempts)
+        if outcome.outcome == "skipped":
+            return 1
+        if action.requeue_after_s or action.mutating:
+            return action.requeue_after_s or self.settings.requeue_after_s
+        return None
 
     def _call(
         self,
@@ -346,7 +363,7 @@ class Engine:
             self._log(tenant.tenant_id, action.gameserver_id or action.stack_name, "orphan", text, effective)
 
         if error is not None:
-            return ActionResult(effective, "failed", str(error))
+            return ActionResult(effective, "failed", str(error), retryable=error.retryable)
         if effective is not action:
             return ActionResult(effective, "done", effective.reason)
         return ActionResult(action, "done")
