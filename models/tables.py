@@ -17,6 +17,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
+from pynamodb.constants import PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE
 from pynamodb.models import Model
 
 from models.config import GameServerConfig
@@ -78,6 +79,7 @@ class GameServerModel(Model):
 
     class Meta:
         table_name = DEFAULT_GAMESERVERS_TABLE
+        stream_view_type = STREAM_NEW_AND_OLD_IMAGE
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     tenant_id = UnicodeAttribute(hash_key=True)
@@ -139,13 +141,7 @@ def create_tables() -> list[str]:
     for model in ALL_MODELS:
         if model.exists():
             continue
-        kwargs: dict[str, Any] = {"billing_mode": "PAY_PER_REQUEST", "wait": True}
-        if model is GameServerModel:
-            kwargs["stream_specification"] = {
-                "stream_enabled": True,
-                "stream_view_type": "NEW_AND_OLD_IMAGES",
-            }
-        model.create_table(**kwargs)
+        model.create_table(billing_mode=PAY_PER_REQUEST_BILLING_MODE, wait=True)
         created.append(model.Meta.table_name)
     return created
 

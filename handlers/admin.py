@@ -1,0 +1,48 @@
+"""Admin handler: force one tenant now, or ask for its plan first.
+
+Event: `{"tenant_id": "...", "dry_run": true|false, "confirm_deletions": false}`. Returns the plan
+(dry run) or the actions taken, as JSON-serialisable data; a bad event returns a clear error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from handlers.observability import logger, metrics
+from models.config import ID_PATTERN, describe_validation_error
+
+
+class AdminRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str = Field(pattern=ID_PATTERN)
+    dry_run: bool = True
+    confirm_deletions: bool = False
+
+
+def run(request: AdminRequest) -> dict[str, Any]:
+    from handlers.runtime import runtime
+
+    rt = runtime()
+    result = rt.engine.reconcile_tenant(
+        request.tenant_id, dry_run=request.dry_run, confirm_deletions=request.confirm_deletions
+    )
+    if not request.dry_run:
+        rt.requeue(request.tenant_id, result.requeue)
+    return {"ok": result.error is None, **result.to_dict()}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        request = AdminRequest.model_validate(event)
+    except ValidationError as error:
+        message = describe_validation_error(error, prefix="event")
+        logger.warning("bad admin event", extra={"error": message})
+        return {"ok": False, "error": message}
+    logger.append_keys(tenant_id=request.tenant_id)
+    return run(request)

@@ -1,0 +1,567 @@
+"""`stackherd`: the admin and scripting CLI, against whatever AWS endpoint the environment points at
+(`AWS_ENDPOINT_URL`, `AWS_PROFILE`, `AWS_REGION`).
+
+Bad arguments and invalid input exit 1 with a one-line message, never a traceback. `--json` prints
+machine-readable JSON only. `plan` exits 0 when in sync, 2 when changes are pending, 1 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any, NoReturn
+
+from models.config import ConfigError, parse_assignments, validate_id, validate_tenant
+from models.records import DesiredServer, Tenant, tenant_from_spec
+
+EXIT_OK, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
+
+
+class CliError(Exception):
+    """A problem to report on one line and exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse would exit 2 with a usage block
+        self.exit(EXIT_ERROR, f"stackherd: {message} (see `{self.prog} --help`)\n")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _print_json(data: Any, out: IO[str]) -> None:
+    out.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: IO[str]) -> None:
+    cells = [[str(h) for h in headers], *[[("" if c is None else str(c)) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if index == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def tenant_dict(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant.tenant_id,
+        "account_id": tenant.account_id,
+        "regions": list(tenant.regions),
+        "role_arn": tenant.role_arn,
+        "external_id": tenant.external_id,
+        "tier": tenant.tier,
+        "template_version": tenant.template_version,
+        "paused": tenant.paused,
+        "quarantined": tenant.quarantined,
+        "quarantined_at": tenant.quarantined_at,
+    }
+
+
+def server_dict(server: DesiredServer) -> dict[str, Any]:
+    status = server.status
+    return {
+        "tenant_id": server.tenant_id,
+        "gameserver_id": server.gameserver_id,
+        "username": server.username,
+        "config": server.config.model_dump() if server.config_error is None else None,
+        "config_error": server.config_error,
+        "region": server.region,
+        "generation": server.generation,
+        "deletion_requested": server.deletion_requested,
+        "created_at": server.created_at,
+        "updated_at": server.updated_at,
+        "status": {
+            "phase": status.phase.value,
+            "observed_generation": status.observed_generation,
+            "stack_id": status.stack_id,
+            "stack_status": status.stack_status,
+            "last_error": status.last_error,
+            "attempts": status.attempts,
+            "last_transition_time": status.last_transition_time,
+            "next_retry_at": status.next_retry_at,
+            "drift": status.drift,
+            "conditions": [
+                {
+                    "type": c.type,
+                    "status": c.status,
+                    "reason": c.reason,
+                    "message": c.message,
+                    "last_transition_time": c.last_transition_time,
+                }
+                for c in status.conditions
+            ],
+        },
+    }
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, out: IO[str]) -> int:
+    from botocore.exceptions import ClientError
+
+    from handlers.runtime import runtime
+    from models.tables import create_tables
+
+    rt = runtime()
+    created = create_tables()
+    s3 = rt.templates.s3
+    bucket = rt.settings.template_bucket
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        if rt.settings.region == "us-east-1":
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(
+                Bucket=bucket,
+                CreateBucketConfiguration={"LocationConstraint": rt.settings.region},  # type: ignore[typeddict-item]
+            )
+        created.append(f"s3://{bucket}")
+    if args.json:
+        _print_json({"created": created}, out)
+    else:
+        out.write(("created: " + ", ".join(created) if created else "already initialised: nothing to create") + "\n")
+    return EXIT_OK
+
+
+REQUIRED_PARAMETERS = ("Difficulty", "PlayerCount", "Seed")
+
+
+def cmd_templates_publish(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+    from models.config import VERSION_PATTERN
+
+    import re
+
+    if not re.match(VERSION_PATTERN, args.version):
+        raise CliError(f"--version {args.version!r} is invalid: use letters, digits, '.', '_' or '-', such as v2")
+    try:
+        with open(args.file, "rb") as handle:
+            body = handle.read()
+    except OSError as error:
+        raise CliError(f"cannot read {args.file}: {error.strerror}") from None
+    text = body.decode("utf-8", errors="replace")
+    missing = [p for p in REQUIRED_PARAMETERS if p not in text]
+    if missing:
+        raise CliError(
+            f"{args.file} does not declare the parameters {', '.join(missing)} that game-server configs map to"
+        )
+    url = runtime().templates.publish(body, args.version)
+    if args.json:
+        _print_json({"version": args.version, "url": url}, out)
+    else:
+        out.write(f"published template {args.version}: {url}\n")
+    return EXIT_OK
+
+
+def _tenant(tenant_id: str) -> Tenant:
+    from handlers.runtime import runtime
+
+    validate_id(tenant_id, "tenant id")
+    tenant = runtime().store.get_tenant(tenant_id)
+    if tenant is None:
+        raise CliError(f"tenant {tenant_id!r} not found; add it with `stackherd tenants add`")
+    return tenant
+
+
+def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    raw: dict[str, Any] = {"tenant_id": args.tenant, "account_id": args.account}
+    if args.region:
+        raw["regions"] = args.region
+    for key, value in (
+        ("role", args.role_name),
+        ("external_id", args.external_id),
+        ("tier", args.tier),
+        ("template_version", args.template_version),
+    ):
+        if value is not None:
+            raw[key] = value
+    spec = validate_tenant(raw)
+    store = runtime().store
+    existing = store.get_tenant(spec.tenant_id)
+    tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
+    if existing is not None and existing != tenant:
+        raise CliError(
+            f"tenant {spec.tenant_id!r} already exists with other settings; use `stackherd tenants update`"
+        )
+    if existing is None:
+        store.put_tenant(tenant, _now())
+    if args.json:
+        _print_json(tenant_dict(tenant), out)
+    else:
+        verb = "already registered" if existing else "added"
+        out.write(
+            f"tenant {tenant.tenant_id} {verb}: account {tenant.account_id}, role {tenant.role_arn}, "
+            f"external id {tenant.external_id}\n"
+        )
+    return EXIT_OK
+
+
+def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
+    from dataclasses import replace
+
+    from handlers.runtime import runtime
+
+    tenant = _tenant(args.tenant)
+    raw = tenant_dict(tenant)
+    spec_input: dict[str, Any] = {
+        "tenant_id": tenant.tenant_id,
+        "account_id": tenant.account_id,
+        "regions": args.region or list(tenant.regions),
+        "role": tenant.role_arn,
+        "external_id": tenant.external_id,
+        "tier": args.tier or tenant.tier,
+        "template_version": args.template_version or tenant.template_version,
+        "paused": tenant.paused,
+    }
+    spec = validate_tenant(spec_input)
+    updated = replace(
+        tenant, regions=tuple(spec.regions), tier=spec.tier, template_version=spec.template_version
+    )
+    runtime().store.put_tenant(updated, _now())
+    if args.json:
+        _print_json(tenant_dict(updated), out)
+    else:
+        changes = {k: v for k, v in tenant_dict(updated).items() if raw.get(k) != v}
+        out.write(f"tenant {tenant.tenant_id} updated: {changes or 'no change'}\n")
+    return EXIT_OK
+
+
+def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    tenants = runtime().store.list_tenants()
+    if args.json:
+        _print_json([tenant_dict(t) for t in tenants], out)
+        return EXIT_OK
+    rows = [
+        (
+            t.tenant_id,
+            t.account_id,
+            ",".join(t.regions),
+            t.tier,
+            t.template_version,
+            "paused" if t.paused else ("quarantined" if t.quarantined else "active"),
+            t.quarantined or "",
+        )
+        for t in tenants
+    ]
+    _table(rows, ("TENANT", "ACCOUNT", "REGIONS", "TIER", "TEMPLATE", "STATE", "REASON"), out)
+    return EXIT_OK
+
+
+def _set_tenant_flags(tenant_id: str, out: IO[str], *, paused: bool | None = None, clear_quarantine: bool = False) -> int:
+    from dataclasses import replace
+
+    from handlers.runtime import runtime
+
+    tenant = _tenant(tenant_id)
+    store = runtime().store
+    if paused is not None:
+        store.put_tenant(replace(tenant, paused=paused), _now())
+        out.write(f"tenant {tenant_id} {'paused' if paused else 'resumed'}\n")
+    if clear_quarantine:
+        store.set_quarantine(tenant_id, None, _now())
+        out.write(f"tenant {tenant_id} released from quarantine; the next sweep includes it\n")
+    return EXIT_OK
+
+
+def cmd_servers_put(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+    from reconciler.desired import put_server
+
+    tenant = _tenant(args.tenant)
+    raw = parse_assignments(args.set or [])
+    result = put_server(
+        runtime().store, tenant, args.server, args.owner, raw, _now(), merge=True, region=args.region
+    )
+    if args.json:
+        _print_json({**server_dict(result.server), "created": result.created, "changed": result.changed}, out)
+    else:
+        verb = "created" if result.created else ("updated" if result.changed else "unchanged")
+        out.write(
+            f"{verb} {tenant.tenant_id}/{result.server.gameserver_id} (generation {result.server.generation}): "
+            f"{result.server.config.model_dump()}\n"
+        )
+    return EXIT_OK
+
+
+def cmd_servers_list(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    store = runtime().store
+    tenants = [_tenant(args.tenant)] if args.tenant else store.list_tenants()
+    servers = [s for t in tenants for s in store.read_servers(t.tenant_id).servers]
+    if args.json:
+        _print_json([server_dict(s) for s in servers], out)
+        return EXIT_OK
+    rows = [
+        (
+            s.tenant_id,
+            s.gameserver_id,
+            s.username,
+            s.generation,
+            s.status.observed_generation,
+            s.status.phase.value,
+            s.status.stack_status or "",
+            (s.status.last_error or "")[:60],
+        )
+        for s in servers
+    ]
+    _table(rows, ("TENANT", "SERVER", "OWNER", "GEN", "OBSERVED", "PHASE", "STACK STATUS", "LAST ERROR"), out)
+    return EXIT_OK
+
+
+def cmd_servers_show(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    _tenant(args.tenant)
+    validate_id(args.server, "gameserver id")
+    server = runtime().store.get_server(args.tenant, args.server)
+    if server is None:
+        raise CliError(f"game server {args.tenant}/{args.server} not found")
+    data = server_dict(server)
+    if args.json:
+        _print_json(data, out)
+        return EXIT_OK
+    status = data["status"]
+    out.write(f"{server.tenant_id}/{server.gameserver_id}  owner {server.username}\n")
+    out.write(f"  desired      {data['config'] or server.config_error}  (generation {server.generation})\n")
+    if server.deletion_requested:
+        out.write("  deletion     requested\n")
+    out.write(f"  phase        {status['phase']}  (observed generation {status['observed_generation']})\n")
+    out.write(f"  stack        {status['stack_status'] or '-'}  {status['stack_id'] or ''}\n")
+    if status["drift"]:
+        out.write(f"  drift        {status['drift']}\n")
+    if status["last_error"]:
+        out.write(f"  last error   {status['last_error']}\n")
+    for condition in status["conditions"]:
+        out.write(
+            f"  condition    {condition['type']}={condition['status']} {condition['reason']}: {condition['message']}"
+            f" (since {condition['last_transition_time']})\n"
+        )
+    return EXIT_OK
+
+
+def cmd_servers_delete(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    _tenant(args.tenant)
+    validate_id(args.server, "gameserver id")
+    from reconciler.writes import NotFoundError
+
+    try:
+        result = runtime().store.request_deletion(args.tenant, args.server, _now())
+    except NotFoundError:
+        raise CliError(f"game server {args.tenant}/{args.server} not found") from None
+    if args.json:
+        _print_json(server_dict(result.server), out)
+    else:
+        out.write(f"deletion of {args.tenant}/{args.server} requested; its stack is removed on the next reconcile\n")
+    return EXIT_OK
+
+
+def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
+    actions = data.get("actions", [])
+    if data.get("error"):
+        out.write(f"tenant {data['tenant_id']}: {data['error']}\n")
+    if not actions:
+        out.write(f"tenant {data['tenant_id']}: no game servers and no owned stacks\n")
+        return
+    for action in actions:  # type: ignore[union-attr]
+        outcome = "" if planned else f"  [{action['outcome']}]"
+        line = f"  {action['kind']:<18} {action['gameserver_id'] or '-':<24} {action['reason']}{outcome}"
+        if action.get("diff"):
+            line += f"\n  {'':<18} {'':<24} {action['diff']}"
+        if action.get("detail") and action["outcome"] != "done":
+            line += f"\n  {'':<18} {'':<24} {action['detail']}"
+        out.write(line + "\n")
+
+
+def cmd_plan(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    _tenant(args.tenant)
+    result = runtime().engine.reconcile_tenant(args.tenant, dry_run=True)
+    data = result.to_dict()
+    if args.json:
+        _print_json(data, out)
+    else:
+        _print_result(data, out, planned=True)
+        out.write("in sync\n" if result.in_sync else "changes pending\n")
+    if result.error:
+        return EXIT_ERROR
+    return EXIT_OK if result.in_sync else EXIT_PENDING
+
+
+def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    _tenant(args.tenant)
+    rt = runtime()
+    result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions)
+    rt.requeue(args.tenant, result.requeue)
+    data = result.to_dict()
+    if args.json:
+        _print_json(data, out)
+    else:
+        _print_result(data, out, planned=False)
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.runtime import runtime
+
+    rt = runtime()
+    progress: Callable[[Any], None] | None = None
+    if not args.json and sys.stderr.isatty():
+        total = len(rt.store.list_tenants())
+        done = [0]
+
+        def progress(result: Any) -> None:
+            done[0] += 1
+            mark = "!" if result.error else "."
+            sys.stderr.write(f"\r  sweeping {done[0]}/{total} tenants {mark} {result.tenant_id:<40}")
+            sys.stderr.flush()
+
+    result = rt.engine.sweep(concurrency=args.concurrency or rt.settings.sweep_concurrency, progress=progress)
+    if progress is not None:
+        sys.stderr.write("\n")
+    for tenant in result.results:
+        rt.requeue(tenant.tenant_id, tenant.requeue)
+    summary = result.summary()
+    if args.json:
+        _print_json(summary, out)
+    else:
+        actions = ", ".join(f"{k} {v}" for k, v in dict(summary["actions"]).items()) or "none"  # type: ignore[call-overload]
+        out.write(f"swept {summary['reconciled']} of {summary['tenants']} tenants; actions: {actions}\n")
+        for tenant_id in summary["skipped"]:  # type: ignore[attr-defined]
+            out.write(f"  skipped {tenant_id}: quarantined\n")
+        for tenant_id, error in dict(summary["failures"]).items():  # type: ignore[call-overload]
+            out.write(f"  failed  {tenant_id}: {error}\n")
+    failed = bool(summary["failures"]) or bool(summary["failed_actions"])
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.demo import run_demo
+
+    return run_demo(out)
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stackherd", description="Converge desired game servers into tenant CloudFormation stacks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, func: Callable[..., int], help_: str, into: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = into.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON only")
+        return p
+
+    command("init", cmd_init, "create the tables and the template bucket (idempotent)")
+
+    templates = sub.add_parser("templates", help="game-server template versions").add_subparsers(
+        dest="subcommand", required=True, parser_class=_Parser
+    )
+    publish = command("publish", cmd_templates_publish, "upload a template version to the template bucket", templates)
+    publish.add_argument("file")
+    publish.add_argument("--version", required=True)
+
+    tenants = sub.add_parser("tenants", help="tenant accounts").add_subparsers(
+        dest="subcommand", required=True, parser_class=_Parser
+    )
+    add = command("add", cmd_tenants_add, "register a tenant account", tenants)
+    add.add_argument("tenant")
+    add.add_argument("--account", required=True, help="12-digit AWS account id")
+    add.add_argument("--region", action="append", help="a region (repeatable); the first is the default")
+    add.add_argument("--role-name", help="role to assume in the tenant account (name or ARN)")
+    add.add_argument("--external-id", help="the ExternalId the role's trust policy expects (generated if omitted)")
+    add.add_argument("--tier", help="free, standard or premium")
+    add.add_argument("--template-version", help="pinned game-server template version")
+    update = command("update", cmd_tenants_update, "change a tenant's tier, regions or template version", tenants)
+    update.add_argument("tenant")
+    update.add_argument("--region", action="append")
+    update.add_argument("--tier")
+    update.add_argument("--template-version")
+    command("list", cmd_tenants_list, "list tenants", tenants)
+    for name, help_, flags in (
+        ("pause", "stop changing a tenant's stacks (observe and report only)", {"paused": True}),
+        ("resume", "resume reconciling a paused tenant", {"paused": False}),
+        ("unquarantine", "release a quarantined tenant so sweeps include it again", {"clear_quarantine": True}),
+    ):
+        p = command(
+            name,
+            lambda a, o, _f=flags: _set_tenant_flags(a.tenant, o, **_f),  # type: ignore[misc]
+            help_,
+            tenants,
+        )
+        p.add_argument("tenant")
+
+    servers = sub.add_parser("servers", help="desired game servers").add_subparsers(
+        dest="subcommand", required=True, parser_class=_Parser
+    )
+    put = command("put", cmd_servers_put, "create or change a game server's desired config", servers)
+    put.add_argument("tenant")
+    put.add_argument("server")
+    put.add_argument("--owner", required=True, help="the player who owns the server")
+    put.add_argument("--set", action="append", metavar="KEY=VALUE", help="difficulty, player_count or seed")
+    put.add_argument("--region", help="one of the tenant's regions (default: its first)")
+    lst = command("list", cmd_servers_list, "list game servers and their phases", servers)
+    lst.add_argument("tenant", nargs="?")
+    show = command("show", cmd_servers_show, "desired config, generation, status and conditions", servers)
+    show.add_argument("tenant")
+    show.add_argument("server")
+    delete = command("delete", cmd_servers_delete, "request a game server's deletion", servers)
+    delete.add_argument("tenant")
+    delete.add_argument("server")
+
+    plan = command("plan", cmd_plan, "dry run: what a reconcile would do (exit 0 in sync, 2 pending, 1 error)")
+    plan.add_argument("tenant")
+    rec = command("reconcile", cmd_reconcile, "reconcile one tenant now and print the actions taken")
+    rec.add_argument("tenant")
+    rec.add_argument("--confirm-deletions", action="store_true", help="lift the deletion brake for this pass")
+    sweep = command("sweep", cmd_sweep, "reconcile every tenant")
+    sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
+    command("demo", cmd_demo, "run the whole system on an embedded moto AWS and show it converge")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from handlers.runtime import SettingsError
+    from reconciler.errors import ReconcileError
+    from reconciler.writes import WriteError
+
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    if getattr(args, "concurrency", None) is not None and not 1 <= args.concurrency <= 64:
+        sys.stderr.write("stackherd: --concurrency must be between 1 and 64\n")
+        return EXIT_ERROR
+    try:
+        return int(args.func(args, out))
+    except (CliError, ConfigError, WriteError, SettingsError, ReconcileError) as error:
+        sys.stderr.write(f"stackherd: {error}\n")
+    except ClientError as error:
+        info = error.response.get("Error", {})
+        sys.stderr.write(f"stackherd: AWS refused the request: {info.get('Code')}: {info.get('Message')}\n")
+    except BotoCoreError as error:
+        sys.stderr.write(f"stackherd: cannot reach AWS: {error}\n")
+    except KeyboardInterrupt:
+        sys.stderr.write("stackherd: interrupted\n")
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Requeue handler: SQS messages `{"tenant_id": ..., "gameserver_ids": [...]}` sent with a delay by
+the engine ("look again in N seconds"), so an in-progress stack is re-observed without waiting in a
+handler and without waiting for the next sweep."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from handlers.observability import logger, metrics
+from models.config import ID_PATTERN
+
+
+class RequeueMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str = Field(pattern=ID_PATTERN)
+    gameserver_ids: list[str] = Field(min_length=1, max_length=1000)
+
+
+class RetryLaterError(Exception):
+    pass
+
+
+def handle_record(record: SQSRecord) -> None:
+    from handlers.runtime import runtime
+
+    try:
+        message = RequeueMessage.model_validate(json.loads(record.body))
+    except (ValueError, ValidationError) as error:
+        logger.error("requeue message cannot be decoded; dropped", extra={"error": str(error)})
+        return
+    rt = runtime()
+    result = rt.engine.reconcile_tenant(message.tenant_id, scope=message.gameserver_ids)
+    rt.requeue(message.tenant_id, result.requeue)
+    if result.error and result.retryable:
+        raise RetryLaterError(result.error)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

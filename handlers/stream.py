@@ -1,0 +1,165 @@
+"""DynamoDB stream handler: INSERT, MODIFY and REMOVE of desired records trigger a reconcile.
+
+The batch goes through Powertools' `BatchProcessor`, which returns `{"batchItemFailures": [...]}`.
+Records are decoded and grouped by tenant first, so each tenant is reconciled (and its role assumed)
+once per batch, for only the servers that changed. A change that touched only `status` (the
+reconciler's own write) triggers nothing. A record that cannot be decoded, names an unknown tenant
+or carries an invalid config is logged, marked Failed where a record exists, and acknowledged; only
+transient failures are reported back for retry. No input crashes the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.observability import logger, metrics
+
+#: Attributes only the reconciler writes; a change limited to these is not a desired-state change.
+STATUS_ATTRIBUTES = frozenset({"status"})
+
+
+class TransientStreamError(Exception):
+    """Raised for a record whose reconcile failed transiently, so the batch reports it for retry."""
+
+
+@dataclass(frozen=True)
+class ChangedKey:
+    tenant_id: str
+    gameserver_id: str
+    event: str
+
+
+def is_status_only(old_image: dict[str, Any] | None, new_image: dict[str, Any] | None) -> bool:
+    """True when a MODIFY changed nothing but the reconciler's status (so it must not re-trigger)."""
+    if old_image is None or new_image is None:
+        return False
+
+    def desired(image: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in image.items() if k not in STATUS_ATTRIBUTES}
+
+    return desired(old_image) == desired(new_image)
+
+
+def changed_key(raw: dict[str, Any]) -> ChangedKey | None:
+    """The key a stream record names, or None when it needs no reconcile (a status-only change).
+
+    Raises ValueError with a clear message when the record cannot be decoded.
+    """
+    event = raw.get("eventName")
+    if event not in ("INSERT", "MODIFY", "REMOVE"):
+        raise ValueError(f"unsupported eventName {event!r}: expected INSERT, MODIFY or REMOVE")
+    body = raw.get("dynamodb")
+    if not isinstance(body, dict):
+        raise ValueError("record has no 'dynamodb' section")
+    keys = body.get("Keys")
+    try:
+        tenant_id = keys["tenant_id"]["S"]  # type: ignore[index]
+        gameserver_id = keys["gameserver_id"]["S"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise ValueError("record keys must be {'tenant_id': {'S': ...}, 'gameserver_id': {'S': ...}}") from None
+    if not isinstance(tenant_id, str) or not isinstance(gameserver_id, str):
+        raise ValueError("record keys must be strings")
+    if event == "MODIFY" and is_status_only(body.get("OldImage"), body.get("NewImage")):
+        return None
+    return ChangedKey(tenant_id, gameserver_id, event)
+
+
+def _identity(raw: dict[str, Any]) -> str:
+    return str((raw.get("dynamodb") or {}).get("SequenceNumber") or raw.get("eventID") or "?")
+
+
+class StreamBatch:
+    """Decodes a batch, reconciles each tenant once, and answers per record."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.keys: dict[str, ChangedKey | None] = {}
+        self.invalid: dict[str, str] = {}
+        self.outcome: dict[tuple[str, str], str | None] = {}  # key -> transient error, if any
+        for raw in records:
+            ident = _identity(raw)
+            try:
+                self.keys[ident] = changed_key(raw)
+            except ValueError as error:
+                self.invalid[ident] = str(error)
+
+    def reconcile(self) -> None:
+        from handlers.runtime import runtime
+
+        rt = runtime()
+        by_tenant: dict[str, set[str]] = {}
+        for key in self.keys.values():
+            if key is not None:
+                by_tenant.setdefault(key.tenant_id, set()).add(key.gameserver_id)
+        for tenant_id, servers in sorted(by_tenant.items()):
+            logger.append_keys(tenant_id=tenant_id)
+            result = rt.engine.reconcile_tenant(tenant_id, scope=servers)
+            transient = result.error if (result.error and result.retryable) else None
+            if result.error and not result.retryable:
+                logger.warning("tenant reconcile failed permanently", extra={"error": result.error})
+                self._mark_failed(tenant_id, servers, result.error, result.error_code or "Failed")
+            failed = {
+                r.action.gameserver_id: r.detail for r in result.results if r.outcome == "failed" and r.retryable
+            }
+            for server in servers:
+                self.outcome[(tenant_id, server)] = transient or failed.get(server)
+            metrics.add_metric(name="StreamReconciles", unit=MetricUnit.Count, value=1)
+            rt.requeue(tenant_id, result.requeue)
+        logger.remove_keys(["tenant_id"])
+
+    def _mark_failed(self, tenant_id: str, servers: set[str], message: str, code: str) -> None:
+        """An unknown tenant (or a tenant-level permanent failure): say so on each record that exists."""
+        from dataclasses import replace
+
+        from handlers.runtime import runtime
+        from models.records import Condition, Phase
+
+        store = runtime().store
+        for server_id in servers:
+            server = store.get_server(tenant_id, server_id)
+            if server is None:
+                continue
+            condition = Condition("Ready", False, code, message)
+            status = replace(server.status, phase=Phase.FAILED, last_error=message, conditions=(condition,))
+            if status.comparable() != server.status.comparable():
+                store.write_status(server, status)
+
+    def handle(self, record: DynamoDBRecord) -> None:
+        ident = _identity(record.raw_event)
+        if ident in self.invalid:
+            logger.error("stream record cannot be decoded; acknowledged", extra={"error": self.invalid[ident]})
+            metrics.add_metric(name="StreamRecordsRejected", unit=MetricUnit.Count, value=1)
+            return
+        key = self.keys.get(ident)
+        if key is None:
+            return  # status-only change
+        error = self.outcome.get((key.tenant_id, key.gameserver_id))
+        if error:
+            raise TransientStreamError(f"{key.tenant_id}/{key.gameserver_id}: {error}")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})
+        return {"batchItemFailures": []}
+    records = [r for r in records if isinstance(r, dict)]
+    batch = StreamBatch(records)
+    try:
+        batch.reconcile()
+    except Exception as error:  # e.g. the tables are unreachable: retry every record, lose none
+        logger.exception("batch could not be reconciled; reporting every record for retry")
+        for key in batch.keys.values():
+            if key is not None:
+                batch.outcome.setdefault((key.tenant_id, key.gameserver_id), repr(error))
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+    return process_partial_response(
+        event={"Records": records}, record_handler=batch.handle, processor=processor, context=context
+    )

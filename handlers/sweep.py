@@ -1,0 +1,38 @@
+"""Scheduled sweep: reconcile every tenant that is not quarantined, with bounded concurrency.
+
+One tenant's failure (access denied, throttling) is isolated in its own result and never stops the
+others; access denied also quarantines the tenant with a visible reason. Returns a summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.observability import logger, metrics
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from handlers.runtime import runtime
+
+    rt = runtime()
+    result = rt.engine.sweep(concurrency=rt.settings.sweep_concurrency)
+    for tenant in result.results:
+        if tenant.requeue:
+            rt.requeue(tenant.tenant_id, tenant.requeue)
+        if tenant.error:
+            logger.warning(
+                "tenant failed in sweep",
+                extra={"tenant_id": tenant.tenant_id, "error": tenant.error, "error_code": tenant.error_code},
+            )
+    summary = result.summary()
+    metrics.add_metric(name="SweepTenants", unit=MetricUnit.Count, value=len(result.results))
+    metrics.add_metric(name="SweepTenantFailures", unit=MetricUnit.Count, value=len(summary["failures"]))  # type: ignore[arg-type]
+    for kind, count in dict(summary["actions"]).items():  # type: ignore[call-overload]
+        metrics.add_metric(name=f"Actions_{kind}", unit=MetricUnit.Count, value=count)
+    logger.info("sweep finished", extra={"summary": summary})
+    return summary

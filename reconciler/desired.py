@@ -1,0 +1,84 @@
+"""Desired-state writes with every rule a writer must apply (ids, config schema, tier limits, quotas,
+ownership, optimistic concurrency). The CLI and the HTTP API both write through here, so a config
+accepted by one is accepted by the other. Writers never call CloudFormation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from models.config import GameServerConfig, tier_limits, validate_config, validate_id
+from models.records import DesiredServer, Tenant
+from reconciler.ports import DesiredRead
+from reconciler.writes import ConflictError, WriteResult
+
+
+class QuotaExceededError(ConflictError):
+    """The tenant's tier allows no more game servers."""
+
+
+class DesiredWriter(Protocol):
+    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
+
+    def read_servers(self, tenant_id: str) -> DesiredRead: ...
+
+    def put_server(
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        username: str,
+        config: GameServerConfig,
+        at: datetime,
+        *,
+        region: str | None = None,
+        expected_generation: int | None = None,
+    ) -> WriteResult: ...
+
+
+def put_server(
+    store: DesiredWriter,
+    tenant: Tenant,
+    gameserver_id: str,
+    owner: str,
+    raw_config: dict[str, Any],
+    at: datetime,
+    *,
+    merge: bool = False,
+    region: str | None = None,
+    expected_generation: int | None = None,
+) -> WriteResult:
+    """Create or change a game server's desired config.
+
+    `merge=True` changes only the given keys of an existing config (PATCH, `servers put --set`).
+    """
+    validate_id(gameserver_id, "gameserver id")
+    current = store.get_server(tenant.tenant_id, gameserver_id)
+    if current is not None and current.username != owner:
+        raise ConflictError(f"game server {gameserver_id!r} belongs to another player")
+    raw = dict(raw_config)
+    if merge and current is not None and current.config_error is None:
+        raw = {**current.config.model_dump(), **raw}
+    config = validate_config(raw, tenant.tier)
+    if region is not None and region not in tenant.regions:
+        from models.config import ConfigError
+
+        raise ConfigError(
+            f"region {region!r} is not one of the tenant's regions ({', '.join(tenant.regions)})", field="region"
+        )
+    if current is None:
+        limits = tier_limits(tenant.tier)
+        live = [s for s in store.read_servers(tenant.tenant_id).servers if not s.deletion_requested]
+        if len(live) >= limits.max_servers:
+            raise QuotaExceededError(
+                f"tenant {tenant.tenant_id!r} already has {len(live)} game servers, the {tenant.tier} tier's "
+                f"maximum of {limits.max_servers}; delete one or move the tenant to a larger tier"
+            )
+    return store.put_server(
+        tenant.tenant_id,
+        gameserver_id,
+        owner,
+        config,
+        at,
+        region=region if region is not None else (current.region if current else None),
+        expected_generation=expected_generation,
+    )
