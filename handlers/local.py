@@ -138,3 +138,16 @@ def tenant_cloudformation(account_id: str, region: str = "us-east-1") -> Any:
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
     )
+
+
+def fake_runtime(world: Any, **settings: Any) -> Any:
+    """A `Runtime` over a `reconciler.world.FakeWorld`, for handler tests and the benchmark."""
+    from handlers.runtime import Runtime, Settings
+
+    return Runtime(
+        settings=Settings(**settings),
+        store=world.store,
+        connector=world.connector,
+        templates=world.templates,
+        engine=world.engine,
+    )

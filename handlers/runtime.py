@@ -73,10 +73,12 @@ class Settings(BaseModel):
 
 @dataclass
 class Runtime:
+    """The process's collaborators. Tests and the benchmark install one built on the fake cloud."""
+
     settings: Settings
-    store: DynamoStore
-    connector: AwsConnector
-    templates: S3TemplateCatalog
+    store: DynamoStore | Any
+    connector: AwsConnector | Any
+    templates: S3TemplateCatalog | Any
     engine: Engine
     sqs: Any = None
 
@@ -142,12 +144,26 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings, store, connector, templates, engine)
 
 
+_installed: Runtime | None = None
+
+
 @functools.cache
-def runtime() -> Runtime:
-    """The process's runtime, built on first use from the environment."""
+def _from_env() -> Runtime:
     return build_runtime(Settings.from_env())
+
+
+def runtime() -> Runtime:
+    """The process's runtime: an installed one, or one built on first use from the environment."""
+    return _installed if _installed is not None else _from_env()
+
+
+def install_runtime(rt: Runtime | None) -> None:
+    """Use `rt` for this process (None goes back to the environment's)."""
+    global _installed
+    _installed = rt
 
 
 def reset_runtime() -> None:
     """Forget the process's runtime (tests and the demo change the environment between uses)."""
-    runtime.cache_clear()
+    install_runtime(None)
+    _from_env.cache_clear()

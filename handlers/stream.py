@@ -71,7 +71,9 @@ def changed_key(raw: dict[str, Any]) -> ChangedKey | None:
 
 
 def _identity(raw: dict[str, Any]) -> str:
-    return str((raw.get("dynamodb") or {}).get("SequenceNumber") or raw.get("eventID") or "?")
+    body = raw.get("dynamodb")
+    sequence = body.get("SequenceNumber") if isinstance(body, dict) else None
+    return str(sequence or raw.get("eventID") or id(raw))
 
 
 class StreamBatch:
@@ -146,11 +148,14 @@ class StreamBatch:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list):
+    raw_records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(raw_records, list):
         logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})
+        raw_records = []
+    records = [r for r in raw_records if isinstance(r, dict)]
+    metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(records))
+    if not records:
         return {"batchItemFailures": []}
-    records = [r for r in records if isinstance(r, dict)]
     batch = StreamBatch(records)
     try:
         batch.reconcile()

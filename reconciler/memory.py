@@ -24,7 +24,7 @@ class MemoryStore:
 
     # --- tenants ---------------------------------------------------------------------------------
 
-    def put_tenant(self, tenant: Tenant) -> None:
+    def put_tenant(self, tenant: Tenant, at: datetime | None = None) -> None:
         with self._lock:
             self.tenants[tenant.tenant_id] = tenant
 
