@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Difficulty = Literal["peaceful", "easy", "normal", "hard"]
 
@@ -59,6 +59,14 @@ class GameServerConfig(BaseModel):
     player_count: int = Field(default=4, ge=1, le=max(t.max_player_count for t in TIERS.values()))
     seed: str = Field(default="default", pattern=SEED_PATTERN)
 
+    @field_validator("player_count", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        # Lax mode would read true as 1; a count must be a number (or the CLI's digit string), never a flag.
+        if isinstance(value, bool):
+            raise ValueError("player_count must be a whole number, not true or false")
+        return value
+
     def parameters(self) -> dict[str, str]:
         """The CloudFormation parameters this config renders to (all values as strings)."""
         values = self.model_dump()
@@ -103,7 +111,8 @@ def validate_config(raw: Any, tier: str = DEFAULT_TIER) -> GameServerConfig:
 
 def validate_id(value: str, what: str) -> str:
     """Tenant and game-server ids: lowercase letters, digits and inner hyphens, 1 to 40 characters."""
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    # fullmatch: re's `$` also matches before a trailing newline, which would let "alpha\n" through.
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise ConfigError(
             f"{what} {value!r} is invalid: use 1-40 lowercase letters, digits or inner hyphens (for example 'alpha-1')",
             field=what.replace(" ", "_"),
@@ -116,9 +125,10 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for item in assignments:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, for example --set difficulty=hard")
-        result[key.strip()] = value.strip()
+        result[key] = value.strip()
     return result
 
 

@@ -215,7 +215,12 @@ def plan(
         region = server_region(tenant, server)
         stack = by_place.get((region, name))
         claimed.add((region, name))
-        actions.append(_plan_server(tenant, server, stack, name, region, settings, template_url, template_error))
+        action = _plan_server(tenant, server, stack, name, region, settings, template_url, template_error)
+        if action.kind is ActionKind.FAIL:
+            # A record that cannot be converged (e.g. moved to a region the tenant lacks) keeps the stack it
+            # already has elsewhere: it is not an orphan, and a failing record must never cost a running server.
+            claimed.update(place for place in by_place if place[1] == name)
+        actions.append(action)
 
     for (region, name), stack in sorted(by_place.items()):
         if (region, name) in claimed or not naming.is_owned(stack.tags, installation, tenant.tenant_id):

@@ -123,6 +123,10 @@ def next_status(
             phase = Phase.FAILED
             condition = Condition(READY, False, error.code, f"{action.kind.value} failed: {error}")
             next_retry = None
+            if current.phase is Phase.FAILED and current.last_error == str(error):
+                # The same permanent problem on every pass is not news: counting it would rewrite the status
+                # (and log an activity entry) each sweep, which is exactly the flapping status must avoid.
+                attempts = current.attempts
         return _with_condition(
             replace(
                 current,
