@@ -42,6 +42,7 @@ class Settings(BaseModel):
     max_deletions: int = Field(default=10, ge=0)
     delete_retry_limit: int = Field(default=3, ge=1)
     requeue_after_s: int = Field(default=30, ge=1, le=900)
+    account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +58,7 @@ class Settings(BaseModel):
             "max_deletions": "STACKHERD_MAX_DELETIONS",
             "delete_retry_limit": "STACKHERD_DELETE_RETRY_LIMIT",
             "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS",
+            "account_calls_per_second": "STACKHERD_ACCOUNT_CALLS_PER_SECOND",
         }
         values: dict[str, Any] = {name: env[var] for name, var in fields.items() if env.get(var)}
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
@@ -128,7 +130,11 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     session = boto3.Session(region_name=settings.region)
     store = DynamoStore()
-    connector = AwsConnector(session)
+    connector: Any = AwsConnector(session)
+    if settings.account_calls_per_second:
+        from reconciler.pacing import AccountRateLimiter, PacedConnector
+
+        connector = PacedConnector(connector, AccountRateLimiter(settings.account_calls_per_second))
     templates = S3TemplateCatalog(s3_client(session), settings.template_bucket)
     engine = Engine(
         store,

@@ -90,7 +90,10 @@ class StreamBatch:
             except ValueError as error:
                 self.invalid[ident] = str(error)
 
-    def reconcile(self) -> None:
+    def reconcile(self, concurrency: int = 8) -> None:
+        """Reconcile each tenant named in the batch once, scoped to its changed servers, tenants in parallel."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from handlers.runtime import runtime
 
         rt = runtime()
@@ -98,21 +101,27 @@ class StreamBatch:
         for key in self.keys.values():
             if key is not None:
                 by_tenant.setdefault(key.tenant_id, set()).add(key.gameserver_id)
-        for tenant_id, servers in sorted(by_tenant.items()):
-            logger.append_keys(tenant_id=tenant_id)
+
+        def one(item: tuple[str, set[str]]) -> None:
+            tenant_id, servers = item
             result = rt.engine.reconcile_tenant(tenant_id, scope=servers)
             transient = result.error if (result.error and result.retryable) else None
             if result.error and not result.retryable:
-                logger.warning("tenant reconcile failed permanently", extra={"error": result.error})
+                logger.warning(
+                    "tenant reconcile failed permanently; records acknowledged",
+                    extra={"tenant_id": tenant_id, "error": result.error},
+                )
                 self._mark_failed(tenant_id, servers, result.error, result.error_code or "Failed")
             failed = {
                 r.action.gameserver_id: r.detail for r in result.results if r.outcome == "failed" and r.retryable
             }
             for server in servers:
                 self.outcome[(tenant_id, server)] = transient or failed.get(server)
-            metrics.add_metric(name="StreamReconciles", unit=MetricUnit.Count, value=1)
             rt.requeue(tenant_id, result.requeue)
-        logger.remove_keys(["tenant_id"])
+
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_tenant) or 1))) as pool:
+            list(pool.map(one, sorted(by_tenant.items())))
+        metrics.add_metric(name="StreamTenantReconciles", unit=MetricUnit.Count, value=len(by_tenant))
 
     def _mark_failed(self, tenant_id: str, servers: set[str], message: str, code: str) -> None:
         """An unknown tenant (or a tenant-level permanent failure): say so on each record that exists."""
@@ -158,7 +167,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"batchItemFailures": []}
     batch = StreamBatch(records)
     try:
-        batch.reconcile()
+        from handlers.runtime import runtime
+
+        batch.reconcile(concurrency=runtime().settings.sweep_concurrency)
     except Exception as error:  # e.g. the tables are unreachable: retry every record, lose none
         logger.exception("batch could not be reconciled; reporting every record for retry")
         for key in batch.keys.values():
