@@ -1,0 +1,159 @@
+"""Reading the CloudFormation templates under infra/sam: a YAML loader that understands the short intrinsic
+tags (!Ref, !Sub, !GetAtt, ...) and helpers to walk parameters, `!If` branches and IAM policy statements."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAM_DIR = ROOT / "infra" / "sam"
+GAMESERVER = SAM_DIR / "gameserver.yaml"
+PLATFORM = SAM_DIR / "template.yaml"
+TENANT_ROLE = SAM_DIR / "tenant-role.yaml"
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+class CfnLoader(yaml.SafeLoader):
+    """A safe loader that turns `!Name value` into the long form `{"Fn::Name": value}` (`!Ref` into `Ref`)."""
+
+
+def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "Condition":
+        return {"Condition": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.load(path.read_text(), Loader=CfnLoader)  # a SafeLoader subclass: no arbitrary objects
+    assert isinstance(data, dict), f"{path} is not a mapping"
+    return data
+
+
+def resource(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    resources = template["Resources"]
+    assert logical_id in resources, f"no resource {logical_id}; have {sorted(resources)}"
+    found: dict[str, Any] = resources[logical_id]
+    return found
+
+
+def props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = resource(template, logical_id).get("Properties", {})
+    return found
+
+
+def of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == type_}
+
+
+def sub_text(value: Any) -> str:
+    """The template string of a `!Sub` (either form), or a plain string as is."""
+    if isinstance(value, str):
+        return value
+    assert isinstance(value, dict), f"expected a string or !Sub, got {value!r}"
+    assert "Fn::Sub" in value, f"expected a string or !Sub, got {value!r}"
+    sub = value["Fn::Sub"]
+    text = sub[0] if isinstance(sub, list) else sub
+    assert isinstance(text, str)
+    return text
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """Resolve `${Name}` placeholders of a `!Sub` string; an unknown name fails the test."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in values, f"no value for ${{{name}}} in {text!r}"
+        return values[name]
+
+    return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+
+def resolve_sub(value: Any, values: dict[str, str]) -> str:
+    """Resolve a `!Sub` in either form; variables of the map form may be plain strings or `!Ref`s."""
+    local = dict(values)
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), list):
+        _, variables = value["Fn::Sub"]
+        for name, item in variables.items():
+            local[name] = values[item["Ref"]] if isinstance(item, dict) else str(item)
+    return substitute(sub_text(value), local)
+
+
+def branches(value: Any) -> Iterator[Any]:
+    """Every value a `!If` could produce (recursively), leaving out AWS::NoValue."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        _, when_true, when_false = value["Fn::If"]
+        yield from branches(when_true)
+        yield from branches(when_false)
+    elif value != NO_VALUE:
+        yield value
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of a policy document, every `!If` branch included."""
+    found: list[dict[str, Any]] = []
+    for item in as_list(document["Statement"]):
+        found.extend(branches(item))
+    return found
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    return [str(a) for a in as_list(statement.get("Action", []))]
+
+
+def resources(statement: dict[str, Any]) -> list[Any]:
+    found: list[Any] = []
+    for item in as_list(statement.get("Resource", [])):
+        found.extend(branches(item))
+    return found
+
+
+def function_statements(template: dict[str, Any], logical_id: str) -> list[dict[str, Any]]:
+    """Every policy statement a SAM function's `Policies` grant (inline documents and managed policies
+    defined in the template). Anything else (AWS managed policies, SAM policy templates) fails, so a
+    broad grant cannot slip past the checks that use this."""
+    found: list[dict[str, Any]] = []
+    for policy in as_list(props(template, logical_id).get("Policies", [])):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(statements(policy))
+        elif isinstance(policy, dict) and set(policy) == {"Ref"}:
+            managed = resource(template, policy["Ref"])
+            assert managed["Type"] == "AWS::IAM::ManagedPolicy", f"{logical_id}: {policy} is not a managed policy"
+            found.extend(statements(managed["Properties"]["PolicyDocument"]))
+        else:
+            raise AssertionError(f"{logical_id}: unsupported policy form {policy!r}; grant with explicit statements")
+    return found
+
+
+def iam_match(pattern: str, value: str) -> bool:
+    """IAM-style wildcard match (`*` any run of characters, `?` one character)."""
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def parameter_default(template: dict[str, Any], name: str) -> Any:
+    return template["Parameters"][name].get("Default")
