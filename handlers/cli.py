@@ -368,6 +368,23 @@ def cmd_servers_delete(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
+    """Clear a server's retry count (after an operator fixed what blocked a delete), so it is tried again."""
+    from dataclasses import replace
+
+    from handlers.runtime import runtime
+
+    _tenant(args.tenant)
+    validate_id(args.server, "gameserver id")
+    store = runtime().store
+    server = store.get_server(args.tenant, args.server)
+    if server is None:
+        raise CliError(f"game server {args.tenant}/{args.server} not found")
+    store.write_status(server, replace(server.status, attempts=0, next_retry_at=None))
+    out.write(f"{args.tenant}/{args.server}: retries reset; run `stackherd reconcile {args.tenant}` to act now\n")
+    return EXIT_OK
+
+
 def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
     actions = data.get("actions", [])
     if data.get("error"):
@@ -525,6 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete = command("delete", cmd_servers_delete, "request a game server's deletion", servers)
     delete.add_argument("tenant")
     delete.add_argument("server")
+
+    retry = command("retry", cmd_servers_retry, "reset a held server's retry count so it is tried again", servers)
+    retry.add_argument("tenant")
+    retry.add_argument("server")
 
     plan = command("plan", cmd_plan, "dry run: what a reconcile would do (exit 0 in sync, 2 pending, 1 error)")
     plan.add_argument("tenant")

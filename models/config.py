@@ -69,8 +69,7 @@ class GameServerConfig(BaseModel):
 
     def parameters(self) -> dict[str, str]:
         """The CloudFormation parameters this config renders to (all values as strings)."""
-        values = self.model_dump()
-        return {PARAMETER_NAMES[key]: str(values[key]) for key in PARAMETER_NAMES}
+        return {name: str(getattr(self, key)) for key, name in PARAMETER_NAMES.items()}
 
 
 def tier_limits(tier: str) -> TierLimits:

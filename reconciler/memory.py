@@ -13,10 +13,31 @@ from reconciler.ports import DesiredRead
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
 
 
+class _ServerTable(dict[tuple[str, str], DesiredServer]):
+    """Records keyed by (tenant, server), with a per-tenant index so a tenant's read does not scan every
+    tenant's records (the benchmark holds tens of thousands). Tests may assign and delete keys directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_tenant: dict[str, dict[str, DesiredServer]] = {}
+
+    def __setitem__(self, key: tuple[str, str], value: DesiredServer) -> None:
+        super().__setitem__(key, value)
+        self.by_tenant.setdefault(key[0], {})[key[1]] = value
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        super().__delitem__(key)
+        self.by_tenant.get(key[0], {}).pop(key[1], None)
+
+    def tenant(self, tenant_id: str) -> list[DesiredServer]:
+        servers = self.by_tenant.get(tenant_id, {})
+        return [servers[k] for k in sorted(servers)]
+
+
 class MemoryStore:
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
-        self.servers: dict[tuple[str, str], DesiredServer] = {}
+        self.servers = _ServerTable()
         self.activity: list[tuple[str, str, str, str, int | None, str]] = []
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
@@ -48,7 +69,7 @@ class MemoryStore:
 
     def read_servers(self, tenant_id: str) -> DesiredRead:
         with self._lock:
-            servers = tuple(s for (t, _), s in sorted(self.servers.items()) if t == tenant_id)
+            servers = tuple(self.servers.tenant(tenant_id))
             if tenant_id in self.fail_reads:
                 return DesiredRead(servers[: len(servers) // 2], complete=False)
             return DesiredRead(servers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from operator import attrgetter
 from typing import Protocol
 
 from models.config import tier_limits
@@ -208,7 +209,7 @@ def plan(
     claimed: set[tuple[str, str]] = set()
     actions: list[Action] = []
 
-    for server in sorted(desired, key=lambda s: s.gameserver_id):
+    for server in sorted(desired, key=attrgetter("gameserver_id")):
         if scope is not None and server.gameserver_id not in scope:
             continue
         name = naming.stack_name(installation, tenant.tenant_id, server.gameserver_id)
@@ -222,15 +223,34 @@ def plan(
             claimed.update(place for place in by_place if place[1] == name)
         actions.append(action)
 
-    for (region, name), stack in sorted(by_place.items()):
-        if (region, name) in claimed or not naming.is_owned(stack.tags, installation, tenant.tenant_id):
-            continue  # matched to a record above, or not ours: never touched
+    for region, name in sorted(place for place in by_place if place not in claimed):
+        stack = by_place[(region, name)]
+        if not naming.is_owned(stack.tags, installation, tenant.tenant_id):
+            continue  # not ours: never touched
         server_id = stack.tags.get(naming.TAG_GAMESERVER, "")
         if scope is not None and server_id not in scope:
             continue
         actions.append(_plan_orphan(tenant, stack, server_id, settings))
 
     return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete)))
+
+
+def _in_sync(
+    tenant: Tenant, server: DesiredServer, stack: ObservedStack | None, installation: str, template_url: str | None
+) -> bool:
+    """True when the stack is stable, ours and already renders exactly this record (what `render` +
+    `drift_summary` would conclude), checked cheaply; any doubt falls through to the full decision."""
+    if stack is None or template_url is None or tenant.paused or server.deletion_requested or not stack.stable:
+        return False
+    tags = stack.tags
+    return (
+        tags.get(naming.TAG_INSTALLATION) == installation
+        and tags.get(naming.TAG_TENANT) == tenant.tenant_id
+        and tags.get(naming.TAG_GAMESERVER) == server.gameserver_id
+        and tags.get(naming.TAG_TEMPLATE_VERSION) == tenant.template_version
+        and _config_problem(tenant, server) is None
+        and stack.parameters == server.config.parameters()
+    )
 
 
 def _plan_server(
@@ -256,6 +276,9 @@ def _plan_server(
             **extra,  # type: ignore[arg-type]
         )
 
+    if _in_sync(tenant, server, stack, settings.installation, template_url):
+        # The common case of a steady-state pass, decided without rendering a spec.
+        return act(ActionKind.NOOP, "stack matches its rendering")
     wait_s = settings.requeue_after_s
     if tenant.paused:
         return act(ActionKind.REPORT, "tenant is paused: observe and report only")

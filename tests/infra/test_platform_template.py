@@ -202,13 +202,17 @@ def test_lambda_package_has_its_dependencies() -> None:
     # `sam build` installs what requirements.txt in CodeUri lists; without it the functions ship without
     # PynamoDB, pydantic or Powertools.
     requirements = cfn.ROOT / "requirements.txt"
-    if not requirements.exists():
-        pytest.skip("requirements.txt is not in the repository root yet; sam build would package no dependencies")
+    assert requirements.exists(), "requirements.txt is missing from the repository root: sam build would package nothing"
     listed = {
         re.split(r"[<>=~!\[; ]", line.strip(), maxsplit=1)[0].lower() for line in requirements.read_text().splitlines()
     }
     for needed in ("pynamodb", "pydantic", "aws-lambda-powertools", "deepdiff"):
         assert needed in listed, needed
+    import tomllib
+
+    declared = tomllib.loads((cfn.ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = [line.strip() for line in requirements.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert sorted(pinned) == sorted(declared), "requirements.txt must list exactly pyproject's [project.dependencies]"
 
 
 def test_stream_event_source(platform: dict[str, Any]) -> None:
