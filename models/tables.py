@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from pydantic import ValidationError
 from pynamodb.attributes import (
     BooleanAttribute,
     ListAttribute,
@@ -17,10 +18,10 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.constants import PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE
+from pynamodb.constants import MAP, PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE, STRING
 from pynamodb.models import Model
 
-from models.config import GameServerConfig
+from models.config import ConfigError, GameServerConfig, describe_validation_error
 from models.records import Condition, DesiredServer, Phase, ServerStatus, Tenant
 
 DEFAULT_TENANTS_TABLE = "stackherd-tenants"
@@ -28,11 +29,26 @@ DEFAULT_GAMESERVERS_TABLE = "stackherd-gameservers"
 DEFAULT_ACTIVITY_TABLE = "stackherd-activity"
 
 
-# PynamoDB's MapAttribute constructors are untyped; the subclasses below are called in typed code.
+#: Key under which `ConfigMap` reports a stored config that is not a map at all.
+NOT_A_MAP = "__not_a_map__"
+
+
 class ConfigMap(MapAttribute[str, Any]):
-    difficulty = UnicodeAttribute()
-    player_count = NumberAttribute()
-    seed = UnicodeAttribute()
+    """The desired config as a schemaless map: pydantic, not PynamoDB, decides what is valid.
+
+    Typed attributes here would make PynamoDB refuse to read an item whose config has the wrong shape
+    (say `player_count` stored as a string), failing the read of the tenant's every record, and would
+    silently drop unknown keys. Read raw, such a record comes back with a config error instead.
+    """
+
+    @classmethod
+    def is_raw(cls) -> bool:
+        return True  # every key is stored and read as it is, like a plain MapAttribute
+
+    def get_value(self, value: dict[str, Any]) -> Any:
+        if MAP in value:
+            return value[MAP]
+        return {NOT_A_MAP: {STRING: next(iter(value), "?")}}  # the DynamoDB type it was stored as
 
 
 class ConditionMap(MapAttribute[str, Any]):
@@ -243,9 +259,20 @@ def config_from_map(raw: ConfigMap | dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
+def config_from_item(item: GameServerModel) -> GameServerConfig:
+    """The stored config, validated. Raises `ConfigError` saying what is wrong with it."""
+    raw = config_from_map(item.config)
+    if NOT_A_MAP in raw:
+        raise ConfigError(f"stored config is a DynamoDB {raw[NOT_A_MAP]} value, not a map", field="config")
+    try:
+        return GameServerConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError("stored " + describe_validation_error(error), field="config") from None
+
+
 def server_from_item(item: GameServerModel) -> DesiredServer:
     """Map an item to a record. Raises `ConfigError` when the stored config is no longer valid."""
-    config = GameServerConfig.model_validate(config_from_map(item.config))
+    config = config_from_item(item)
     return DesiredServer(
         tenant_id=item.tenant_id,
         gameserver_id=item.gameserver_id,

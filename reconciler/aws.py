@@ -14,11 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from models.records import Tenant
 from reconciler.credentials import Credentials, CredentialsCache
-from reconciler.errors import ReconcileError, StackNotFoundError, TransientError, classify
+from reconciler.errors import (
+    AccessDeniedError,
+    PermanentError,
+    ReconcileError,
+    StackNotFoundError,
+    TransientError,
+    classify,
+)
 from reconciler.naming import session_name
 from reconciler.stacks import ObservedStack, StackSpec
 
@@ -37,6 +44,8 @@ def translated(what: str) -> Iterator[None]:
     except ClientError as error:
         info = error.response.get("Error", {})
         raise classify(str(info.get("Code", "Unknown")), str(info.get("Message", ""))) from error
+    except ParamValidationError as error:  # the request itself is malformed: retrying cannot help
+        raise PermanentError(f"{what}: {error}", code="ParamValidation") from error
     except BotoCoreError as error:  # connection failures, timeouts: the network
         raise TransientError(f"{what}: {error}") from error
 
@@ -51,6 +60,12 @@ def observed_from(raw: StackTypeDef, region: str) -> ObservedStack:
         tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
         status_reason=raw.get("StackStatusReason", ""),
     )
+
+
+def arn_account(arn: str) -> str:
+    """The account field of an ARN (`arn:partition:service:region:account:resource`); "" when absent."""
+    parts = arn.split(":", 5)
+    return parts[4] if len(parts) == 6 and parts[0] == "arn" else ""
 
 
 class AwsGateway:
@@ -135,6 +150,15 @@ class AwsConnector:
         return Credentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw["SessionToken"], raw["Expiration"])
 
     def gateway(self, tenant: Tenant, region: str) -> AwsGateway:
+        # Credentials act in the account of the role they were assumed from. A tenant record naming one
+        # account and another account's role would otherwise act, unseen, in the other account.
+        role_account = arn_account(tenant.role_arn)
+        if role_account != tenant.account_id:
+            raise AccessDeniedError(
+                f"AccessDenied: role {tenant.role_arn} is in account {role_account or '?'}, not in the tenant's "
+                f"account {tenant.account_id}; fix the tenant's role",
+                code="RoleAccountMismatch",
+            )
         credentials = self.cache.get(tenant.role_arn, tenant.external_id, session_name(tenant.tenant_id))
         key = (tenant.account_id, region)
         cached = self._clients.get(key)

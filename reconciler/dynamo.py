@@ -6,10 +6,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from pydantic import ValidationError
 from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, UpdateError
 
-from models.config import GameServerConfig, describe_validation_error
+from models.config import ConfigError, GameServerConfig
 from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
 from models.tables import (
     ActivityModel,
@@ -39,7 +38,7 @@ def record_from_item(item: GameServerModel) -> DesiredServer:
     planner fails (with the reason) instead of one that silently disappears and orphans its stack."""
     try:
         return server_from_item(item)
-    except ValidationError as error:
+    except ConfigError as error:
         return DesiredServer(
             tenant_id=item.tenant_id,
             gameserver_id=item.gameserver_id,
@@ -47,10 +46,11 @@ def record_from_item(item: GameServerModel) -> DesiredServer:
             config=GameServerConfig(),
             generation=int(item.generation or 1),
             created_at=item.created_at,
+            updated_at=item.updated_at or item.created_at,
             deletion_requested=bool(item.deletion_requested),
             region=item.region,
             status=status_from_map(item.status),
-            config_error="stored " + describe_validation_error(error),
+            config_error=str(error),
         )
 
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from reconciler.errors import TemplateNotFoundError
+from reconciler.errors import TemplateNotFoundError, TransientError, classify
 from reconciler.rendering import template_key, template_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+#: What HeadObject answers for a key or bucket that is not there (403 when the caller may not list the bucket).
+_MISSING = frozenset({"404", "403", "NoSuchKey", "NoSuchBucket", "NotFound", "AccessDenied", "Forbidden"})
 
 
 class S3TemplateCatalog:
@@ -24,15 +28,22 @@ class S3TemplateCatalog:
 
     def url_for(self, version: str) -> str:
         if version not in self._known:
-            from botocore.exceptions import ClientError
+            from botocore.exceptions import BotoCoreError, ClientError
 
             try:
                 self.s3.head_object(Bucket=self.bucket, Key=template_key(version))
             except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code not in _MISSING:
+                    # Throttling, a 5xx, expired credentials: the template may well be there; retry the
+                    # pass rather than fail every server of the tenant as if it were not published.
+                    raise classify(code, str(error.response.get("Error", {}).get("Message", ""))) from error
                 raise TemplateNotFoundError(
-                    f"template version {version!r} is not published in s3://{self.bucket}/{template_key(version)}; "
-                    f"publish it with `stackherd templates publish FILE --version {version}`"
+                    f"template version {version!r} is not published in s3://{self.bucket}/{template_key(version)} "
+                    f"({code}); publish it with `stackherd templates publish FILE --version {version}`"
                 ) from error
+            except BotoCoreError as error:
+                raise TransientError(f"could not check template version {version!r}: {error}") from error
             with self._lock:
                 self._known.add(version)
         return template_url(self.bucket, version)

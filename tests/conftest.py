@@ -1,0 +1,100 @@
+"""Shared fixtures. moto is imported inside fixtures only, so suites that never touch it stay fast."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GAMESERVER_TEMPLATE = ROOT / "infra" / "sam" / "gameserver.yaml"
+TEMPLATE_BUCKET = "stackherd-templates-test"
+REGION = "us-east-1"
+
+#: Used until infra/sam/gameserver.yaml exists: the same parameters, and a resource moto can create
+#: (moto's CloudFormation crashes on an AWS::SSM::Parameter without a Name).
+INLINE_TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Description: stackherd game server (test stand-in)
+Parameters:
+  Difficulty:
+    Type: String
+  PlayerCount:
+    Type: String
+  Seed:
+    Type: String
+Resources:
+  Settings:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Name: !Sub "/stackherd/${AWS::StackName}/settings"
+      Type: String
+      Value: !Sub "${Difficulty}/${PlayerCount}/${Seed}"
+"""
+
+
+def gameserver_template() -> str:
+    """The real game-server template when it exists, else the inline stand-in."""
+    if GAMESERVER_TEMPLATE.exists():
+        return GAMESERVER_TEMPLATE.read_text()
+    return INLINE_TEMPLATE
+
+
+@pytest.fixture(scope="session")
+def shared_botocore_loader() -> Iterator[None]:
+    """One botocore data loader for every session the tests make.
+
+    Each boto3 session, and each PynamoDB connection, otherwise parses the same service-model JSON again;
+    that parsing was most of the moto suites' run time. The loaded models are only read, never changed.
+    """
+    import functools
+
+    import botocore.session
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", functools.cache(botocore.session.create_loader))
+        yield
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, shared_botocore_loader: None) -> None:
+    """Fake credentials, one region, and no endpoint override: in-process moto must see every call."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    for name in ("AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def moto_aws(aws_env: None) -> Iterator[None]:
+    """Everything inside runs against moto in-process."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def dynamo_tables(moto_aws: None) -> None:
+    """The PynamoDB models pointed at fresh moto tables (connections are rebuilt inside this mock)."""
+    from models import tables
+
+    tables.configure(region=REGION)
+    tables.create_tables()
+
+
+@pytest.fixture
+def template_catalog(moto_aws: None) -> object:
+    """A moto S3 template bucket with the game-server template published as v1."""
+    import boto3
+
+    from reconciler.templates import S3TemplateCatalog
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    catalog = S3TemplateCatalog(s3, TEMPLATE_BUCKET)
+    catalog.publish(gameserver_template().encode(), "v1")
+    return catalog

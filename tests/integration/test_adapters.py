@@ -1,0 +1,142 @@
+"""How the boto3 adapters translate what AWS says: S3 template catalog, STS and CloudFormation errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from models.records import Tenant, role_arn_for
+from reconciler.errors import PermanentError, TemplateNotFoundError, ThrottledError, TransientError
+from tests.conftest import REGION, TEMPLATE_BUCKET, gameserver_template
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("moto_aws")]
+
+
+def tenant(external_id: str = "ext-alpha", account_id: str = "111111111111") -> Tenant:
+    return Tenant(
+        tenant_id="alpha",
+        account_id=account_id,
+        regions=(REGION,),
+        role_arn=role_arn_for(account_id, "StackherdExecution"),
+        external_id=external_id,
+    )
+
+
+# --- the template catalog -------------------------------------------------------------------------
+
+
+def test_catalog_publishes_lists_and_resolves_versions(template_catalog: Any) -> None:
+    template_catalog.publish(gameserver_template().encode(), "v2")
+
+    assert template_catalog.versions() == ["v1", "v2"]
+    assert template_catalog.url_for("v2") == f"https://{TEMPLATE_BUCKET}.s3.amazonaws.com/gameserver/v2.yaml"
+
+
+def test_catalog_reports_an_unpublished_version_as_not_found(template_catalog: Any) -> None:
+    with pytest.raises(TemplateNotFoundError, match="v9"):
+        template_catalog.url_for("v9")
+
+
+def test_catalog_reports_a_missing_bucket_as_not_found() -> None:
+    import boto3
+
+    from reconciler.templates import S3TemplateCatalog
+
+    catalog = S3TemplateCatalog(boto3.client("s3", region_name=REGION), "no-such-template-bucket")
+
+    with pytest.raises(TemplateNotFoundError):
+        catalog.url_for("v1")
+
+
+class _FailingS3:
+    """An S3 client whose HeadObject fails the way a busy or unreachable S3 does."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def head_object(self, **_: Any) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        pytest.param("503", TransientError, id="service-unavailable"),
+        pytest.param("SlowDown", ThrottledError, id="slow-down"),
+        pytest.param("network", TransientError, id="network"),
+    ],
+)
+def test_catalog_treats_a_failing_s3_as_transient_not_as_a_missing_template(
+    error: str, expected: type[Exception]
+) -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from reconciler.templates import S3TemplateCatalog
+
+    raised: Exception = (
+        EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
+        if error == "network"
+        else ClientError({"Error": {"Code": error, "Message": "busy"}}, "HeadObject")
+    )
+    catalog = S3TemplateCatalog(_FailingS3(raised), TEMPLATE_BUCKET)  # type: ignore[arg-type]
+
+    with pytest.raises(expected) as caught:
+        catalog.url_for("v1")
+    assert not isinstance(caught.value, TemplateNotFoundError)
+
+
+# --- the connector --------------------------------------------------------------------------------
+
+
+def test_a_malformed_assume_role_request_is_permanent_not_transient() -> None:
+    """botocore refuses an ExternalId shorter than 2 characters before sending; retrying cannot fix that."""
+    from reconciler.aws import AwsConnector
+
+    with pytest.raises(PermanentError, match="ExternalId"):
+        AwsConnector().gateway(tenant(external_id="x"), REGION)
+
+
+def test_a_tenant_whose_role_is_in_another_account_is_refused_before_any_call() -> None:
+    import boto3
+
+    from reconciler.aws import AwsConnector
+    from reconciler.errors import AccessDeniedError
+
+    session = boto3.Session(region_name=REGION)
+    assumed: list[str] = []
+    session.events.register("provide-client-params.sts.AssumeRole", lambda params, **_: assumed.append("x"))
+    wrong = Tenant(
+        tenant_id="alpha",
+        account_id="111111111111",
+        regions=(REGION,),
+        role_arn=role_arn_for("222222222222", "StackherdExecution"),
+        external_id="ext-alpha",
+    )
+
+    with pytest.raises(AccessDeniedError, match="222222222222"):
+        AwsConnector(session).gateway(wrong, REGION)
+    assert assumed == []
+
+
+def test_the_gateway_client_acts_in_the_tenants_account() -> None:
+    from reconciler.aws import AwsConnector
+
+    gateway = AwsConnector().gateway(tenant(account_id="444444444444"), REGION)
+
+    identity = gateway.client.meta.region_name, _caller_account(gateway.client)
+    assert identity == (REGION, "444444444444")
+
+
+def _caller_account(cloudformation: Any) -> str:
+    import boto3
+
+    credentials = cloudformation._request_signer._credentials.get_frozen_credentials()
+    sts = boto3.client(
+        "sts",
+        region_name=REGION,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.token,
+    )
+    return str(sts.get_caller_identity()["Account"])
