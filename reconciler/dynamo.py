@@ -176,6 +176,12 @@ class DynamoStore:
 
     # --- writers ---------------------------------------------------------------------------------
 
+    def _lost_race(self, tenant_id: str, gameserver_id: str) -> PreconditionFailedError:
+        """Another writer changed the record between our read and our conditional write: report the
+        generation it is at now (None would tell the caller the record does not exist)."""
+        latest = self.get_server(tenant_id, gameserver_id)
+        return PreconditionFailedError(tenant_id, gameserver_id, latest.generation if latest else None)
+
     def put_server(
         self,
         tenant_id: str,
@@ -237,7 +243,7 @@ class DynamoStore:
             )
         except UpdateError as error:
             if _conditional_failed(error):
-                raise PreconditionFailedError(tenant_id, gameserver_id, None) from error
+                raise self._lost_race(tenant_id, gameserver_id) from error
             raise StoreError(f"could not write {gameserver_id}: {error}") from error
         return WriteResult(record_from_item(item), created=False, changed=True)
 
@@ -265,7 +271,7 @@ class DynamoStore:
             )
         except UpdateError as error:
             if _conditional_failed(error):
-                raise PreconditionFailedError(tenant_id, gameserver_id, None) from error
+                raise self._lost_race(tenant_id, gameserver_id) from error
             raise StoreError(f"could not request deletion of {gameserver_id}: {error}") from error
         return WriteResult(record_from_item(item), created=False, changed=True)
 

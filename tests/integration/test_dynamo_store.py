@@ -143,6 +143,40 @@ def test_expected_generation_must_match(store: DynamoStore) -> None:
     assert ok.server.generation == 2
 
 
+class _StaleFirstRead(DynamoStore):
+    """Its first read returns the record as it was before another writer's change: a lost race."""
+
+    def __init__(self, stale: Any) -> None:
+        super().__init__()
+        self.stale = stale
+
+    def get_server(self, tenant_id: str, gameserver_id: str) -> Any:
+        if self.stale is not None:
+            stale, self.stale = self.stale, None
+            return stale
+        return super().get_server(tenant_id, gameserver_id)
+
+
+@pytest.mark.parametrize("write", ["put", "delete"])
+def test_losing_a_race_reports_the_current_generation(store: DynamoStore, write: str) -> None:
+    stale = store.put_server("alpha", "gs-1", "steve", config(seed="abc"), T0).server
+    store.put_server("alpha", "gs-1", "steve", config(seed="other"), later(1))  # the other writer
+    racing = _StaleFirstRead(stale)
+    attempt = {
+        "put": lambda: racing.put_server("alpha", "gs-1", "steve", config(seed="mine"), later(2)),
+        "delete": lambda: racing.request_deletion("alpha", "gs-1", later(2)),
+    }[write]
+
+    with pytest.raises(PreconditionFailedError) as lost:
+        attempt()
+
+    assert lost.value.current == 2
+    assert "does not exist" not in str(lost.value)
+    stored = store.get_server("alpha", "gs-1")
+    assert stored is not None
+    assert (stored.generation, stored.config.seed, stored.deletion_requested) == (2, "other", False)
+
+
 def test_another_players_server_cannot_be_overwritten(store: DynamoStore) -> None:
     store.put_server("alpha", "gs-1", "steve", config(seed="abc"), T0)
 
