@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import freezegun
 import pytest
+
+# freezegun walks every loaded module when it freezes time; Powertools' lazily imported pydantic models
+# would then be built against freezegun's fake datetime class and fail. Leave Powertools alone.
+freezegun.configure(extend_ignore_list=["aws_lambda_powertools", "pydantic"])
 
 ROOT = Path(__file__).resolve().parent.parent
 GAMESERVER_TEMPLATE = ROOT / "infra" / "sam" / "gameserver.yaml"
