@@ -133,10 +133,10 @@ REQUIRED_PARAMETERS = ("Difficulty", "PlayerCount", "Seed")
 
 
 def cmd_templates_publish(args: argparse.Namespace, out: IO[str]) -> int:
+    import re
+
     from handlers.runtime import runtime
     from models.config import VERSION_PATTERN
-
-    import re
 
     if not re.match(VERSION_PATTERN, args.version):
         raise CliError(f"--version {args.version!r} is invalid: use letters, digits, '.', '_' or '-', such as v2")
@@ -188,9 +188,7 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
     existing = store.get_tenant(spec.tenant_id)
     tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
     if existing is not None and existing != tenant:
-        raise CliError(
-            f"tenant {spec.tenant_id!r} already exists with other settings; use `stackherd tenants update`"
-        )
+        raise CliError(f"tenant {spec.tenant_id!r} already exists with other settings; use `stackherd tenants update`")
     if existing is None:
         store.put_tenant(tenant, _now())
     if args.json:
@@ -222,9 +220,7 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
         "paused": tenant.paused,
     }
     spec = validate_tenant(spec_input)
-    updated = replace(
-        tenant, regions=tuple(spec.regions), tier=spec.tier, template_version=spec.template_version
-    )
+    updated = replace(tenant, regions=tuple(spec.regions), tier=spec.tier, template_version=spec.template_version)
     runtime().store.put_tenant(updated, _now())
     if args.json:
         _print_json(tenant_dict(updated), out)
@@ -257,7 +253,9 @@ def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def _set_tenant_flags(tenant_id: str, out: IO[str], *, paused: bool | None = None, clear_quarantine: bool = False) -> int:
+def _set_tenant_flags(
+    tenant_id: str, out: IO[str], *, paused: bool | None = None, clear_quarantine: bool = False
+) -> int:
     from dataclasses import replace
 
     from handlers.runtime import runtime
@@ -279,9 +277,7 @@ def cmd_servers_put(args: argparse.Namespace, out: IO[str]) -> int:
 
     tenant = _tenant(args.tenant)
     raw = parse_assignments(args.set or [])
-    result = put_server(
-        runtime().store, tenant, args.server, args.owner, raw, _now(), merge=True, region=args.region
-    )
+    result = put_server(runtime().store, tenant, args.server, args.owner, raw, _now(), merge=True, region=args.region)
     if args.json:
         _print_json({**server_dict(result.server), "created": result.created, "changed": result.changed}, out)
     else:
@@ -392,7 +388,7 @@ def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
     if not actions:
         out.write(f"tenant {data['tenant_id']}: no game servers and no owned stacks\n")
         return
-    for action in actions:  # type: ignore[union-attr]
+    for action in actions:
         outcome = "" if planned else f"  [{action['outcome']}]"
         line = f"  {action['kind']:<18} {action['gameserver_id'] or '-':<24} {action['reason']}{outcome}"
         if action.get("diff"):
@@ -519,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = command(
             name,
-            lambda a, o, _f=flags: _set_tenant_flags(a.tenant, o, **_f),  # type: ignore[misc]
+            lambda a, o, _f=flags: _set_tenant_flags(a.tenant, o, **_f),
             help_,
             tenants,
         )

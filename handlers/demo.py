@@ -68,14 +68,27 @@ class Demo:
 
         self.step("register three tenants, each in its own AWS account")
         for tenant_id, account, tier in TENANTS:
-            self.must("tenants", "add", tenant_id, "--account", account, "--tier", tier, "--external-id",
-                      f"ext-{tenant_id}-demo")
+            self.must(
+                "tenants",
+                "add",
+                tenant_id,
+                "--account",
+                account,
+                "--tier",
+                tier,
+                "--external-id",
+                f"ext-{tenant_id}-demo",
+            )
         cfn_charlie = tenant_cloudformation(FOREIGN[0])
-        cfn_charlie.create_stack(StackName=FOREIGN[1], TemplateBody=TEMPLATE.read_text(), Parameters=[
-            {"ParameterKey": "Difficulty", "ParameterValue": "easy"},
-            {"ParameterKey": "PlayerCount", "ParameterValue": "2"},
-            {"ParameterKey": "Seed", "ParameterValue": "theirs"},
-        ])
+        cfn_charlie.create_stack(
+            StackName=FOREIGN[1],
+            TemplateBody=TEMPLATE.read_text(),
+            Parameters=[
+                {"ParameterKey": "Difficulty", "ParameterValue": "easy"},
+                {"ParameterKey": "PlayerCount", "ParameterValue": "2"},
+                {"ParameterKey": "Seed", "ParameterValue": "theirs"},
+            ],
+        )
         self.say(f"charlie's account already holds a stack of its own: {FOREIGN[1]} (no stackherd tags)")
 
         poller = StreamPoller(runtime().settings.gameservers_table)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -112,9 +113,7 @@ class StreamBatch:
                     extra={"tenant_id": tenant_id, "error": result.error},
                 )
                 self._mark_failed(tenant_id, servers, result.error, result.error_code or "Failed")
-            failed = {
-                r.action.gameserver_id: r.detail for r in result.results if r.outcome == "failed" and r.retryable
-            }
+            failed = {r.action.gameserver_id: r.detail for r in result.results if r.outcome == "failed" and r.retryable}
             for server in servers:
                 self.outcome[(tenant_id, server)] = transient or failed.get(server)
             rt.requeue(tenant_id, result.requeue)
@@ -156,7 +155,7 @@ class StreamBatch:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     raw_records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(raw_records, list):
         logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})

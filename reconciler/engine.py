@@ -296,9 +296,10 @@ class Engine:
         now = self.clock()
         if action.mutating or kind is ActionKind.FINALIZE:
             # Re-check with a consistent read right before the call: a newer write wins, and an orphan
-            # that has just got a record is no orphan.
+            # that has just got a record is no orphan. A record that was already there when planning and is
+            # unchanged lives elsewhere (the server moved region): the stack left behind is still an orphan.
             fresh = self.store.get_server(tenant.tenant_id, action.gameserver_id)
-            if action.orphan and fresh is not None:
+            if action.orphan and fresh is not None and (server is None or fresh.generation != server.generation):
                 return ActionResult(action, "skipped", "a record appeared since planning; the next pass re-plans")
             if not action.orphan and (fresh is None or fresh.generation != action.generation):
                 return ActionResult(action, "skipped", "the record changed since planning; the next pass re-plans")

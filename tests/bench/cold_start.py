@@ -12,8 +12,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("boto3", "handlers.stream", "handlers.sweep", "handlers.admin", "handlers.requeue", "handlers.api")
-PROBE = "import time, importlib, sys; t = time.perf_counter(); importlib.import_module(sys.argv[1]); " \
-        "print(time.perf_counter() - t)"
+PROBE = (
+    "import time, importlib, sys; t = time.perf_counter(); importlib.import_module(sys.argv[1]); "
+    "print(time.perf_counter() - t)"
+)
 
 
 def import_seconds(module: str) -> float:

@@ -11,7 +11,8 @@ BENCH_NAIVE_TENANTS tenants and scales the measured time to all tenants (`naive_
 says how many it really ran; set BENCH_NAIVE_TENANTS to BENCH_TENANTS for a full run).
 
 Environment: BENCH_TENANTS (1000), BENCH_SERVERS (10), BENCH_LATENCY_MS (20), BENCH_RATE (5 calls/s
-per account), BENCH_CONCURRENCY (32), BENCH_NAIVE_TENANTS (50), BENCH_STREAM_SHARDS (8).
+per account), BENCH_CONCURRENCY (8, the sweep's production default), BENCH_WIDE_CONCURRENCY (32, a
+second steady-state sweep for comparison), BENCH_NAIVE_TENANTS (50), BENCH_STREAM_SHARDS (8).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any
 import reconciler.engine as engine_module
 from handlers.local import LocalContext, fake_runtime
 from handlers.runtime import install_runtime
-from models.config import GameServerConfig
 from models.records import Tenant
 from reconciler import naming
 from reconciler.fake import FakeGateway
@@ -119,7 +119,8 @@ def main() -> int:
     servers_n = env_int("BENCH_SERVERS", 10)
     latency_s = env_int("BENCH_LATENCY_MS", 20) / 1000
     rate = float(os.environ.get("BENCH_RATE", "5"))
-    concurrency = env_int("BENCH_CONCURRENCY", 32)
+    concurrency = env_int("BENCH_CONCURRENCY", 8)
+    wide = env_int("BENCH_WIDE_CONCURRENCY", 32)
     naive_tenants = min(tenants_n, env_int("BENCH_NAIVE_TENANTS", 50))
     shards = env_int("BENCH_STREAM_SHARDS", 8)
 
@@ -151,6 +152,11 @@ def main() -> int:
     with timer.installed():
         steady = measure(world, sweep)
     listings = steady["calls"].get("DescribeStacks", 0)
+    wide_timer = PlanningTimer()
+    with wide_timer.installed():
+        steady_wide = measure(world, lambda: world.engine.sweep(concurrency=wide).summary())
+    steady_wide["concurrency"] = wide
+    steady_wide["planning_cpu_share"] = round(wide_timer.cpu_s / steady_wide["wall_s"], 4)
 
     for index, tenant in enumerate(tenants):
         if index % 10 == 0:
@@ -207,6 +213,7 @@ def main() -> int:
         {
             "cold": cold,
             "steady": steady,
+            "steady_wide": steady_wide,
             "drift_10pct": drift,
             "stream_burst": stream_burst,
             "naive_steady": {**naive, "sampled_tenants": naive_tenants},

@@ -124,8 +124,10 @@ def test_cli_converges_three_accounts_through_a_moto_server(endpoint: str) -> No
     foreign.create_stack(
         StackName="their-own",
         TemplateBody=TEMPLATE.read_text(),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in
-                    {"Difficulty": "easy", "PlayerCount": "2", "Seed": "mine"}.items()],
+        Parameters=[
+            {"ParameterKey": k, "ParameterValue": v}
+            for k, v in {"Difficulty": "easy", "PlayerCount": "2", "Seed": "mine"}.items()
+        ],
     )
 
     ok("servers", "put", "alpha", "arena", "--owner", "ana", "--set", "difficulty=hard", "--set", "player_count=8")

@@ -39,7 +39,12 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def stream_record(
-    event: str, tenant_id: str, gameserver_id: str, sequence: str, *, old: dict[str, Any] | None = None,
+    event: str,
+    tenant_id: str,
+    gameserver_id: str,
+    sequence: str,
+    *,
+    old: dict[str, Any] | None = None,
     new: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {

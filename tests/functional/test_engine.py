@@ -121,7 +121,9 @@ def test_stacks_without_our_tags_are_never_touched(world: FakeWorld) -> None:
     converged_tenant(world)
     world.cloud.put_stack(ACCOUNT_A, "us-east-1", "their-own", tags={"team": "billing"})
     world.cloud.put_stack(
-        ACCOUNT_A, "us-east-1", "other-install",
+        ACCOUNT_A,
+        "us-east-1",
+        "other-install",
         tags={"stackherd:installation": "staging", "stackherd:tenant": "alpha", "stackherd:gameserver": "x"},
     )
     for _ in range(3):

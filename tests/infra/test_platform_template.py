@@ -202,7 +202,7 @@ def test_lambda_package_has_its_dependencies() -> None:
     # `sam build` installs what requirements.txt in CodeUri lists; without it the functions ship without
     # PynamoDB, pydantic or Powertools.
     requirements = cfn.ROOT / "requirements.txt"
-    assert requirements.exists(), "requirements.txt is missing from the repository root: sam build would package nothing"
+    assert requirements.exists(), "requirements.txt is missing from the repository root: sam build packages nothing"
     listed = {
         re.split(r"[<>=~!\[; ]", line.strip(), maxsplit=1)[0].lower() for line in requirements.read_text().splitlines()
     }
@@ -211,7 +211,8 @@ def test_lambda_package_has_its_dependencies() -> None:
     import tomllib
 
     declared = tomllib.loads((cfn.ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    pinned = [line.strip() for line in requirements.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    lines = [line.strip() for line in requirements.read_text().splitlines()]
+    pinned = [line for line in lines if line and not line.startswith("#")]
     assert sorted(pinned) == sorted(declared), "requirements.txt must list exactly pyproject's [project.dependencies]"
 
 
