@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, UpdateError
+from pynamodb.expressions.update import Action
 
 from models.config import ConfigError, GameServerConfig
 from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
@@ -274,6 +275,67 @@ class DynamoStore:
                 raise self._lost_race(tenant_id, gameserver_id) from error
             raise StoreError(f"could not request deletion of {gameserver_id}: {error}") from error
         return WriteResult(record_from_item(item), created=False, changed=True)
+
+    # --- API pages and admin tenant writes ---------------------------------------------------------
+
+    def page_servers(
+        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+    ) -> tuple[list[DesiredServer], str | None]:
+        """One page of a tenant's records in id order (only `username`'s when given), strongly consistent.
+
+        Returns the page and the id to continue after, or None at the end (one extra item is read to know).
+        """
+        kwargs: dict[str, object] = {"consistent_read": True, "limit": limit + 1, "page_size": 100}
+        if username is not None:
+            kwargs["filter_condition"] = GameServerModel.username == username
+        if after:
+            kwargs["last_evaluated_key"] = {"tenant_id": {"S": tenant_id}, "gameserver_id": {"S": after}}
+        try:
+            items = list(GameServerModel.query(tenant_id, **kwargs))  # type: ignore[arg-type]
+        except PynamoDBException as error:
+            raise StoreError(f"could not list the servers of {tenant_id}: {error}") from error
+        page = items[:limit]
+        return [record_from_item(i) for i in page], (page[-1].gameserver_id if len(items) > limit else None)
+
+    def create_tenant(self, tenant: Tenant, at: datetime) -> bool:
+        """Register a tenant; False (and nothing written) when one with that id exists."""
+        try:
+            tenant_to_item(tenant, created_at=now_iso(at)).save(condition=TenantModel.tenant_id.does_not_exist())
+        except PutError as error:
+            if _conditional_failed(error):
+                return False
+            raise StoreError(f"could not register tenant {tenant.tenant_id}: {error}") from error
+        return True
+
+    def update_tenant(
+        self,
+        tenant_id: str,
+        *,
+        tier: str | None = None,
+        template_version: str | None = None,
+        regions: tuple[str, ...] | list[str] | None = None,
+        paused: bool | None = None,
+    ) -> Tenant | None:
+        """Change the given fields of a registered tenant; None when it is not registered."""
+        actions: list[Action] = []
+        if tier is not None:
+            actions.append(TenantModel.tier.set(tier))
+        if template_version is not None:
+            actions.append(TenantModel.template_version.set(template_version))
+        if regions is not None:
+            actions.append(TenantModel.regions.set(list(regions)))  # type: ignore[arg-type]  # a list of str
+        if paused is not None:
+            actions.append(TenantModel.paused.set(paused))
+        if not actions:
+            return self.get_tenant(tenant_id)
+        item = TenantModel(tenant_id)
+        try:
+            item.update(actions=actions, condition=TenantModel.tenant_id.exists())
+        except UpdateError as error:
+            if _conditional_failed(error):
+                return None
+            raise StoreError(f"could not update tenant {tenant_id}: {error}") from error
+        return tenant_from_item(item)
 
 
 __all__ = ["DynamoStore", "config_from_map", "record_from_item"]
