@@ -270,7 +270,7 @@ def gate(app: EventHandlerInstance) -> None:
     if _CONTROL_RE.search(event.path):
         # The router's `$` would match before a trailing newline and hand the route the id without it.
         field = next((f for pattern, f, _ in _SHAPES if f and pattern.match(event.path)), None) or "path"
-        message = f"{field} is invalid: {_FRIENDLY.get(field, 'control characters are not allowed')}"
+        message = f"{field} {_FRIENDLY.get(field, 'may not contain control characters')}"
         raise UnprocessableError(message, field=field, location="path", rule="string_pattern_mismatch")
     route = app.context.get("_route")
     audience = audience_of(route.path if route is not None else "")
@@ -346,6 +346,7 @@ def _error_response(
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     """The one place an error becomes an HTTP response."""
+    status = int(status)
     body = {"code": code, "message": message, "details": details or [], "request_id": _request_id()}
     if status >= 500:
         metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
@@ -358,8 +359,8 @@ def _error_response(
 
 _LOCATIONS = {"path", "query", "header", "body", "cookie"}
 _FRIENDLY = {
-    "tenant_id": "use 1-40 lowercase letters, digits or inner hyphens (for example 'alpha-1')",
-    "gameserver_id": "use 1-40 lowercase letters, digits or inner hyphens (for example 'alpha-1')",
+    "tenant_id": "must be 1-40 lowercase letters, digits or inner hyphens (for example 'acme')",
+    "gameserver_id": "must be 1-40 lowercase letters, digits or inner hyphens (for example 'alpha-1')",
 }
 
 
@@ -386,7 +387,7 @@ def _validation_details(errors: Any) -> list[dict[str, Any]]:
         rule = str(error.get("type", "invalid"))
         message = str(error.get("msg") or rule)
         if rule == "string_pattern_mismatch" and parts and parts[-1] in _FRIENDLY:
-            message = f"{parts[-1]} is invalid: {_FRIENDLY[parts[-1]]}"
+            message = _FRIENDLY[parts[-1]]
         elif rule == "missing":
             message = "required"
         elif rule == "value_error":
@@ -472,7 +473,7 @@ def _on_no_route(error: RouteNotFoundError) -> Response[Any]:
                 405, "MethodNotAllowed", f"{method} is not allowed here; use {allowed}", headers={"Allow": allowed}
             )
         if field is not None:
-            message = f"{field} is invalid: {_FRIENDLY[field]}"
+            message = f"{field} {_FRIENDLY[field]}"
             detail = {"field": field, "location": "path", "rule": "string_pattern_mismatch", "message": message}
             return _error_response(422, "ValidationFailed", message, [detail])
     return _error_response(404, "NotFound", "no such route: see GET /openapi.json")
@@ -1225,4 +1226,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(openapi_document())
+    import sys
+
+    sys.stdout.write(openapi_document())

@@ -36,8 +36,28 @@ Region = Annotated[str, Field(pattern=REGION_PATTERN, max_length=32, examples=["
 Tier = Literal["free", "standard", "premium"]
 
 
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """Drop the null variant (and the null default) from an optional request key's JSON schema."""
+    options = [option for option in schema.pop("anyOf", []) if option != {"type": "null"}]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+    if schema.get("default", 0) is None:
+        del schema["default"]
+
+
+def optional(**constraints: Any) -> Any:
+    """An optional request key: may be left out, may not be null (see `_StrictInput`)."""
+    return Field(default=None, json_schema_extra=_not_nullable, **constraints)
+
+
 class _StrictInput(BaseModel):
-    """Unknown keys are errors; a key given as null is an error (leave it out to keep the current value)."""
+    """Unknown keys are errors; a key given as null is an error (leave it out to keep the current value).
+
+    Optional keys are declared with `optional()`: None only stands for "left out", so the published schema
+    says the key is optional, not nullable.
+    """
 
     # defer_build: schemas are built on first use, not at import (cold starts import this module).
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
@@ -59,17 +79,15 @@ class ServerPut(_StrictInput):
     """The whole desired state of a game server. Config keys left out take their defaults."""
 
     config: GameServerConfig
-    region: Region | None = Field(
-        default=None, description="one of the tenant's regions; left out, the tenant's primary region"
-    )
+    region: Region | None = optional(description="one of the tenant's regions; left out, the tenant's primary region")
 
 
 class ConfigPatch(_StrictInput):
     """Some config keys; the others keep their current values."""
 
-    difficulty: Difficulty | None = None
-    player_count: int | None = Field(default=None, ge=1, le=MAX_PLAYER_COUNT)
-    seed: str | None = Field(default=None, pattern=SEED_PATTERN)
+    difficulty: Difficulty | None = optional()
+    player_count: int | None = optional(ge=1, le=MAX_PLAYER_COUNT)
+    seed: str | None = optional(pattern=SEED_PATTERN)
 
     @field_validator("player_count", mode="before")
     @classmethod
@@ -82,8 +100,8 @@ class ConfigPatch(_StrictInput):
 class ServerPatch(_StrictInput):
     """A change to some config keys and/or the region. At least one must be given."""
 
-    config: ConfigPatch | None = None
-    region: Region | None = None
+    config: ConfigPatch | None = optional()
+    region: Region | None = optional()
 
     @model_validator(mode="after")
     def _something(self) -> ServerPatch:
@@ -95,10 +113,10 @@ class ServerPatch(_StrictInput):
 class TenantPatch(_StrictInput):
     """What an admin may change on a registered tenant. At least one key must be given."""
 
-    tier: Tier | None = None
-    template_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
-    regions: tuple[Region, ...] | None = Field(default=None, min_length=1, max_length=8)
-    paused: bool | None = None
+    tier: Tier | None = optional()
+    template_version: str | None = optional(pattern=VERSION_PATTERN)
+    regions: tuple[Region, ...] | None = optional(min_length=1, max_length=8)
+    paused: bool | None = optional()
 
     @model_validator(mode="after")
     def _something(self) -> TenantPatch:
