@@ -379,9 +379,12 @@ class Engine:
         if action.kind is ActionKind.UPDATE:
             assert action.spec is not None
             spec = action.spec
-            # The token names the move from what was observed to what is wanted, so a later repair of the
-            # same drift is a new request, while a retry of this one is recognised as such.
-            token = naming.request_token("update", name, gen, extra=f"{action.stack_status}|{action.diff}")
+            # The token names the move from what was observed to what is wanted, and which attempt at it this
+            # is: a retry of this very call is recognised as such, while a later try at the same move (after a
+            # rollback, or when the same drift comes back) is a new request.
+            token = naming.request_token(
+                "update", name, gen, extra=f"{action.stack_status}|{action.diff}|{action.attempt}"
+            )
             return self._call(tenant, gateways, action.region, lambda gw: gw.update(spec, token))
         if action.kind in (ActionKind.DELETE, ActionKind.RECREATE):
             target = action.stack_id or name
@@ -390,7 +393,7 @@ class Engine:
             return None
         if action.kind is ActionKind.CONTINUE_ROLLBACK:
             target = action.stack_id or name
-            token = naming.request_token("rollback", name, gen, extra=target)
+            token = naming.request_token("rollback", name, gen, extra=f"{target}|{action.attempt}")
             self._call(tenant, gateways, action.region, lambda gw: gw.continue_update_rollback(target, token))
             return None
         raise AssertionError(f"not a mutating action: {action.kind}")

@@ -198,7 +198,32 @@ class FakeCloud:
         with self._lock:
             self._account(account_id).stacks.pop((region, name), None)
 
+    def unstick(self, account_id: str, region: str, name: str, final_status: str) -> None:
+        """End a stack's stuck operation by hand in `final_status` (DELETE_COMPLETE removes it)."""
+        with self._lock:
+            account = self._account(account_id)
+            stack = account.stacks[(region, name)]
+            stack.status, stack.settles_to, stack.settles_at = final_status, None, None
+            if final_status == "DELETE_COMPLETE":
+                account.stacks.pop((region, name), None)
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault and pending outcome (what an incident's end looks like)."""
+        with self._lock:
+            self._faults.clear()
+            self._outcomes.clear()
+
     # --- reading the world (for tests; not recorded as calls) ------------------------------------
+
+    def stuck_stacks(self) -> list[tuple[str, str, str, str]]:
+        """(account, region, name, status) of every stack in progress that will never settle on its own."""
+        with self._lock:
+            return [
+                (account.account_id, region, name, stack.status)
+                for account in self._accounts.values()
+                for (region, name), stack in sorted(account.stacks.items())
+                if stack.status.endswith("_IN_PROGRESS") and stack.settles_to is None
+            ]
 
     def stacks(self, account_id: str, region: str | None = None) -> list[ObservedStack]:
         with self._lock:
@@ -439,10 +464,13 @@ class FakeCloud:
             stack = self._live(account, region, name)
             if stack is None:
                 raise StackNotFoundError(f"ValidationError: Stack [{name}] does not exist")
+            if token in stack.tokens:
+                return  # a retry of a request already taken: CloudFormation does not run it again
             if stack.status != "UPDATE_ROLLBACK_FAILED":
                 raise ReconcileError(
                     f"ValidationError: Stack {name} is in {stack.status} state and cannot continue rollback"
                 )
+            stack.tokens.add(token)
             stack.status_reason = ""
             self._start(account, stack, "continue-rollback", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE")
 

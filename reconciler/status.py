@@ -49,7 +49,8 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
             0,
         )
     if kind is ActionKind.UPDATE:
-        return Phase.UPDATING, "UPDATE_IN_PROGRESS", Condition(READY, False, "Updating", action.reason), 0
+        # The attempt is kept (not reset) so the next try at the same move gets a request token of its own.
+        return Phase.UPDATING, "UPDATE_IN_PROGRESS", Condition(READY, False, "Updating", action.reason), action.attempt
     if kind is ActionKind.RECREATE:
         return Phase.CREATING, "DELETE_IN_PROGRESS", Condition(READY, False, "Recreating", action.reason), 0
     if kind is ActionKind.CONTINUE_ROLLBACK:
@@ -57,7 +58,7 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
             Phase.UPDATING,
             "UPDATE_ROLLBACK_IN_PROGRESS",
             Condition(READY, False, "ContinuingRollback", action.reason),
-            0,
+            action.attempt,
         )
     if kind is ActionKind.DELETE:
         if stack_status == "DELETE_FAILED":

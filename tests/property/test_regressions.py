@@ -1,0 +1,94 @@
+"""Defects the stateful property test found, each pinned by the smallest scenario that shows it."""
+
+from __future__ import annotations
+
+from models.records import Phase
+from reconciler.world import FakeWorld
+
+ACCOUNT = "111111111111"
+PRIMARY, SECONDARY = "us-east-1", "eu-west-1"
+NAME = "stackherd-alpha-s0"
+
+
+def converge(world: FakeWorld, passes: int = 4) -> None:
+    for _ in range(passes):
+        world.engine.sweep(concurrency=1)
+        world.cloud.settle_all()
+
+
+def test_server_moved_to_another_region_does_not_leave_its_old_stack_behind() -> None:
+    # The stack left in the old region is an orphan, but its game-server id still has a record; the
+    # re-check before the delete took that record for one that "appeared since planning" and skipped the
+    # delete on every pass, so the old stack (a running server) was never removed.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT, regions=(PRIMARY, SECONDARY))
+    world.put("alpha", "s0")
+    converge(world)
+    server = world.server("alpha", "s0")
+    assert server is not None
+
+    world.store.put_server("alpha", "s0", server.username, server.config, world.clock(), region=SECONDARY)
+    converge(world)
+
+    assert [(s.region, s.name) for s in world.cloud.stacks(ACCOUNT)] == [(SECONDARY, NAME)]
+    moved = world.server("alpha", "s0")
+    assert moved is not None and moved.status.phase is Phase.READY
+
+
+def test_update_tried_again_after_a_rollback_is_a_new_request() -> None:
+    # The update token named only the observed status and the diff, so a second try after an update that
+    # rolled back from UPDATE_ROLLBACK_COMPLETE sent the token of the first try again: CloudFormation takes
+    # that for a replay and does nothing, and the server stayed Updating with the old config for good.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0", seed="old")
+    converge(world)
+
+    world.put("alpha", "s0", seed="new")
+    for _ in range(2):
+        world.cloud.set_outcome(ACCOUNT, NAME, "update", "UPDATE_ROLLBACK_COMPLETE")
+        world.engine.reconcile_tenant("alpha")
+        world.cloud.settle_all()
+    converge(world)
+
+    (stack,) = world.cloud.stacks(ACCOUNT)
+    assert stack.parameters["Seed"] == "new"
+    server = world.server("alpha", "s0")
+    assert server is not None and server.status.phase is Phase.READY
+
+
+def test_continue_rollback_tried_again_after_it_failed_is_a_new_request() -> None:
+    # The continue-rollback token was the same for every try at one generation, so after a rollback that
+    # failed twice the third ContinueUpdateRollback was taken for a replay and the stack stayed
+    # UPDATE_ROLLBACK_FAILED for good.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0", seed="old")
+    converge(world)
+
+    world.cloud.set_outcome(ACCOUNT, NAME, "update", "UPDATE_ROLLBACK_FAILED")
+    world.put("alpha", "s0", seed="new")
+    world.engine.reconcile_tenant("alpha")
+    world.cloud.settle_all()
+    world.cloud.set_outcome(ACCOUNT, NAME, "continue-rollback", "UPDATE_ROLLBACK_FAILED")
+    world.engine.reconcile_tenant("alpha")
+    world.cloud.settle_all()
+    converge(world)
+
+    (stack,) = world.cloud.stacks(ACCOUNT)
+    assert (stack.status, stack.parameters["Seed"]) == ("UPDATE_COMPLETE", "new")
+
+
+def test_the_same_drift_coming_back_is_repaired_every_time() -> None:
+    # Someone (or some tool) sets the same parameter to the same value by hand again and again. The second
+    # repair from UPDATE_COMPLETE sent the first repair's token again and was ignored, so the drift stayed.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0", seed="wanted")
+    converge(world)
+
+    for _ in range(3):
+        world.cloud.tamper(ACCOUNT, PRIMARY, NAME, {"Seed": "hand"})
+        converge(world)
+        (stack,) = world.cloud.stacks(ACCOUNT)
+        assert stack.parameters["Seed"] == "wanted"

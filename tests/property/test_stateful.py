@@ -1,0 +1,739 @@
+"""A stateful property test of the whole reconciler on the fake cloud and the in-memory store.
+
+Hypothesis drives a `FakeWorld` of three tenants in three accounts (one tenant has two regions) through
+random sequences of:
+
+- desired-state writes, as the API and the CLI make them: put (new server, config change, re-create of
+  an id whose deletion was requested or already finalized, an owner conflict), deletion requests, and
+  removal of a record behind the reconciler's back (what a REMOVE stream event reports);
+- the three triggers: stream deliveries, sweeps and admin passes. Every write queues a "stream event";
+  a rule delivers any queued event (so delivery is reordered and delayed), delivers one twice or keeps
+  it for a duplicate later, delivers a tenant's whole batch at once, or drops one (the sweep is then the
+  only thing that can catch it);
+- time: clock advances and `settle_all`;
+- concurrency on one tenant: `interleaved_pass` wraps `store.get_server` once, so the first consistent
+  re-read an apply makes (after the pass has planned, right before a CloudFormation call) first runs
+  another pass of the same tenant, or another pass followed by CloudFormation finishing, or a player's
+  write to the very record being re-read. That is the narrowest real race: a second trigger or a writer
+  running between one pass's plan and its apply;
+- faults: throttling of the next calls, a transient failure of one operation, access denied (the
+  tenant is quarantined; the rule `restore_access` allows it again and releases the quarantine),
+  expired credentials, stacks stuck in progress (un-stuck later by placing a final status by hand),
+  failed creates (ROLLBACK_COMPLETE), failed updates (UPDATE_ROLLBACK_FAILED or a clean
+  UPDATE_ROLLBACK_COMPLETE), DELETE_FAILED, incomplete desired-state reads, hand-made drift and hand
+  deletes, and a crash between a CloudFormation call and the status write (the next `write_status`
+  raises once).
+
+Every account also holds, from the start, stacks that are not this tenant's: one without tags, one named
+like ours without tags, and one tagged for another tenant of this installation.
+
+After every step (`check_every_step`):
+
+- no stack in an account carries another tenant's tag unless it was placed there by hand, and no
+  recorded call aimed at a `stackherd-<tenant>-*` stack went to another tenant's account;
+- no recorded call ever targeted a foreign stack, and every foreign stack is still there, unchanged;
+- every desired record the writers made is in the store exactly as written (owner, config, region,
+  generation, deletion flag), except records the reconciler legitimately finalized: deletion requested
+  and the stack gone;
+- the deletion brake: in one pass of one tenant, at most `max_deletions` stacks are deleted unless an
+  admin confirmed, and none at all when that pass read the desired state incompletely. Deleting a stack
+  in ROLLBACK_COMPLETE, CREATE_FAILED or ROLLBACK_FAILED (the first half of a recreate) does not count:
+  such a stack holds no resources. Passes are measured by diffing the cloud's call log around each
+  pass, nested passes subtracted.
+
+At the end (`teardown`) the incident ends: faults cleared, accounts allowed, quarantines released, stuck
+stacks finished by hand. Then the documented operator steps (docs/operations.md), read off
+`stackherd plan`: `stackherd servers retry` for each server held after repeated DELETE_FAILED, then
+`stackherd reconcile TENANT --confirm-deletions` for the servers held by the deletion brake (narrowed to
+just those servers). After that at most three sweeps,
+each followed by CloudFormation finishing, must converge every tenant exactly: owned stacks are the
+non-deleted records' stacks with matching parameters, every record is Ready at its generation, deleted
+records are finalized, and a dry run is in sync. Three is the longest chain the decision table has
+(ROLLBACK_COMPLETE: delete, create, observe; UPDATE_ROLLBACK_FAILED: continue, update, observe).
+
+Sweeps run one tenant at a time (`concurrency=1`) so a failing example replays exactly; tenants share
+nothing but the fake cloud, and the same-tenant races that matter are the interleaved ones above.
+
+Runs `STACKHERD_PROPERTY_EXAMPLES` examples (500 by default; nightly: `STACKHERD_PROPERTY_EXAMPLES=5000`).
+With `CI` set the run is derandomized and uses no example database, so it is reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from models.config import GameServerConfig
+from models.records import DesiredServer, Phase
+from reconciler import naming
+from reconciler.engine import EngineSettings, TenantResult
+from reconciler.errors import TransientError
+from reconciler.fake import Call
+from reconciler.planner import ActionKind, HoldReason
+from reconciler.stacks import RECREATE_STATUSES, STABLE_STATUSES, ObservedStack
+from reconciler.world import FakeWorld
+from reconciler.writes import ConflictError, NotFoundError
+
+INSTALLATION = "stackherd"
+PRIMARY = "us-east-1"
+SECONDARY = "eu-west-1"
+TENANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "alpha": ("111111111111", (PRIMARY,)),
+    "bravo": ("222222222222", (PRIMARY,)),
+    "charlie": ("333333333333", (PRIMARY, SECONDARY)),
+}
+ACCOUNT_TENANT = {account: tenant for tenant, (account, _) in TENANTS.items()}
+SERVER_IDS = ("s0", "s1", "s2")
+OWNERS = ("ann", "bob")
+SETTINGS = EngineSettings(installation=INSTALLATION, max_deletions=1, delete_retry_limit=1)
+
+# What a stuck operation is ended in by hand: during the run any of these, at teardown the first.
+UNSTICK: dict[str, tuple[str, ...]] = {
+    "CREATE_IN_PROGRESS": ("CREATE_COMPLETE", "ROLLBACK_COMPLETE"),
+    "UPDATE_IN_PROGRESS": ("UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED"),
+    "DELETE_IN_PROGRESS": ("DELETE_COMPLETE", "DELETE_FAILED"),
+    "UPDATE_ROLLBACK_IN_PROGRESS": ("UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED"),
+}
+# How the next operation on a stack can end badly: failed, or stuck in progress.
+OUTCOMES: dict[str, tuple[str, ...]] = {
+    "create": ("ROLLBACK_COMPLETE", "CREATE_IN_PROGRESS"),
+    "update": ("UPDATE_ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE", "UPDATE_IN_PROGRESS"),
+    "delete": ("DELETE_FAILED", "DELETE_IN_PROGRESS"),
+    "continue-rollback": ("UPDATE_ROLLBACK_FAILED", "UPDATE_ROLLBACK_IN_PROGRESS"),
+}
+CLOUD_FAULTS = (
+    "throttle",
+    "fail-create",
+    "fail-update",
+    "fail-delete",
+    "fail-continue-rollback",
+    "fail-list",
+    "fail-assume-role",
+    "deny",
+    "restore-access",
+    "expire-credentials",
+)
+
+tenants = st.sampled_from(sorted(TENANTS))
+server_ids = st.sampled_from(SERVER_IDS)
+configs = st.builds(
+    GameServerConfig,
+    difficulty=st.sampled_from(["easy", "hard"]),
+    player_count=st.sampled_from([4, 8]),
+    seed=st.sampled_from(["a", "b"]),
+)
+
+
+@dataclass(frozen=True)
+class Want:
+    """A desired record as the writers left it."""
+
+    owner: str
+    config: GameServerConfig
+    region: str | None
+    generation: int
+    deletion_requested: bool = False
+
+
+@dataclass
+class _Frame:
+    """One reconcile pass being measured: where its calls start and which nested ranges are not its own."""
+
+    start: int
+    nested: list[tuple[int, int]] = field(default_factory=list)
+
+
+def account_of(tenant_id: str) -> str:
+    return TENANTS[tenant_id][0]
+
+
+def stack_place(call: Call) -> tuple[str, str]:
+    """(region, stack name) a call aimed at; targets are names or stack ids (ARNs)."""
+    if call.target.startswith("arn:"):
+        # arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>
+        parts = call.target.split(":")
+        return parts[3], parts[5].split("/")[1]
+    return call.region, call.target
+
+
+def record_region(tenant_id: str, want: Want) -> str:
+    return want.region or TENANTS[tenant_id][1][0]
+
+
+class ReconcilerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = FakeWorld(settings=SETTINGS)
+        self.cloud = self.world.cloud
+        self.store = self.world.store
+        self.engine = self.world.engine
+        self.model: dict[tuple[str, str], Want] = {}
+        self.pending: list[tuple[str, str]] = []
+        self.foreign: dict[tuple[str, str, str], ObservedStack] = {}  # (account, region, name) -> as placed
+        self.frames: list[_Frame] = []
+        self.blocked: set[tuple[str, str]] = set()  # (account, stack name) whose every delete fails
+        self.calls_checked = 0
+        self.healthy = False  # True only right after every invariant held
+
+    # --- setting up ------------------------------------------------------------------------------
+
+    @initialize(servers=st.lists(st.tuples(tenants, server_ids, configs), max_size=6))
+    def tenants_with_foreign_stacks(self, servers: list[tuple[str, str, GameServerConfig]]) -> None:
+        """Three tenants, each account with foreign stacks, and a few servers already converged."""
+        self.healthy = False
+        for tenant_id, (account, regions) in TENANTS.items():
+            self.world.add_tenant(tenant_id, account, regions=regions)
+            other = next(t for t in sorted(TENANTS) if t != tenant_id)
+            hand_made: list[tuple[str, dict[str, str]]] = [
+                ("billing-db", {"team": "billing"}),
+                (naming.stack_name(INSTALLATION, tenant_id, "legacy"), {}),
+                (
+                    naming.stack_name(INSTALLATION, other, "s1"),
+                    {naming.TAG_INSTALLATION: INSTALLATION, naming.TAG_TENANT: other, naming.TAG_GAMESERVER: "s1"},
+                ),
+            ]
+            for name, tags in hand_made:
+                self.cloud.put_stack(account, PRIMARY, name, parameters={"Size": "large"}, tags=tags)
+        for account in ACCOUNT_TENANT:
+            for stack in self.cloud.stacks(account):
+                self.foreign[(account, stack.region, stack.name)] = stack
+        for tenant_id, server_id, config in servers:
+            self._write_put(tenant_id, server_id, OWNERS[0], config, None)
+        self.pending.clear()
+        self._sweep()
+        self.cloud.settle_all()
+        self._sweep()
+
+    # --- measuring passes ------------------------------------------------------------------------
+
+    @contextmanager
+    def _measured(self, tenant_id: str, *, confirm: bool) -> Iterator[None]:
+        account = account_of(tenant_id)
+        recreatable = self._recreatable(account)
+        incomplete = tenant_id in self.store.fail_reads
+        frame = _Frame(len(self.cloud.calls))
+        self.frames.append(frame)
+        try:
+            yield
+        finally:
+            self.frames.pop()
+            end = len(self.cloud.calls)
+            if self.frames:
+                self.frames[-1].nested.append((frame.start, end))
+        own = [
+            call
+            for index, call in enumerate(self.cloud.calls[frame.start : end], frame.start)
+            if not any(a <= index < b for a, b in frame.nested)
+        ]
+        self._check_brake(tenant_id, own, recreatable, confirm=confirm, incomplete=incomplete)
+
+    def _recreatable(self, account: str) -> set[tuple[str, str]]:
+        return {(s.region, s.name) for s in self.cloud.stacks(account) if s.status in RECREATE_STATUSES}
+
+    def _check_brake(
+        self,
+        tenant_id: str,
+        calls: list[Call],
+        recreatable: set[tuple[str, str]],
+        *,
+        confirm: bool,
+        incomplete: bool,
+    ) -> None:
+        account = account_of(tenant_id)
+        # Distinct stacks: a call retried after refreshing expired credentials is still one deletion.
+        deleted = {
+            stack_place(c)
+            for c in calls
+            if c.operation == "DeleteStack" and c.account_id == account and stack_place(c) not in recreatable
+        }
+        if incomplete:
+            assert not deleted, f"{tenant_id}: deleted {sorted(deleted)} although its desired read was incomplete"
+        if not confirm:
+            assert len(deleted) <= SETTINGS.max_deletions, (
+                f"{tenant_id}: {len(deleted)} deletions in one pass ({sorted(deleted)}), "
+                f"the brake allows {SETTINGS.max_deletions}"
+            )
+
+    def _pass(self, tenant_id: str, *, scope: set[str] | None = None, confirm: bool = False) -> TenantResult:
+        self._rearm_blocked()
+        with self._measured(tenant_id, confirm=confirm):
+            return self.engine.reconcile_tenant(tenant_id, scope=scope, confirm_deletions=confirm)
+
+    def _sweep(self) -> None:
+        recreatable = {t: self._recreatable(account_of(t)) for t in TENANTS}
+        incomplete = set(self.store.fail_reads)
+        start = len(self.cloud.calls)
+        self._rearm_blocked()
+        self.engine.sweep(concurrency=1)
+        calls = self.cloud.calls[start:]
+        for tenant_id in TENANTS:
+            account = account_of(tenant_id)
+            own = [c for c in calls if c.account_id == account]
+            self._check_brake(tenant_id, own, recreatable[tenant_id], confirm=False, incomplete=tenant_id in incomplete)
+
+    def _rearm_blocked(self) -> None:
+        # A resource that blocks a delete keeps blocking it: every delete of that stack fails until it is removed.
+        for account, name in sorted(self.blocked):
+            self.cloud.set_outcome(account, name, "delete", "DELETE_FAILED")
+
+    # --- the model of the writers ----------------------------------------------------------------
+
+    def _sync_finalized(self) -> None:
+        """Drop records the reconciler removed, after checking it was allowed to."""
+        for (tenant_id, server_id), want in list(self.model.items()):
+            if self.store.get_server(tenant_id, server_id) is not None:
+                continue
+            assert want.deletion_requested, f"{tenant_id}/{server_id} vanished without a deletion request"
+            region = record_region(tenant_id, want)
+            name = naming.stack_name(INSTALLATION, tenant_id, server_id)
+            live = {(s.region, s.name) for s in self.cloud.stacks(account_of(tenant_id))}
+            assert (region, name) not in live, f"{tenant_id}/{server_id} was finalized while its stack exists"
+            del self.model[(tenant_id, server_id)]
+
+    def _write_put(
+        self, tenant_id: str, server_id: str, owner: str, config: GameServerConfig, region: str | None
+    ) -> None:
+        self._sync_finalized()
+        key = (tenant_id, server_id)
+        current = self.model.get(key)
+        try:
+            result = self.store.put_server(tenant_id, server_id, owner, config, self.world.clock(), region=region)
+        except ConflictError:
+            assert current is not None and current.owner != owner
+            return
+        if current is None:
+            expected = Want(owner, config, region, 1)
+        elif current.config == config and current.region == region and not current.deletion_requested:
+            expected = current
+        else:
+            expected = Want(owner, config, region, current.generation + 1)
+        assert current is None or current.owner == owner
+        assert result.server.generation == expected.generation
+        self.model[key] = expected
+        if result.changed:
+            self.pending.append(key)
+
+    def _write_delete(self, tenant_id: str, server_id: str) -> None:
+        self._sync_finalized()
+        key = (tenant_id, server_id)
+        current = self.model.get(key)
+        try:
+            result = self.store.request_deletion(tenant_id, server_id, self.world.clock())
+        except NotFoundError:
+            assert current is None
+            return
+        assert current is not None
+        if not current.deletion_requested:
+            current = Want(current.owner, current.config, current.region, current.generation + 1, True)
+        assert result.server.generation == current.generation
+        self.model[key] = current
+        if result.changed:
+            self.pending.append(key)
+
+    def _region_for(self, tenant_id: str, choice: int) -> str | None:
+        regions = TENANTS[tenant_id][1]
+        return None if len(regions) == 1 else (None, PRIMARY, SECONDARY)[choice]
+
+    # --- rules: writers --------------------------------------------------------------------------
+
+    @rule(tenant=tenants, server=server_ids, owner=st.sampled_from(OWNERS), config=configs, region=st.integers(0, 2))
+    def put(self, tenant: str, server: str, owner: str, config: GameServerConfig, region: int) -> None:
+        """Any player puts any server: a new one, a change, a re-create after finalizing, an owner conflict."""
+        self.healthy = False
+        self._write_put(tenant, server, owner, config, self._region_for(tenant, region))
+
+    def _existing(self, data: st.DataObject, *, only: str | None = None) -> tuple[str, str] | None:
+        """Any record the writers made (optionally only deletion-requested ones, or only multi-region ones)."""
+        self._sync_finalized()
+        keys = sorted(self.model)
+        if only == "deleted":
+            keys = [k for k in keys if self.model[k].deletion_requested]
+        elif only == "movable":
+            keys = [k for k in keys if len(TENANTS[k[0]][1]) > 1]
+        return data.draw(st.sampled_from(keys), label="record") if keys else None
+
+    @rule(data=st.data(), config=configs)
+    def change_config(self, data: st.DataObject, config: GameServerConfig) -> None:
+        """The owner changes an existing server; on one whose deletion is pending this re-creates it."""
+        self.healthy = False
+        key = self._existing(data)
+        if key is not None:
+            current = self.model[key]
+            self._write_put(*key, current.owner, config, current.region)
+
+    @rule(data=st.data())
+    def recreate_deleted(self, data: st.DataObject) -> None:
+        """The owner asks for a server again, unchanged, while its deletion is still pending."""
+        self.healthy = False
+        key = self._existing(data, only="deleted")
+        if key is not None:
+            current = self.model[key]
+            self._write_put(*key, current.owner, current.config, current.region)
+
+    @rule(data=st.data(), region=st.sampled_from([None, PRIMARY, SECONDARY]))
+    def move_region(self, data: st.DataObject, region: str | None) -> None:
+        """A server of the two-region tenant is moved to another region (or back to the default)."""
+        self.healthy = False
+        key = self._existing(data, only="movable")
+        if key is not None:
+            current = self.model[key]
+            self._write_put(*key, current.owner, current.config, region)
+
+    @rule(data=st.data())
+    def request_deletion(self, data: st.DataObject) -> None:
+        self.healthy = False
+        key = self._existing(data)
+        if key is not None:
+            self._write_delete(*key)
+
+    @rule(data=st.data())
+    def remove_record(self, data: st.DataObject) -> None:
+        """The record disappears without a deletion request (a REMOVE on the stream): its stack is an orphan."""
+        self.healthy = False
+        key = self._existing(data)
+        if key is None:
+            return
+        with self.store._lock:
+            del self.store.servers[key]
+        del self.model[key]
+        self.pending.append(key)
+
+    # --- rules: triggers -------------------------------------------------------------------------
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data(), how=st.sampled_from(["once", "twice", "keep", "drop"]))
+    def deliver_event(self, data: st.DataObject, how: str) -> None:
+        """Deliver any queued event: out of order, twice in a row, now and again later, or never (then only
+        the sweep can catch what it announced)."""
+        self.healthy = False
+        index = data.draw(st.integers(0, len(self.pending) - 1), label="event")
+        tenant, server = self.pending[index] if how == "keep" else self.pending.pop(index)
+        for _ in range({"once": 1, "twice": 2, "keep": 1, "drop": 0}[how]):
+            self._pass(tenant, scope={server})
+
+    @precondition(lambda self: self.pending)
+    @rule(tenant=tenants)
+    def deliver_batch(self, tenant: str) -> None:
+        """A stream batch: one pass for the tenant, scoped to every server it names."""
+        self.healthy = False
+        scope = {server for t, server in self.pending if t == tenant}
+        self.pending = [(t, s) for t, s in self.pending if t != tenant]
+        if scope:
+            self._pass(tenant, scope=scope)
+
+    @rule(then_settle=st.booleans())
+    def sweep(self, then_settle: bool) -> None:
+        """The scheduled sweep, optionally followed by every CloudFormation operation in flight finishing."""
+        self.healthy = False
+        self._sweep()
+        if then_settle:
+            self.cloud.settle_all()
+
+    @rule(tenant=tenants, confirm=st.booleans())
+    def admin_pass(self, tenant: str, confirm: bool) -> None:
+        self.healthy = False
+        self._pass(tenant, confirm=confirm)
+
+    @rule(
+        tenant=tenants,
+        mode=st.sampled_from(["pass", "scoped-pass", "pass-then-settle", "put", "delete"]),
+        config=configs,
+    )
+    def interleaved_pass(self, tenant: str, mode: str, config: GameServerConfig) -> None:
+        """Run something between one pass's plan and its apply (see the module docstring)."""
+        self.healthy = False
+        store = self.store
+        original = store.get_server
+
+        def hooked(tenant_id: str, server_id: str) -> DesiredServer | None:
+            store.__dict__.pop("get_server", None)  # once
+            if mode == "pass":
+                self._pass(tenant_id)
+            elif mode == "scoped-pass":
+                self._pass(tenant_id, scope={server_id})
+            elif mode == "pass-then-settle":
+                self._pass(tenant_id)
+                self.cloud.settle_all()
+            elif mode == "put":
+                current = self.model.get((tenant_id, server_id))
+                owner = current.owner if current is not None else OWNERS[0]
+                region = current.region if current is not None else None
+                self._write_put(tenant_id, server_id, owner, config, region)
+            else:
+                self._write_delete(tenant_id, server_id)
+            return original(tenant_id, server_id)
+
+        store.get_server = hooked  # type: ignore[method-assign, assignment]
+        try:
+            self._pass(tenant)
+        finally:
+            store.__dict__.pop("get_server", None)
+
+    # --- rules: time -----------------------------------------------------------------------------
+
+    @rule(seconds=st.sampled_from([1, 20, 31, 600, 3600]))
+    def advance_clock(self, seconds: int) -> None:
+        """Time passes: 31 s lets every CloudFormation operation in flight finish, an hour expires credentials."""
+        self.healthy = False
+        self.world.clock.advance(seconds)
+
+    # --- rules: faults ---------------------------------------------------------------------------
+
+    @rule(tenant=tenants, fault=st.sampled_from(CLOUD_FAULTS), times=st.integers(1, 3))
+    def cloud_fault(self, tenant: str, fault: str, times: int) -> None:
+        """Throttling, one failing operation, access denied (and its end), expired credentials."""
+        self.healthy = False
+        account = account_of(tenant)
+        if fault == "throttle":
+            self.cloud.throttle_next(account, times)
+        elif fault.startswith("fail-"):
+            self.cloud.fail_next(account, fault.removeprefix("fail-"), lambda: TransientError("ServiceUnavailable"))
+        elif fault == "deny":
+            self.cloud.deny(account)
+        elif fault == "restore-access":
+            self.cloud.allow(account)
+            self.store.set_quarantine(tenant, None, self.world.clock())
+        else:
+            self.cloud.expire_credentials(account)
+
+    @rule(data=st.data())
+    def inject_outcome(self, data: st.DataObject) -> None:
+        """The next operation one server's stack will see (create, update, delete or rollback) fails or sticks."""
+        self.healthy = False
+        key = self._existing(data)
+        if key is None:
+            return
+        tenant_id, server_id = key
+        want, name = self.model[key], naming.stack_name(INSTALLATION, tenant_id, server_id)
+        stack = next(
+            (s for s in self.cloud.stacks(account_of(tenant_id), record_region(tenant_id, want)) if s.name == name),
+            None,
+        )
+        if stack is None:
+            operation = "create"
+        elif stack.status == "UPDATE_ROLLBACK_FAILED":
+            operation = "continue-rollback"
+        elif want.deletion_requested or stack.status in (*RECREATE_STATUSES, "DELETE_FAILED"):
+            operation = "delete"
+        else:
+            operation = "update"
+        self.cloud.set_outcome(account_of(tenant_id), name, operation, data.draw(st.sampled_from(OUTCOMES[operation])))
+
+    @rule(data=st.data(), operation=st.sampled_from(["create", "update", "delete"]), config=configs)
+    def write_that_will_fail(self, data: st.DataObject, operation: str, config: GameServerConfig) -> None:
+        """A write whose CloudFormation operation is doomed: a new server whose create fails or sticks, a
+        change whose update fails or sticks, a deletion whose delete fails or sticks."""
+        self.healthy = False
+        self._sync_finalized()
+        if operation == "create":
+            free = [(t, s) for t in sorted(TENANTS) for s in SERVER_IDS if (t, s) not in self.model]
+            if not free:
+                return
+            key = data.draw(st.sampled_from(free), label="new record")
+            self._write_put(*key, OWNERS[0], config, None)
+        else:
+            found = self._existing(data)
+            if found is None:
+                return
+            key = found
+            if operation == "update":
+                self._write_put(*key, self.model[key].owner, config, self.model[key].region)
+            else:
+                self._write_delete(*key)
+        name = naming.stack_name(INSTALLATION, *key)
+        self.cloud.set_outcome(account_of(key[0]), name, operation, data.draw(st.sampled_from(OUTCOMES[operation])))
+
+    @rule(data=st.data(), blocked=st.booleans())
+    def delete_blocker(self, data: st.DataObject, blocked: bool) -> None:
+        """Something in a server's stack (say a retained resource) makes every delete of it fail, or an operator
+        removes such a blocker (leaving the record's retry count as it is)."""
+        self.healthy = False
+        key = self._existing(data)
+        if key is None:
+            return
+        place = (account_of(key[0]), naming.stack_name(INSTALLATION, *key))
+        if blocked:
+            self.blocked.add(place)
+        elif place in self.blocked:
+            self.blocked.discard(place)
+            self.cloud.set_outcome(*place, "delete", "DELETE_COMPLETE")  # overrides a re-armed failure
+
+    @precondition(lambda self: self.cloud.stuck_stacks())
+    @rule(data=st.data())
+    def unstick(self, data: st.DataObject) -> None:
+        self.healthy = False
+        account, region, name, status = data.draw(st.sampled_from(self.cloud.stuck_stacks()), label="stuck")
+        self.cloud.unstick(account, region, name, data.draw(st.sampled_from(UNSTICK[status]), label="final"))
+
+    @rule(tenant=tenants, fault=st.sampled_from(["incomplete-reads", "crash"]))
+    def store_fault(self, tenant: str, fault: str) -> None:
+        """Toggle incomplete desired-state reads for a tenant, or make the next status write crash (after the
+        CloudFormation call it records was made)."""
+        self.healthy = False
+        if fault == "incomplete-reads":
+            self.store.fail_reads ^= {tenant}
+            return
+        store = self.store
+
+        def crashing(*args: object, **kwargs: object) -> bool:
+            store.__dict__.pop("write_status", None)
+            raise RuntimeError("injected crash between the CloudFormation call and the status write")
+
+        store.write_status = crashing  # type: ignore[method-assign]
+
+    @rule(data=st.data(), change=st.sampled_from(["drift", "delete"]))
+    def by_hand(self, data: st.DataObject, change: str) -> None:
+        """Someone changes or deletes one of our stacks in a tenant account, bypassing stackherd."""
+        self.healthy = False
+        ours = [
+            (account, stack.region, stack.name)
+            for account in ACCOUNT_TENANT
+            for stack in self.cloud.stacks(account)
+            if (account, stack.region, stack.name) not in self.foreign
+            and (change == "delete" or stack.status in STABLE_STATUSES)
+        ]
+        if not ours:
+            return
+        account, region, name = data.draw(st.sampled_from(ours), label="stack")
+        if change == "delete":
+            self.cloud.remove_stack(account, region, name)
+        else:
+            self.cloud.tamper(account, region, name, {"Seed": "hand"})
+
+    # --- invariants ------------------------------------------------------------------------------
+
+    @invariant()
+    def check_every_step(self) -> None:
+        self.healthy = False
+        self._check_tenancy()
+        self._check_foreign()
+        self._check_records()
+        self.healthy = True
+
+    def _check_tenancy(self) -> None:
+        for account, tenant_id in ACCOUNT_TENANT.items():
+            for stack in self.cloud.stacks(account):
+                if (account, stack.region, stack.name) in self.foreign:
+                    continue
+                assert stack.tags.get(naming.TAG_TENANT) == tenant_id, f"{stack.name} in {account} is not {tenant_id}'s"
+                assert stack.tags.get(naming.TAG_INSTALLATION) == INSTALLATION
+        calls = self.cloud.calls[self.calls_checked :]
+        self.calls_checked += len(calls)
+        for call in calls:
+            if not call.target or call.operation == "AssumeRole":
+                continue
+            region, name = stack_place(call)
+            assert (call.account_id, region, name) not in self.foreign, f"{call} touched a foreign stack"
+            owner = next((t for t in TENANTS if name.startswith(f"{INSTALLATION}-{t}-")), None)
+            assert owner is not None and account_of(owner) == call.account_id, f"{call} went to the wrong account"
+
+    def _check_foreign(self) -> None:
+        for (account, region, name), placed in self.foreign.items():
+            now = [s for s in self.cloud.stacks(account, region) if s.name == name]
+            assert now == [placed], f"foreign stack {name} in {account} changed: {now}"
+
+    def _check_records(self) -> None:
+        self._sync_finalized()
+        stored = dict(self.store.servers)
+        assert set(stored) == set(self.model), f"records {set(stored) ^ set(self.model)} differ from what was written"
+        for key, want in self.model.items():
+            server = stored[key]
+            have = Want(server.username, server.config, server.region, server.generation, server.deletion_requested)
+            assert have == want, f"{key}: stored {have}, written {want}"
+
+    # --- the end of the incident -----------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if not self.healthy:
+            return  # a step already failed; that failure is the one to report
+        self.store.__dict__.pop("get_server", None)
+        self.store.__dict__.pop("write_status", None)
+        self.blocked.clear()  # the operator removes what blocked deletes
+        self.cloud.clear_faults()
+        self.store.fail_reads.clear()
+        for tenant_id in TENANTS:
+            self.cloud.allow(account_of(tenant_id))
+            self.store.set_quarantine(tenant_id, None, self.world.clock())
+        self.cloud.settle_all()
+        for account, region, name, status in self.cloud.stuck_stacks():
+            self.cloud.unstick(account, region, name, UNSTICK[status][0])
+
+        # The documented operator steps (docs/operations.md) for what is held, read off `stackherd plan`:
+        # `stackherd servers retry` for a stack that would not delete, then confirming braked deletions.
+        for tenant_id in TENANTS:
+            for held in self._held(tenant_id, HoldReason.DELETE_FAILED):
+                server = self.store.get_server(tenant_id, held)
+                assert server is not None
+                self.store.write_status(server, replace(server.status, attempts=0, next_retry_at=None))
+            braked = self._held(tenant_id, HoldReason.DELETION_BRAKE)
+            if braked:
+                # `stackherd reconcile TENANT --confirm-deletions`, narrowed to the held servers so it does no
+                # work for the others that the three sweeps below must prove they can do themselves.
+                self._pass(tenant_id, scope=braked, confirm=True)
+        self.cloud.settle_all()
+        self.check_every_step()
+
+        for _ in range(3):
+            self._sweep()
+            self.cloud.settle_all()
+            self.check_every_step()
+        self._check_converged()
+
+    def _held(self, tenant_id: str, reason: HoldReason) -> set[str]:
+        planned = self.engine.reconcile_tenant(tenant_id, dry_run=True)
+        assert planned.error is None, planned.error
+        return {
+            r.action.gameserver_id
+            for r in planned.results
+            if r.action.kind is ActionKind.HOLD and r.action.code == reason.value
+        }
+
+    def _check_converged(self) -> None:
+        for tenant_id, (account, _) in TENANTS.items():
+            owned = {
+                (s.region, s.name): s
+                for s in self.cloud.stacks(account)
+                if naming.is_owned(s.tags, INSTALLATION, tenant_id)
+            }
+            wanted = {
+                (record_region(tenant_id, want), naming.stack_name(INSTALLATION, tenant_id, server_id)): (
+                    server_id,
+                    want,
+                )
+                for (t, server_id), want in self.model.items()
+                if t == tenant_id
+            }
+            unfinalized = sorted(s for (t, s), w in self.model.items() if t == tenant_id and w.deletion_requested)
+            assert not unfinalized, f"{tenant_id}: deleted records {unfinalized} were not finalized"
+            assert set(owned) == set(wanted), f"{tenant_id}: stacks {sorted(owned)} != records {sorted(wanted)}"
+            for place, (server_id, want) in wanted.items():
+                stack = owned[place]
+                assert stack.status in STABLE_STATUSES, f"{stack.name}: {stack.status}"
+                assert stack.parameters == want.config.parameters(), f"{stack.name}: {stack.parameters}"
+                server = self.store.get_server(tenant_id, server_id)
+                assert server is not None
+                assert server.status.phase is Phase.READY, f"{tenant_id}/{server_id}: {server.status}"
+                assert server.status.observed_generation == server.generation
+            plan = self.engine.reconcile_tenant(tenant_id, dry_run=True)
+            assert plan.in_sync, plan.to_dict()
+
+
+_CI = bool(os.environ.get("CI"))
+_SETTINGS = settings(
+    max_examples=int(os.environ.get("STACKHERD_PROPERTY_EXAMPLES", "500")),
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    # Under CI: the same examples on every run.
+    derandomize=_CI,
+    print_blob=True,
+)
+# ... and no example database carrying failures from one run into the next.
+ReconcilerMachine.TestCase.settings = settings(_SETTINGS, database=None) if _CI else _SETTINGS
+TestReconciler = ReconcilerMachine.TestCase
