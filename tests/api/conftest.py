@@ -79,7 +79,8 @@ class LambdaContext:
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / f"{name}.json").read_text())
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return event
 
 
 @dataclass
@@ -274,7 +275,7 @@ def world(moto_world: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_runtime()
     truncate_tables()
     for service in ("cloudformation", "ssm"):  # stacks (and their resources) left by an earlier test
-        for account_backends in get_backend(service).values():  # type: ignore[no-untyped-call]
+        for account_backends in get_backend(service).values():
             account_backends.reset()  # (BackendDict.reset itself would reset every service)
     seed_tenants()
     yield

@@ -29,7 +29,7 @@ def test_a_matching_if_match_lets_the_write_through(server: ApiClient, if_match:
 def test_a_stale_if_match_is_412_with_the_current_etag(server: ApiClient, method: str) -> None:
     server.patch("/servers/alpha-1", {"config": {"seed": "movedon"}})  # now at generation 2
     body = {"PUT": put_config(seed="mine"), "PATCH": {"config": {"seed": "mine"}}, "DELETE": None}[method]
-    kwargs = {} if body is None else {"body": body}
+    kwargs: dict[str, Any] = {} if body is None else {"body": body}
     response = server.request(method, "/servers/alpha-1", headers={"If-Match": '"1"'}, **kwargs)
     assert response.status == 412
     assert response.etag == '"2"'

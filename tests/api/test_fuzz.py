@@ -3,12 +3,14 @@ body schemas, mixed with mutations and plain garbage, from every kind of caller.
 answer is never a 5xx, always JSON, errors always have the documented shape, and every success body
 matches the schema the document promises for it.
 
-Bounded: `EXAMPLES` per operation, so the whole module runs in well under a minute.
+Bounded: `EXAMPLES` per operation, so the whole module runs in well under a minute. For a longer hunt, set
+STACKHERD_FUZZ_EXAMPLES (for example 1000).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import cache
 from typing import Any
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.api.conftest import ALICE, ANON, BOB, CAROL, ROOT, ApiClient, Caller, build_event, player, put_config
 
-EXAMPLES = 60
+EXAMPLES = int(os.environ.get("STACKHERD_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -15,6 +15,8 @@ import pytest
 
 from tests.api.conftest import ACME_ACCOUNT, REGION, ROOT, ApiClient, LambdaContext, put_config
 
+MOTO_ACCOUNT = "123456789012"  # moto's default account, where the control plane's own tables live
+
 
 class StreamReader:
     """Reads the game-server table's stream from its current end, like an event source mapping.
@@ -24,12 +26,11 @@ class StreamReader:
     """
 
     def __init__(self) -> None:
-        from moto.core import DEFAULT_ACCOUNT_ID
         from moto.dynamodbstreams.models import dynamodbstreams_backends
 
         from models.tables import GameServerModel
 
-        self.backend = dynamodbstreams_backends[DEFAULT_ACCOUNT_ID][REGION]
+        self.backend = dynamodbstreams_backends[MOTO_ACCOUNT][REGION]
         (found,) = self.backend.list_streams(GameServerModel.Meta.table_name)
         self.arn = found["StreamArn"]
         shard = self.backend.describe_stream(self.arn)["Shards"][-1]["ShardId"]
@@ -51,7 +52,7 @@ class RequeueQueue:
 
         self.sqs = boto3.client("sqs", region_name=REGION)
         self.url = self.sqs.create_queue(QueueName="stackherd-api-requeue")["QueueUrl"]
-        self.arn = f"arn:aws:sqs:{REGION}:123456789012:stackherd-api-requeue"
+        self.arn = f"arn:aws:sqs:{REGION}:{MOTO_ACCOUNT}:stackherd-api-requeue"
 
     def deliver(self) -> int:
         """Wait out the messages' delay, then hand them to the requeue handler; returns how many."""
@@ -113,7 +114,7 @@ def stack(name: str) -> dict[str, Any] | None:
         aws_session_token=credentials["SessionToken"],
     )
     try:
-        found: dict[str, Any] = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        found: dict[str, Any] = dict(cloudformation.describe_stacks(StackName=name)["Stacks"][0])
     except ClientError:
         return None
     return found if found["StackStatus"] != "DELETE_COMPLETE" else None
