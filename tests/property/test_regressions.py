@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.records import Phase
+from models.records import DesiredServer, Phase
 from reconciler.world import FakeWorld
 
 ACCOUNT = "111111111111"
@@ -92,3 +92,31 @@ def test_the_same_drift_coming_back_is_repaired_every_time() -> None:
         converge(world)
         (stack,) = world.cloud.stacks(ACCOUNT)
         assert stack.parameters["Seed"] == "wanted"
+
+
+def test_a_pass_planned_before_a_write_does_not_overwrite_the_newer_status() -> None:
+    # Two passes of one tenant overlap: the first plans, then a player's write and the pass its stream
+    # event starts run (the second pass starts the update and records it), then the first pass records what
+    # it planned for the older generation. That flapped the status back to Ready at generation 1 while the
+    # stack was being updated to generation 2.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s1", seed="old")
+    world.engine.reconcile_tenant("alpha")
+    world.cloud.settle_all()  # s1 is created but its record still says Creating
+    world.put("alpha", "s0")  # gives the first pass a create to re-check before
+    store, original = world.store, world.store.get_server
+
+    def write_and_pass_between_plan_and_apply(tenant_id: str, server_id: str) -> DesiredServer | None:
+        del store.get_server  # once
+        world.put("alpha", "s1", seed="new")
+        world.engine.reconcile_tenant("alpha", scope={"s1"})
+        return original(tenant_id, server_id)
+
+    store.get_server = write_and_pass_between_plan_and_apply  # type: ignore[method-assign, assignment]
+    world.engine.reconcile_tenant("alpha")
+
+    server = world.server("alpha", "s1")
+    assert server is not None
+    assert (server.generation, server.status.observed_generation) == (2, 2)
+    assert (server.status.phase, server.status.stack_status) == (Phase.UPDATING, "UPDATE_IN_PROGRESS")

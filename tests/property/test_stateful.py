@@ -1,61 +1,68 @@
 """A stateful property test of the whole reconciler on the fake cloud and the in-memory store.
 
-Hypothesis drives a `FakeWorld` of three tenants in three accounts (one tenant has two regions) through
-random sequences of:
+Hypothesis drives a `FakeWorld` of three tenants in three accounts (one tenant has two regions), with a few
+servers already converged, through random sequences of:
 
-- desired-state writes, as the API and the CLI make them: put (new server, config change, re-create of
-  an id whose deletion was requested or already finalized, an owner conflict), deletion requests, and
-  removal of a record behind the reconciler's back (what a REMOVE stream event reports);
-- the three triggers: stream deliveries, sweeps and admin passes. Every write queues a "stream event";
-  a rule delivers any queued event (so delivery is reordered and delayed), delivers one twice or keeps
-  it for a duplicate later, delivers a tenant's whole batch at once, or drops one (the sweep is then the
-  only thing that can catch it);
-- time: clock advances and `settle_all`;
-- concurrency on one tenant: `interleaved_pass` wraps `store.get_server` once, so the first consistent
-  re-read an apply makes (after the pass has planned, right before a CloudFormation call) first runs
-  another pass of the same tenant, or another pass followed by CloudFormation finishing, or a player's
-  write to the very record being re-read. That is the narrowest real race: a second trigger or a writer
-  running between one pass's plan and its apply;
-- faults: throttling of the next calls, a transient failure of one operation, access denied (the
-  tenant is quarantined; the rule `restore_access` allows it again and releases the quarantine),
-  expired credentials, stacks stuck in progress (un-stuck later by placing a final status by hand),
-  failed creates (ROLLBACK_COMPLETE), failed updates (UPDATE_ROLLBACK_FAILED or a clean
-  UPDATE_ROLLBACK_COMPLETE), DELETE_FAILED, incomplete desired-state reads, hand-made drift and hand
-  deletes, and a crash between a CloudFormation call and the status write (the next `write_status`
-  raises once).
+- desired-state writes, as the API and the CLI make them: put (a new server, a change, a re-create of an
+  id whose deletion is pending or already finalized, an owner conflict), config changes, moves to the
+  other region, deletion requests, and removal of a record behind the reconciler's back (what a REMOVE
+  stream event reports: its stack becomes an orphan);
+- the three triggers. Every write queues a "stream event"; `deliver_event` delivers any queued event
+  (so delivery is reordered and delayed), twice in a row, now and again later, or drops it (then only the
+  sweep can catch it); `deliver_batch` is one pass scoped to all of a tenant's queued events; `sweep`
+  (optionally followed by every CloudFormation operation finishing); `admin_pass` (with or without
+  `confirm_deletions`);
+- time: `advance_clock` (31 s lets every operation in flight finish, an hour expires credentials);
+- concurrency on one tenant: `interleaved_pass` replaces `store.get_server` for one call, so the first
+  consistent re-read the pass makes after planning (right before a CloudFormation call, or before a status
+  write) first runs another pass of the same tenant (whole, scoped, or followed by CloudFormation
+  finishing), or a player's write (to the record being re-read or another one), or that write and the
+  pass its stream event starts. That is the narrowest real race: a second trigger or a writer running
+  between one pass's plan and its apply. An assertion failing inside it is re-raised afterwards, since the
+  engine would isolate it as an internal error;
+- faults: throttling of the next calls, a transient failure of one operation, access denied (the tenant is
+  quarantined) and its end (allowed again, quarantine released), expired credentials; the next create,
+  update, delete or rollback of a stack ending failed (ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED, a clean
+  UPDATE_ROLLBACK_COMPLETE, DELETE_FAILED) or stuck in progress (`unstick` later places a final status by
+  hand); a blocker that makes every delete of a stack fail until it is removed; incomplete desired-state
+  reads; a crash between a CloudFormation call and the status write (the next `write_status` raises once);
+  hand-made drift and hand deletes.
 
-Every account also holds, from the start, stacks that are not this tenant's: one without tags, one named
+Every account also holds, from the start, stacks that are not its tenant's: one without tags, one named
 like ours without tags, and one tagged for another tenant of this installation.
 
 After every step (`check_every_step`):
 
-- no stack in an account carries another tenant's tag unless it was placed there by hand, and no
-  recorded call aimed at a `stackherd-<tenant>-*` stack went to another tenant's account;
+- no stack in an account carries another tenant's tag unless it was placed there by hand, and no recorded
+  call aimed at a `stackherd-<tenant>-*` stack went to another tenant's account;
 - no recorded call ever targeted a foreign stack, and every foreign stack is still there, unchanged;
 - every desired record the writers made is in the store exactly as written (owner, config, region,
-  generation, deletion flag), except records the reconciler legitimately finalized: deletion requested
-  and the stack gone;
-- the deletion brake: in one pass of one tenant, at most `max_deletions` stacks are deleted unless an
-  admin confirmed, and none at all when that pass read the desired state incompletely. Deleting a stack
-  in ROLLBACK_COMPLETE, CREATE_FAILED or ROLLBACK_FAILED (the first half of a recreate) does not count:
-  such a stack holds no resources. Passes are measured by diffing the cloud's call log around each
-  pass, nested passes subtracted.
+  generation, deletion flag), except records the reconciler legitimately finalized: deletion requested and
+  the stack gone; and a record's status never claims a generation the record does not have, nor goes back
+  to an older one;
+- the deletion brake: in one pass of one tenant, at most `max_deletions` stacks are deleted unless an admin
+  confirmed, and none at all when that pass read the desired state incompletely. Deleting a stack in
+  ROLLBACK_COMPLETE, CREATE_FAILED or ROLLBACK_FAILED (the first half of a recreate) does not count: such a
+  stack holds no resources. Passes are measured by diffing the cloud's call log around each pass, nested
+  passes subtracted.
 
-At the end (`teardown`) the incident ends: faults cleared, accounts allowed, quarantines released, stuck
-stacks finished by hand. Then the documented operator steps (docs/operations.md), read off
+At the end (`teardown`) the incident ends: faults cleared, blockers removed, accounts allowed, quarantines
+released, stuck stacks finished by hand. Then the documented operator steps (docs/operations.md), read off
 `stackherd plan`: `stackherd servers retry` for each server held after repeated DELETE_FAILED, then
 `stackherd reconcile TENANT --confirm-deletions` for the servers held by the deletion brake (narrowed to
-just those servers). After that at most three sweeps,
-each followed by CloudFormation finishing, must converge every tenant exactly: owned stacks are the
-non-deleted records' stacks with matching parameters, every record is Ready at its generation, deleted
-records are finalized, and a dry run is in sync. Three is the longest chain the decision table has
-(ROLLBACK_COMPLETE: delete, create, observe; UPDATE_ROLLBACK_FAILED: continue, update, observe).
+just those servers). After that at most three sweeps, each followed by CloudFormation finishing, must
+converge every tenant exactly: the owned stacks are the non-deleted records' stacks, stable and with
+matching parameters, every record is Ready at its generation, deleted records are finalized, and a dry run
+is in sync. Three is the longest chain the decision table has (ROLLBACK_COMPLETE: delete, create, observe;
+UPDATE_ROLLBACK_FAILED: continue, update, observe); a pass that starts an operation cannot also observe its
+end, since the engine never waits.
 
 Sweeps run one tenant at a time (`concurrency=1`) so a failing example replays exactly; tenants share
 nothing but the fake cloud, and the same-tenant races that matter are the interleaved ones above.
 
-Runs `STACKHERD_PROPERTY_EXAMPLES` examples (500 by default; nightly: `STACKHERD_PROPERTY_EXAMPLES=5000`).
-With `CI` set the run is derandomized and uses no example database, so it is reproducible.
+Runs `STACKHERD_PROPERTY_EXAMPLES` examples (500 by default, about 15 s; nightly:
+`STACKHERD_PROPERTY_EXAMPLES=5000`, about 2.5 min). With `CI` set the run is derandomized and uses no
+example database, so it is reproducible.
 """
 
 from __future__ import annotations
@@ -178,6 +185,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.foreign: dict[tuple[str, str, str], ObservedStack] = {}  # (account, region, name) -> as placed
         self.frames: list[_Frame] = []
         self.blocked: set[tuple[str, str]] = set()  # (account, stack name) whose every delete fails
+        self.observed: dict[tuple[str, str], int] = {}  # the highest observed_generation seen per record
         self.calls_checked = 0
         self.healthy = False  # True only right after every invariant held
 
@@ -295,6 +303,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
             live = {(s.region, s.name) for s in self.cloud.stacks(account_of(tenant_id))}
             assert (region, name) not in live, f"{tenant_id}/{server_id} was finalized while its stack exists"
             del self.model[(tenant_id, server_id)]
+            self.observed.pop((tenant_id, server_id), None)
 
     def _write_put(
         self, tenant_id: str, server_id: str, owner: str, config: GameServerConfig, region: str | None
@@ -402,6 +411,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
         with self.store._lock:
             del self.store.servers[key]
         del self.model[key]
+        self.observed.pop(key, None)
         self.pending.append(key)
 
     # --- rules: triggers -------------------------------------------------------------------------
@@ -442,31 +452,42 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     @rule(
         tenant=tenants,
-        mode=st.sampled_from(["pass", "scoped-pass", "pass-then-settle", "put", "delete"]),
+        mode=st.sampled_from(["pass", "scoped-pass", "pass-then-settle", "put", "put-then-pass", "delete"]),
         config=configs,
+        other=st.sampled_from([None, *SERVER_IDS]),
     )
-    def interleaved_pass(self, tenant: str, mode: str, config: GameServerConfig) -> None:
-        """Run something between one pass's plan and its apply (see the module docstring)."""
+    def interleaved_pass(self, tenant: str, mode: str, config: GameServerConfig, other: str | None) -> None:
+        """Run something between one pass's plan and its apply (see the module docstring). A write goes to the
+        record being re-read, or to `other`; "put-then-pass" is a write and the pass its stream event starts."""
         self.healthy = False
         store = self.store
         original = store.get_server
 
+        failures: list[AssertionError] = []
+
         def hooked(tenant_id: str, server_id: str) -> DesiredServer | None:
             store.__dict__.pop("get_server", None)  # once
-            if mode == "pass":
-                self._pass(tenant_id)
-            elif mode == "scoped-pass":
-                self._pass(tenant_id, scope={server_id})
-            elif mode == "pass-then-settle":
-                self._pass(tenant_id)
-                self.cloud.settle_all()
-            elif mode == "put":
-                current = self.model.get((tenant_id, server_id))
-                owner = current.owner if current is not None else OWNERS[0]
-                region = current.region if current is not None else None
-                self._write_put(tenant_id, server_id, owner, config, region)
-            else:
-                self._write_delete(tenant_id, server_id)
+            try:
+                if mode == "pass":
+                    self._pass(tenant_id)
+                elif mode == "scoped-pass":
+                    self._pass(tenant_id, scope={server_id})
+                elif mode == "pass-then-settle":
+                    self._pass(tenant_id)
+                    self.cloud.settle_all()
+                elif mode in ("put", "put-then-pass"):
+                    target = other or server_id
+                    current = self.model.get((tenant_id, target))
+                    owner = current.owner if current is not None else OWNERS[0]
+                    region = current.region if current is not None else None
+                    self._write_put(tenant_id, target, owner, config, region)
+                    if mode == "put-then-pass":
+                        self._pass(tenant_id, scope={target})
+                else:
+                    self._write_delete(tenant_id, other or server_id)
+            except AssertionError as failure:
+                failures.append(failure)  # the engine would isolate it as an internal error of the outer pass
+                raise
             return original(tenant_id, server_id)
 
         store.get_server = hooked  # type: ignore[method-assign, assignment]
@@ -474,6 +495,8 @@ class ReconcilerMachine(RuleBasedStateMachine):
             self._pass(tenant)
         finally:
             store.__dict__.pop("get_server", None)
+        if failures:
+            raise failures[0]
 
     # --- rules: time -----------------------------------------------------------------------------
 
@@ -646,6 +669,14 @@ class ReconcilerMachine(RuleBasedStateMachine):
             server = stored[key]
             have = Want(server.username, server.config, server.region, server.generation, server.deletion_requested)
             assert have == want, f"{key}: stored {have}, written {want}"
+            # The status never claims a generation the record does not have (say a pass's status for an
+            # earlier record with the same id), and never goes back to an older one (a slower pass overwriting
+            # what a newer pass wrote).
+            observed = server.status.observed_generation
+            assert observed <= server.generation, f"{key}: status observed {observed} of generation {server.generation}"
+            before = self.observed.get(key, 0)
+            assert observed >= before, f"{key}: status went back from generation {before} to {observed}"
+            self.observed[key] = observed
 
     # --- the end of the incident -----------------------------------------------------------------
 
