@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from models.config import GameServerConfig
 from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
@@ -28,6 +29,31 @@ class _ServerTable(dict[tuple[str, str], DesiredServer]):
     def __delitem__(self, key: tuple[str, str]) -> None:
         super().__delitem__(key)
         self.by_tenant.get(key[0], {}).pop(key[1], None)
+
+    # dict's own pop, popitem, clear, setdefault and update do not go through the two methods above, so
+    # without these a record removed with `servers.pop(key)` would still be read by `tenant()`.
+    def pop(self, key: tuple[str, str], *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self.by_tenant.get(key[0], {}).pop(key[1], None)
+        return value
+
+    def popitem(self) -> tuple[tuple[str, str], DesiredServer]:
+        key, value = super().popitem()
+        self.by_tenant.get(key[0], {}).pop(key[1], None)
+        return key, value
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_tenant.clear()
+
+    def setdefault(self, key: tuple[str, str], default: DesiredServer) -> DesiredServer:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
 
     def tenant(self, tenant_id: str) -> list[DesiredServer]:
         servers = self.by_tenant.get(tenant_id, {})

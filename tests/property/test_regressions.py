@@ -120,3 +120,20 @@ def test_a_pass_planned_before_a_write_does_not_overwrite_the_newer_status() -> 
     assert server is not None
     assert (server.generation, server.status.observed_generation) == (2, 2)
     assert (server.status.phase, server.status.stack_status) == (Phase.UPDATING, "UPDATE_IN_PROGRESS")
+
+
+def test_a_record_popped_from_the_memory_store_is_no_longer_read() -> None:
+    # The in-memory store's per-tenant index was kept in step by item assignment and `del` only, so a record
+    # removed with `servers.pop(key)` (as a test removing a record behind the reconciler's back might) was
+    # still read, and the reconciler recreated its stack instead of deleting it as an orphan.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0")
+    world.put("alpha", "s1")
+
+    world.store.servers.pop(("alpha", "s0"))
+    world.store.servers.setdefault(("alpha", "s1"), world.store.servers[("alpha", "s1")])
+
+    assert [s.gameserver_id for s in world.store.read_servers("alpha").servers] == ["s1"]
+    world.store.servers.clear()
+    assert world.store.read_servers("alpha").servers == ()

@@ -95,9 +95,11 @@ TENANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bravo": ("222222222222", (PRIMARY,)),
     "charlie": ("333333333333", (PRIMARY, SECONDARY)),
 }
+MUTATING = ("CreateStack", "UpdateStack", "DeleteStack", "ContinueUpdateRollback")
 ACCOUNT_TENANT = {account: tenant for tenant, (account, _) in TENANTS.items()}
 SERVER_IDS = ("s0", "s1", "s2")
 OWNERS = ("ann", "bob")
+TEMPLATE_VERSIONS = ("v1", "v2")
 SETTINGS = EngineSettings(installation=INSTALLATION, max_deletions=1, delete_retry_limit=1)
 
 # What a stuck operation is ended in by hand: during the run any of these, at teardown the first.
@@ -148,6 +150,13 @@ class Want:
     deletion_requested: bool = False
 
 
+@dataclass(frozen=True)
+class _Before:
+    recreatable: set[tuple[str, str]]  # (region, name) of stacks a recreate may delete
+    incomplete: bool  # the pass reads the desired state incompletely
+    paused: bool
+
+
 @dataclass
 class _Frame:
     """One reconcile pass being measured: where its calls start and which nested ranges are not its own."""
@@ -195,6 +204,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
     def tenants_with_foreign_stacks(self, servers: list[tuple[str, str, GameServerConfig]]) -> None:
         """Three tenants, each account with foreign stacks, and a few servers already converged."""
         self.healthy = False
+        self.world.templates.published.update(TEMPLATE_VERSIONS)
         for tenant_id, (account, regions) in TENANTS.items():
             self.world.add_tenant(tenant_id, account, regions=regions)
             other = next(t for t in sorted(TENANTS) if t != tenant_id)
@@ -222,9 +232,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     @contextmanager
     def _measured(self, tenant_id: str, *, confirm: bool) -> Iterator[None]:
-        account = account_of(tenant_id)
-        recreatable = self._recreatable(account)
-        incomplete = tenant_id in self.store.fail_reads
+        before = self._before(tenant_id)
         frame = _Frame(len(self.cloud.calls))
         self.frames.append(frame)
         try:
@@ -239,28 +247,30 @@ class ReconcilerMachine(RuleBasedStateMachine):
             for index, call in enumerate(self.cloud.calls[frame.start : end], frame.start)
             if not any(a <= index < b for a, b in frame.nested)
         ]
-        self._check_brake(tenant_id, own, recreatable, confirm=confirm, incomplete=incomplete)
+        self._check_pass(tenant_id, own, before, confirm=confirm)
 
-    def _recreatable(self, account: str) -> set[tuple[str, str]]:
-        return {(s.region, s.name) for s in self.cloud.stacks(account) if s.status in RECREATE_STATUSES}
+    def _before(self, tenant_id: str) -> _Before:
+        """What a pass's checks need to know about the tenant as the pass starts."""
+        tenant = self.store.get_tenant(tenant_id)
+        return _Before(
+            recreatable={
+                (s.region, s.name) for s in self.cloud.stacks(account_of(tenant_id)) if s.status in RECREATE_STATUSES
+            },
+            incomplete=tenant_id in self.store.fail_reads,
+            paused=tenant is not None and tenant.paused,
+        )
 
-    def _check_brake(
-        self,
-        tenant_id: str,
-        calls: list[Call],
-        recreatable: set[tuple[str, str]],
-        *,
-        confirm: bool,
-        incomplete: bool,
-    ) -> None:
+    def _check_pass(self, tenant_id: str, calls: list[Call], before: _Before, *, confirm: bool) -> None:
         account = account_of(tenant_id)
+        own = [c for c in calls if c.account_id == account]
+        if before.paused:
+            changes = [c for c in own if c.operation in MUTATING]
+            assert not changes, f"{tenant_id} is paused, yet the pass made {changes}"
         # Distinct stacks: a call retried after refreshing expired credentials is still one deletion.
         deleted = {
-            stack_place(c)
-            for c in calls
-            if c.operation == "DeleteStack" and c.account_id == account and stack_place(c) not in recreatable
+            stack_place(c) for c in own if c.operation == "DeleteStack" and stack_place(c) not in before.recreatable
         }
-        if incomplete:
+        if before.incomplete:
             assert not deleted, f"{tenant_id}: deleted {sorted(deleted)} although its desired read was incomplete"
         if not confirm:
             assert len(deleted) <= SETTINGS.max_deletions, (
@@ -274,16 +284,14 @@ class ReconcilerMachine(RuleBasedStateMachine):
             return self.engine.reconcile_tenant(tenant_id, scope=scope, confirm_deletions=confirm)
 
     def _sweep(self) -> None:
-        recreatable = {t: self._recreatable(account_of(t)) for t in TENANTS}
-        incomplete = set(self.store.fail_reads)
+        before = {t: self._before(t) for t in TENANTS}
         start = len(self.cloud.calls)
         self._rearm_blocked()
         self.engine.sweep(concurrency=1)
         calls = self.cloud.calls[start:]
         for tenant_id in TENANTS:
-            account = account_of(tenant_id)
-            own = [c for c in calls if c.account_id == account]
-            self._check_brake(tenant_id, own, recreatable[tenant_id], confirm=False, incomplete=tenant_id in incomplete)
+            # A sweep makes one pass per tenant, and each tenant has an account of its own.
+            self._check_pass(tenant_id, calls, before[tenant_id], confirm=False)
 
     def _rearm_blocked(self) -> None:
         # A resource that blocks a delete keeps blocking it: every delete of that stack fails until it is removed.
@@ -409,10 +417,26 @@ class ReconcilerMachine(RuleBasedStateMachine):
         if key is None:
             return
         with self.store._lock:
-            del self.store.servers[key]
+            self.store.servers.pop(key)
         del self.model[key]
         self.observed.pop(key, None)
         self.pending.append(key)
+
+    @rule(tenant=tenants)
+    def toggle_pause(self, tenant: str) -> None:
+        """`stackherd tenants pause` / `resume`: a paused tenant's stacks are observed and reported only."""
+        self.healthy = False
+        current = self.store.get_tenant(tenant)
+        assert current is not None
+        self.store.put_tenant(replace(current, paused=not current.paused))
+
+    @rule(tenant=tenants, version=st.sampled_from(TEMPLATE_VERSIONS))
+    def pin_template(self, tenant: str, version: str) -> None:
+        """An admin pins the tenant to another published template version: every stack needs an update."""
+        self.healthy = False
+        current = self.store.get_tenant(tenant)
+        assert current is not None
+        self.store.put_tenant(replace(current, template_version=version))
 
     # --- rules: triggers -------------------------------------------------------------------------
 
@@ -691,6 +715,9 @@ class ReconcilerMachine(RuleBasedStateMachine):
         for tenant_id in TENANTS:
             self.cloud.allow(account_of(tenant_id))
             self.store.set_quarantine(tenant_id, None, self.world.clock())
+            tenant = self.store.get_tenant(tenant_id)
+            assert tenant is not None
+            self.store.put_tenant(replace(tenant, paused=False))  # `stackherd tenants resume`
         self.cloud.settle_all()
         for account, region, name, status in self.cloud.stuck_stacks():
             self.cloud.unstick(account, region, name, UNSTICK[status][0])
@@ -727,6 +754,8 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     def _check_converged(self) -> None:
         for tenant_id, (account, _) in TENANTS.items():
+            tenant = self.store.get_tenant(tenant_id)
+            assert tenant is not None and not tenant.quarantined
             owned = {
                 (s.region, s.name): s
                 for s in self.cloud.stacks(account)
@@ -747,6 +776,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
                 stack = owned[place]
                 assert stack.status in STABLE_STATUSES, f"{stack.name}: {stack.status}"
                 assert stack.parameters == want.config.parameters(), f"{stack.name}: {stack.parameters}"
+                assert stack.tags[naming.TAG_TEMPLATE_VERSION] == tenant.template_version, stack.tags
                 server = self.store.get_server(tenant_id, server_id)
                 assert server is not None
                 assert server.status.phase is Phase.READY, f"{tenant_id}/{server_id}: {server.status}"
