@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
-from models.records import DesiredServer, Tenant
+from models.records import DesiredServer, Tenant, now_iso
 from reconciler import naming
 from reconciler.credentials import utcnow
 from reconciler.errors import (
@@ -316,7 +316,7 @@ class Engine:
         effective = action
         if action.mutating:
             try:
-                stack_id = self._mutate(tenant, gateways, action)
+                stack_id = self._mutate(tenant, gateways, action, now)
             except NoUpdatesError:
                 effective = replace(action, kind=ActionKind.NOOP, diff=None, reason="no updates to perform")
             except AlreadyExistsError:
@@ -377,8 +377,14 @@ class Engine:
         current = self.store.get_server(server.tenant_id, server.gameserver_id)
         return current is not None and current.generation == server.generation
 
-    def _mutate(self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action) -> str | None:
+    def _mutate(self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action, now: datetime) -> str | None:
         name, gen = action.stack_name, action.generation if action.generation is not None else "orphan"
+        # Updates, deletes and rollbacks are only sent for a stack observed at rest, so any earlier request of
+        # ours on it has ended: a try in a later pass is a new request and needs a token of its own, or
+        # CloudFormation takes it for a replay of the earlier one and does nothing (a second try after a
+        # rollback, a DELETE_FAILED retried after an operator's reset, the same drift coming back). Within
+        # the pass a retried call keeps its token.
+        when = now_iso(now)
         if action.kind is ActionKind.CREATE:
             assert action.spec is not None
             spec = action.spec
@@ -387,21 +393,18 @@ class Engine:
         if action.kind is ActionKind.UPDATE:
             assert action.spec is not None
             spec = action.spec
-            # The token names the move from what was observed to what is wanted, and which attempt at it this
-            # is: a retry of this very call is recognised as such, while a later try at the same move (after a
-            # rollback, or when the same drift comes back) is a new request.
-            token = naming.request_token(
-                "update", name, gen, extra=f"{action.stack_status}|{action.diff}|{action.attempt}"
-            )
+            token = naming.request_token("update", name, gen, extra=f"{action.stack_status}|{action.diff}|{when}")
             return self._call(tenant, gateways, action.region, lambda gw: gw.update(spec, token))
         if action.kind in (ActionKind.DELETE, ActionKind.RECREATE):
             target = action.stack_id or name
-            token = naming.request_token("delete", name, gen, extra=f"{target}|{action.stack_status}|{action.attempt}")
+            token = naming.request_token(
+                "delete", name, gen, extra=f"{target}|{action.stack_status}|{action.attempt}|{when}"
+            )
             self._call(tenant, gateways, action.region, lambda gw: gw.delete(target, token))
             return None
         if action.kind is ActionKind.CONTINUE_ROLLBACK:
             target = action.stack_id or name
-            token = naming.request_token("rollback", name, gen, extra=f"{target}|{action.attempt}")
+            token = naming.request_token("rollback", name, gen, extra=f"{target}|{when}")
             self._call(tenant, gateways, action.region, lambda gw: gw.continue_update_rollback(target, token))
             return None
         raise AssertionError(f"not a mutating action: {action.kind}")

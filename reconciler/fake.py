@@ -450,6 +450,8 @@ class FakeCloud:
             stack = self._live(account, region, name)
             if stack is None or stack.status == "DELETE_IN_PROGRESS":
                 return  # deleting what is gone, or going, succeeds
+            if token in stack.tokens:
+                return  # a retry of a request already taken: CloudFormation does not run it again
             stack.tokens.add(token)
             stack.status_reason = ""
             self._start(account, stack, "delete", "DELETE_IN_PROGRESS", "DELETE_COMPLETE")

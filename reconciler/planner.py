@@ -312,16 +312,8 @@ def _plan_server(
     if stack.status in RECREATE_STATUSES:
         reason = f"stack is {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else "")
         return act(ActionKind.RECREATE, reason + ": delete it, then create it again")
-    # Updates and rollbacks count their attempts until the stack matches, like delete retries: the count is
-    # part of the request token, so trying the same move again (after a rollback, or when the same drift
-    # comes back) is a new request, not a replay CloudFormation would ignore or refuse.
-    attempt = server.status.attempts + 1
     if stack.status in CONTINUE_ROLLBACK_STATUSES:
-        return act(
-            ActionKind.CONTINUE_ROLLBACK,
-            f"stack is {stack.status}: continue the rollback, then re-plan",
-            attempt=attempt,
-        )
+        return act(ActionKind.CONTINUE_ROLLBACK, f"stack is {stack.status}: continue the rollback, then re-plan")
     if stack.status == DELETE_FAILED:
         return _plan_removal(act, stack, server.status.attempts, settings, "stack failed to delete")
     if not stack.stable:
@@ -333,7 +325,7 @@ def _plan_server(
     diff = drift_summary(spec, stack)
     if diff is None:
         return act(ActionKind.NOOP, "stack matches its rendering")
-    return act(ActionKind.UPDATE, "stack differs from its rendering", spec=spec, diff=diff, attempt=attempt)
+    return act(ActionKind.UPDATE, "stack differs from its rendering", spec=spec, diff=diff)
 
 
 def _plan_removal(act: _ActFn, stack: ObservedStack, attempts: int, settings: PlanSettings, why: str) -> Action:

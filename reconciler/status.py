@@ -49,8 +49,7 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
             0,
         )
     if kind is ActionKind.UPDATE:
-        # The attempt is kept (not reset) so the next try at the same move gets a request token of its own.
-        return Phase.UPDATING, "UPDATE_IN_PROGRESS", Condition(READY, False, "Updating", action.reason), action.attempt
+        return Phase.UPDATING, "UPDATE_IN_PROGRESS", Condition(READY, False, "Updating", action.reason), 0
     if kind is ActionKind.RECREATE:
         return Phase.CREATING, "DELETE_IN_PROGRESS", Condition(READY, False, "Recreating", action.reason), 0
     if kind is ActionKind.CONTINUE_ROLLBACK:
@@ -58,7 +57,7 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
             Phase.UPDATING,
             "UPDATE_ROLLBACK_IN_PROGRESS",
             Condition(READY, False, "ContinuingRollback", action.reason),
-            action.attempt,
+            0,
         )
     if kind is ActionKind.DELETE:
         if stack_status == "DELETE_FAILED":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from models.records import DesiredServer, Phase
 from reconciler.world import FakeWorld
 
@@ -92,6 +94,67 @@ def test_the_same_drift_coming_back_is_repaired_every_time() -> None:
         converge(world)
         (stack,) = world.cloud.stacks(ACCOUNT)
         assert stack.parameters["Seed"] == "wanted"
+
+
+def test_pinning_a_template_version_again_updates_the_stacks_again() -> None:
+    # v1 -> v2 -> v1 -> v2 -> v1 at one generation: the last move repeats the second one's observed status and
+    # diff, so its update was taken for a replay and the stack kept v2.
+    world = FakeWorld()
+    world.templates.published.add("v2")
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0")
+    converge(world)
+
+    for version in ("v2", "v1", "v2", "v1"):
+        tenant = world.store.get_tenant("alpha")
+        assert tenant is not None
+        world.store.put_tenant(replace(tenant, template_version=version))
+        converge(world)
+        (stack,) = world.cloud.stacks(ACCOUNT)
+        assert stack.tags["stackherd:template-version"] == version
+
+
+def test_an_orphan_whose_delete_failed_is_deleted_again_once_unblocked() -> None:
+    # An orphan has no record to count its tries, so every retry of its delete from DELETE_FAILED sent the
+    # same token: after the first retry CloudFormation took the rest for replays and the stack stayed.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0")
+    converge(world)
+    del world.store.servers[("alpha", "s0")]
+
+    for _ in range(2):
+        world.cloud.set_outcome(ACCOUNT, NAME, "delete", "DELETE_FAILED")
+        world.engine.reconcile_tenant("alpha")
+        world.cloud.settle_all()
+    converge(world)
+
+    assert world.cloud.stacks(ACCOUNT) == []
+
+
+def test_servers_retry_after_repeated_delete_failed_deletes_the_stack() -> None:
+    # The documented operator step for a server held after repeated DELETE_FAILED is `stackherd servers retry`
+    # (the retry count back to 0) and a reconcile. The retries then counted 1, 2, 3 again and sent the
+    # tokens of the first three retries, which CloudFormation ignores as replays: nothing was ever deleted
+    # and the server was held again.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0")
+    converge(world)
+    world.delete("alpha", "s0")
+    for _ in range(5):
+        world.cloud.set_outcome(ACCOUNT, NAME, "delete", "DELETE_FAILED")
+        world.engine.reconcile_tenant("alpha")
+        world.cloud.settle_all()
+    held = world.server("alpha", "s0")
+    assert held is not None and held.status.phase is Phase.HELD
+    world.cloud.clear_faults()  # the operator removed what blocked the delete
+
+    world.store.write_status(held, replace(held.status, attempts=0, next_retry_at=None))  # servers retry
+    converge(world)
+
+    assert world.cloud.stacks(ACCOUNT) == []
+    assert world.server("alpha", "s0") is None
 
 
 def test_a_pass_planned_before_a_write_does_not_overwrite_the_newer_status() -> None:
