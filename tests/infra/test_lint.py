@@ -1,5 +1,5 @@
-"""Every template under infra/sam passes cfn-lint (resource schemas, IAM action names, intrinsic functions), and,
-when aws-sam-translator is installed, the SAM template transforms into plain CloudFormation that passes too."""
+"""Every template under infra/sam passes cfn-lint (resource schemas, IAM action names, intrinsic functions), and
+the SAM template transforms (aws-sam-translator, as `sam deploy` does) into plain CloudFormation that passes too."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from tests.infra import cfn
 
 TEMPLATES = [cfn.GAMESERVER, cfn.PLATFORM, cfn.TENANT_ROLE]
+ANY_URI = "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/%s"
 
 
 def lint(template: str | dict[str, Any]) -> list[str]:
@@ -40,10 +41,8 @@ def test_cfn_lint_is_clean(path: Path) -> None:
 
 
 def test_sam_template_transforms_to_clean_cloudformation(monkeypatch: pytest.MonkeyPatch) -> None:
-    translator = pytest.importorskip(
-        "samtranslator.translator.transform",
-        reason="aws-sam-translator is not installed; add it to the dev dependencies to check the SAM transform",
-    )
+    from samtranslator.translator import transform as translator
+
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     template = cfn.load(cfn.PLATFORM)
     # `sam package` replaces the local CodeUri with the uploaded artifact; the translator only accepts the latter.
@@ -65,3 +64,26 @@ def test_sam_template_transforms_to_clean_cloudformation(monkeypatch: pytest.Mon
     assert not any(t.startswith("AWS::Serverless::") for t in types)
     assert {"AWS::Lambda::EventSourceMapping", "AWS::Events::Rule", "AWS::ApiGatewayV2::Api"} <= types
     assert lint(transformed) == []
+
+    # The routes API Gateway gets: documentation is public, everything else needs a player's JWT, and the
+    # admin routes run in the function that holds the reconciler's permissions.
+    paths = transformed["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    routes = {
+        (path, method): (op["security"], cfn.sub_text(op["x-amazon-apigateway-integration"]["uri"]))
+        for path, methods in paths.items()
+        for method, op in methods.items()
+    }
+    target = "functions/${%s.Arn}/invocations"
+    assert routes == {
+        ("/openapi.json", "get"): ([{"NONE": []}], ANY_URI % (target % "ApiFunction")),
+        ("/docs", "get"): ([{"NONE": []}], ANY_URI % (target % "ApiFunction")),
+        ("/{proxy+}", "x-amazon-apigateway-any-method"): ([{"PlayerJwt": []}], ANY_URI % (target % "ApiFunction")),
+        ("/tenants", "x-amazon-apigateway-any-method"): (
+            [{"PlayerJwt": []}],
+            ANY_URI % (target % "AdminApiFunction"),
+        ),
+        ("/tenants/{proxy+}", "x-amazon-apigateway-any-method"): (
+            [{"PlayerJwt": []}],
+            ANY_URI % (target % "AdminApiFunction"),
+        ),
+    }

@@ -4,6 +4,7 @@ plane's code relies on."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 from typing import Any
 
@@ -17,9 +18,10 @@ FUNCTIONS = {
     "SweepFunction": "handlers.sweep.handler",
     "AdminFunction": "handlers.admin.handler",
     "ApiFunction": "handlers.api.handler",
+    "AdminApiFunction": "handlers.api.handler",
     "RequeueFunction": "handlers.requeue.handler",
 }
-RECONCILERS = ("StreamFunction", "SweepFunction", "AdminFunction", "RequeueFunction")
+RECONCILERS = ("StreamFunction", "SweepFunction", "AdminFunction", "RequeueFunction", "AdminApiFunction")
 TABLES = ("TenantsTable", "GameServersTable", "ActivityTable")
 REQUIRED_ENV = {
     "STACKHERD_TENANTS_TABLE": {"Ref": "TenantsTable"},
@@ -261,16 +263,61 @@ def test_admin_has_no_trigger(platform: dict[str, Any]) -> None:
     assert not function(platform, "AdminFunction").get("Events")
 
 
+def http_routes(platform: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every HttpApi route of the template: path -> (function logical id, event properties)."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for logical_id in FUNCTIONS:
+        for event in function(platform, logical_id).get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                assert event["Properties"]["Path"] not in found, event["Properties"]["Path"]
+                found[event["Properties"]["Path"]] = (logical_id, event["Properties"])
+    return found
+
+
+def route_for(routes: dict[str, tuple[str, dict[str, Any]]], path: str) -> tuple[str, dict[str, Any]]:
+    """The route API Gateway picks for a request path: an exact path first, else the greedy `{proxy+}` route
+    with the longest matching prefix."""
+    if path in routes:
+        return routes[path]
+    greedy = [p for p in routes if p.endswith("/{proxy+}") and path.startswith(p.removesuffix("{proxy+}"))]
+    assert greedy, f"no route serves {path}"
+    return routes[max(greedy, key=len)]
+
+
+def api_paths() -> list[str]:
+    """Concrete request paths for every route of the API's checked-in OpenAPI document."""
+    document = json.loads((cfn.ROOT / "docs" / "openapi.json").read_text())
+    return [re.sub(r"\{\w+\}", "x1", path) for path in document["paths"]]
+
+
 def test_api_sits_behind_a_jwt_authorizer(platform: dict[str, Any]) -> None:
-    event = only_event(platform, "ApiFunction", "HttpApi")
-    assert event["ApiId"] == {"Ref": "HttpApi"}
-    assert "Auth" not in event, "no route opts out of the default authorizer"
+    routes = http_routes(platform)
+    assert {"/openapi.json", "/docs"} <= set(routes)
+    for path, (logical_id, event) in routes.items():
+        assert event["ApiId"] == {"Ref": "HttpApi"}, logical_id
+        if path in ("/openapi.json", "/docs"):
+            assert event["Method"] == "GET"
+            assert event["Auth"] == {"Authorizer": "NONE"}, f"{path} is public documentation"
+        else:
+            assert "Auth" not in event, f"{path} opts out of the default authorizer"
     api = cfn.resource(platform, "HttpApi")
     assert api["Type"] == "AWS::Serverless::HttpApi"
     auth = api["Properties"]["Auth"]
     authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
     assert authorizer["JwtConfiguration"] == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}
     assert "Default" not in platform["Parameters"]["JwtIssuer"]
+
+
+@pytest.mark.parametrize("path", api_paths())
+def test_admin_routes_reach_the_admin_api_and_player_routes_the_player_api(platform: dict[str, Any], path: str) -> None:
+    logical_id, event = route_for(http_routes(platform), path)
+    expected = "AdminApiFunction" if path == "/tenants" or path.startswith("/tenants/") else "ApiFunction"
+    assert logical_id == expected, path
+    assert event["Method"] == "ANY", "the handler answers 405 itself, with the methods a route allows"
+
+
+def test_unknown_routes_reach_the_api_for_its_json_404(platform: dict[str, Any]) -> None:
+    assert route_for(http_routes(platform), "/nope/x")[0] == "ApiFunction"
 
 
 # --- permissions --------------------------------------------------------------------------------------------
@@ -314,24 +361,29 @@ def test_reconcilers_reach_tables_templates_and_requeue(platform: dict[str, Any]
     assert sends == [{"Fn::GetAtt": ["RequeueQueue", "Arn"]}]
 
 
-def test_api_reads_and_writes_only_desired_records_and_tenants(platform: dict[str, Any]) -> None:
+def test_player_api_writes_only_desired_records_and_activity(platform: dict[str, Any]) -> None:
     statements = cfn.function_statements(platform, "ApiFunction")
     assert statements
+
+    def reach(action: str) -> set[str]:
+        return set().union(*(table_arn_refs(s) for s in statements if action in cfn.actions(s)))
+
     for statement in statements:
         for action in cfn.actions(statement):
-            assert action.startswith("dynamodb:"), f"the API only touches DynamoDB, not {action}"
-        reached = table_arn_refs(statement)
-        assert reached <= set(TABLES)
-        if DYNAMO_WRITES & set(cfn.actions(statement)):
-            assert reached <= {"GameServersTable", "TenantsTable"}, f"the API may not write {reached}"
-    reads_activity = [s for s in statements if "ActivityTable" in table_arn_refs(s)]
-    assert any("dynamodb:Query" in cfn.actions(s) for s in reads_activity)
+            assert action.startswith("dynamodb:"), f"the player API only touches DynamoDB, not {action}"
+            assert action not in {"dynamodb:Scan", "dynamodb:BatchWriteItem"}, action
+        assert table_arn_refs(statement) <= set(TABLES)
+    assert reach("dynamodb:PutItem") == {"GameServersTable", "ActivityTable"}
+    assert reach("dynamodb:UpdateItem") == {"GameServersTable"}, "the activity log is append-only"
+    assert reach("dynamodb:DeleteItem") == set(), "only the reconciler removes a record, once its stack is gone"
+    assert reach("dynamodb:GetItem") >= {"GameServersTable", "TenantsTable"}
+    assert reach("dynamodb:Query") >= {"GameServersTable", "ActivityTable"}
 
 
-def test_api_has_no_sts_or_cloudformation(platform: dict[str, Any]) -> None:
+def test_player_api_has_no_sts_s3_sqs_or_cloudformation(platform: dict[str, Any]) -> None:
     for statement in cfn.function_statements(platform, "ApiFunction"):
         for action in cfn.actions(statement):
-            assert not action.startswith(("sts:", "cloudformation:")), action
+            assert not action.startswith(("sts:", "cloudformation:", "s3:", "sqs:")), action
 
 
 # --- alarms -------------------------------------------------------------------------------------------------
