@@ -54,8 +54,9 @@ from handlers.api_models import (
     TenantPatch,
     TenantView,
 )
-from models.config import ID_PATTERN, TIERS, ConfigError, GameServerConfig, TenantSpec, tier_limits
+from models.config import ID_PATTERN, TIERS, ConfigError, GameServerConfig, TenantSpec, check_tier, tier_limits
 from models.records import DesiredServer, Tenant, tenant_from_spec
+from reconciler.desired import QuotaExceededError, check_region, check_server_quota
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
 
 if TYPE_CHECKING:
@@ -142,10 +143,6 @@ class ApiNotFoundError(ApiError):
 class ApiConflictError(ApiError):
     status = HTTPStatus.CONFLICT
     code = "Conflict"
-
-
-class QuotaExceededError(ApiConflictError):
-    code = "QuotaExceeded"
 
 
 class ApiPreconditionError(ApiError):
@@ -421,8 +418,27 @@ def _on_content_type(error: RequestUnsupportedContentType) -> Response[Any]:
 
 @_handles(ConfigError)
 def _on_config_error(error: ConfigError) -> Response[Any]:
-    detail = {"field": error.field or "body", "location": "body", "rule": "invalid", "message": str(error)}
+    detail: dict[str, Any] = {
+        "field": error.field or "body",
+        "location": "body",
+        "rule": error.rule,
+        "message": str(error),
+    }
+    if error.limit is not None:
+        detail["limit"] = error.limit
     return _error_response(422, "ValidationFailed", str(error), [detail])
+
+
+@_handles(QuotaExceededError)
+def _on_quota(error: QuotaExceededError) -> Response[Any]:
+    detail = {
+        "field": "tier",
+        "location": "tenant",
+        "rule": "tier_max_servers",
+        "message": str(error),
+        "limit": error.limit,
+    }
+    return _error_response(409, "QuotaExceeded", str(error), [detail])
 
 
 @_handles(NotFoundError)
@@ -588,41 +604,6 @@ def _check_if_match(
             location="header",
             rule="etag_mismatch",
             headers={"ETag": etag(current.generation)},
-        )
-
-
-def _check_region(tenant: Tenant, region: str | None) -> None:
-    if region is not None and region not in tenant.regions:
-        raise UnprocessableError(
-            f"region {region!r} is not one of the tenant's regions ({', '.join(tenant.regions)})",
-            field="region",
-            rule="tenant_region",
-        )
-
-
-def _check_player_count(tenant: Tenant, config: GameServerConfig) -> None:
-    limits = tier_limits(tenant.tier)
-    if config.player_count > limits.max_player_count:
-        raise UnprocessableError(
-            f"config.player_count {config.player_count} exceeds the {tenant.tier} tier's maximum of "
-            f"{limits.max_player_count}",
-            field="config.player_count",
-            rule="tier_max_player_count",
-            limit=limits.max_player_count,
-        )
-
-
-def _check_server_quota(tenant: Tenant) -> None:
-    limits = tier_limits(tenant.tier)
-    live = sum(1 for s in _store().read_servers(tenant.tenant_id).servers if not s.deletion_requested)
-    if live >= limits.max_servers:
-        raise QuotaExceededError(
-            f"tenant {tenant.tenant_id!r} already has {live} game servers, the {tenant.tier} tier's maximum of "
-            f"{limits.max_servers}; delete one first",
-            field="tier",
-            location="tenant",
-            rule="tier_max_servers",
-            limit=limits.max_servers,
         )
 
 
@@ -904,10 +885,10 @@ def put_server(
     _check_if_match(expected, current, gameserver_id)
     if current is not None:
         _refuse_if_deleting(current)
-    _check_region(tenant, body.region)
-    _check_player_count(tenant, body.config)
+    check_region(tenant, body.region)
+    check_tier(body.config, tenant.tier)
     if current is None:
-        _check_server_quota(tenant)
+        check_server_quota(_store(), tenant)
     result = _write(
         lambda: _store().put_server(
             tenant.tenant_id,
@@ -970,8 +951,8 @@ def patch_server(
     changes = body.config.model_dump(exclude_unset=True) if body.config is not None else {}
     config = GameServerConfig.model_validate({**current.config.model_dump(), **changes})
     region = body.region if "region" in body.model_fields_set else current.region
-    _check_region(tenant, body.region)
-    _check_player_count(tenant, config)
+    check_region(tenant, body.region)
+    check_tier(config, tenant.tier)
     result = _write(
         lambda: _store().put_server(
             tenant.tenant_id,

@@ -45,9 +45,13 @@ DEFAULT_TIER = "standard"
 class ConfigError(ValueError):
     """A config or identifier that cannot be accepted; the message says what is wrong and how to fix it."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, rule: str = "invalid", limit: int | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.rule = rule
+        self.limit = limit
 
 
 class GameServerConfig(BaseModel):
@@ -98,12 +102,19 @@ def validate_config(raw: Any, tier: str = DEFAULT_TIER) -> GameServerConfig:
         first = error.errors()[0]["loc"]
         field = "config." + ".".join(str(p) for p in first) if first else "config"
         raise ConfigError(describe_validation_error(error), field=field) from None
+    return check_tier(config, tier)
+
+
+def check_tier(config: GameServerConfig, tier: str) -> GameServerConfig:
+    """A schema-valid config against the limits of the tenant's tier."""
     limits = tier_limits(tier)
     if config.player_count > limits.max_player_count:
         raise ConfigError(
             f"config.player_count: {config.player_count} exceeds the {tier} tier's maximum of "
             f"{limits.max_player_count}",
             field="config.player_count",
+            rule="tier_max_player_count",
+            limit=limits.max_player_count,
         )
     return config
 

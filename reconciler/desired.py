@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from models.config import GameServerConfig, tier_limits, validate_config, validate_id
+from models.config import ConfigError, GameServerConfig, tier_limits, validate_config, validate_id
 from models.records import DesiredServer, Tenant
 from reconciler.ports import DesiredRead
 from reconciler.writes import ConflictError, WriteResult
@@ -16,11 +16,17 @@ from reconciler.writes import ConflictError, WriteResult
 class QuotaExceededError(ConflictError):
     """The tenant's tier allows no more game servers."""
 
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
-class DesiredWriter(Protocol):
-    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
 
+class DesiredReader(Protocol):
     def read_servers(self, tenant_id: str) -> DesiredRead: ...
+
+
+class DesiredWriter(DesiredReader, Protocol):
+    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
 
     def put_server(
         self,
@@ -59,20 +65,9 @@ def put_server(
     if merge and current is not None and current.config_error is None:
         raw = {**current.config.model_dump(), **raw}
     config = validate_config(raw, tenant.tier)
-    if region is not None and region not in tenant.regions:
-        from models.config import ConfigError
-
-        raise ConfigError(
-            f"region {region!r} is not one of the tenant's regions ({', '.join(tenant.regions)})", field="region"
-        )
+    check_region(tenant, region)
     if current is None:
-        limits = tier_limits(tenant.tier)
-        live = [s for s in store.read_servers(tenant.tenant_id).servers if not s.deletion_requested]
-        if len(live) >= limits.max_servers:
-            raise QuotaExceededError(
-                f"tenant {tenant.tenant_id!r} already has {len(live)} game servers, the {tenant.tier} tier's "
-                f"maximum of {limits.max_servers}; delete one or move the tenant to a larger tier"
-            )
+        check_server_quota(store, tenant)
     return store.put_server(
         tenant.tenant_id,
         gameserver_id,
@@ -82,3 +77,25 @@ def put_server(
         region=region if region is not None else (current.region if current else None),
         expected_generation=expected_generation,
     )
+
+
+def check_region(tenant: Tenant, region: str | None) -> None:
+    """A server may only be placed in one of its tenant's regions (None: the tenant's first)."""
+    if region is not None and region not in tenant.regions:
+        raise ConfigError(
+            f"region {region!r} is not one of the tenant's regions ({', '.join(tenant.regions)})",
+            field="region",
+            rule="tenant_region",
+        )
+
+
+def check_server_quota(store: DesiredReader, tenant: Tenant) -> None:
+    """Room for one more server under the tier's maximum; servers being deleted no longer count."""
+    limits = tier_limits(tenant.tier)
+    live = sum(1 for s in store.read_servers(tenant.tenant_id).servers if not s.deletion_requested)
+    if live >= limits.max_servers:
+        raise QuotaExceededError(
+            f"tenant {tenant.tenant_id!r} already has {live} game servers, the {tenant.tier} tier's maximum of "
+            f"{limits.max_servers}; delete one first, or move the tenant to a larger tier",
+            limit=limits.max_servers,
+        )

@@ -17,9 +17,10 @@ GAMESERVER_TEMPLATE = ROOT / "infra" / "sam" / "gameserver.yaml"
 TEMPLATE_BUCKET = "stackherd-templates-test"
 REGION = "us-east-1"
 
-#: Used until infra/sam/gameserver.yaml exists: the same parameters, and a resource moto can create
-#: (moto's CloudFormation crashes on an AWS::SSM::Parameter without a Name).
-INLINE_TEMPLATE = """\
+#: The game-server parameters, all of type String, and one resource moto can create (moto's CloudFormation
+#: crashes on an AWS::SSM::Parameter without a Name). moto compares parameters as sent, so only a template
+#: whose parameters are strings shows its "No updates are to be performed" for an identical update.
+STRING_PARAMETERS_TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
 Description: stackherd game server (test stand-in)
 Parameters:
@@ -40,10 +41,8 @@ Resources:
 
 
 def gameserver_template() -> str:
-    """The real game-server template when it exists, else the inline stand-in."""
-    if GAMESERVER_TEMPLATE.exists():
-        return GAMESERVER_TEMPLATE.read_text()
-    return INLINE_TEMPLATE
+    """The game-server template stackherd ships."""
+    return GAMESERVER_TEMPLATE.read_text()
 
 
 @pytest.fixture(scope="session")

@@ -16,30 +16,13 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from tests.conftest import gameserver_template
+
 EVENTS = Path(__file__).resolve().parent.parent / "events" / "api"
 REGION = "us-east-1"
 TEMPLATE_BUCKET = "stackherd-api-test-templates"
 ACME_ACCOUNT = "111111111111"
 GLOBEX_ACCOUNT = "222222222222"
-
-#: A game-server template moto's CloudFormation can create (an SSM parameter with a Name).
-TEMPLATE = """\
-AWSTemplateFormatVersion: "2010-09-09"
-Parameters:
-  Difficulty:
-    Type: String
-  PlayerCount:
-    Type: String
-  Seed:
-    Type: String
-Resources:
-  Settings:
-    Type: AWS::SSM::Parameter
-    Properties:
-      Name: !Sub "/stackherd/${AWS::StackName}/settings"
-      Type: String
-      Value: !Sub "${Difficulty}/${PlayerCount}/${Seed}"
-"""
 
 
 @dataclass(frozen=True)
@@ -257,7 +240,7 @@ def moto_world() -> Iterator[None]:
             import boto3
 
             boto3.client("s3", region_name=REGION).create_bucket(Bucket=TEMPLATE_BUCKET)
-            runtime().templates.publish(TEMPLATE.encode(), "v1")
+            runtime().templates.publish(gameserver_template().encode(), "v1")
             yield
             reset_runtime()
             tables.configure()

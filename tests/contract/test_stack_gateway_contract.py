@@ -16,7 +16,7 @@ from reconciler.errors import AccessDeniedError, AlreadyExistsError, NoUpdatesEr
 from reconciler.ports import AccountConnector
 from reconciler.rendering import template_url
 from reconciler.stacks import StackSpec
-from tests.conftest import INLINE_TEMPLATE, REGION, TEMPLATE_BUCKET
+from tests.conftest import REGION, STRING_PARAMETERS_TEMPLATE, TEMPLATE_BUCKET
 
 ACCOUNT_A = "111111111111"
 ACCOUNT_B = "222222222222"
@@ -97,7 +97,7 @@ class MotoBackend:
         s3 = session.client("s3")
         s3.create_bucket(Bucket=TEMPLATE_BUCKET)
         s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v1.yaml", Body=gameserver_template().encode())
-        s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/strings.yaml", Body=INLINE_TEMPLATE.encode())
+        s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/strings.yaml", Body=STRING_PARAMETERS_TEMPLATE.encode())
         self.url = template_url(TEMPLATE_BUCKET, "v1")
         # Count calls as botocore sends them: every client this session makes reports here.
         session.events.register("provide-client-params.cloudformation.DescribeStacks", self._on_describe)
