@@ -97,6 +97,11 @@ _TRANSIENT = {
 }
 
 
+# The stack is mid-change, or in a state (UPDATE_ROLLBACK_FAILED, ROLLBACK_COMPLETE) the next pass plans for.
+# CloudFormation writes "can not be updated"; other services and older messages "cannot".
+_BUSY_STACK = ("_IN_PROGRESS state", "can not be updated", "cannot be updated")
+
+
 def classify(code: str, message: str) -> ReconcileError:
     """Turn an AWS error code and message into the error whose class says how to retry it."""
     text = f"{code}: {message}" if message else code
@@ -112,7 +117,7 @@ def classify(code: str, message: str) -> ReconcileError:
         return NoUpdatesError(text, code=code)
     if code == "ValidationError" and "does not exist" in message:
         return StackNotFoundError(text, code=code)
-    if code == "ValidationError" and ("_IN_PROGRESS state" in message or "cannot be updated" in message):
+    if code == "ValidationError" and any(s in message for s in _BUSY_STACK):
         return TransientError(text, code=code)
     if code in _TRANSIENT or code.startswith("5"):
         return TransientError(text, code=code)

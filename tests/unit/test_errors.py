@@ -45,6 +45,21 @@ from reconciler.errors import (
             True,
             id="in-progress",
         ),
+        pytest.param(
+            "ValidationError",
+            "Stack:arn:aws:cloudformation:us-east-1:1:stack/s/1 is in UPDATE_ROLLBACK_FAILED state and can not be "
+            "updated.",
+            TransientError,
+            True,
+            id="rollback-failed-can-not",
+        ),
+        pytest.param(
+            "ValidationError",
+            "Stack s is in ROLLBACK_COMPLETE state and cannot be updated.",
+            TransientError,
+            True,
+            id="rollback-complete-cannot",
+        ),
         pytest.param("ServiceUnavailable", "", TransientError, True, id="service-unavailable"),
         pytest.param("500", "internal", TransientError, True, id="http-5xx"),
         pytest.param("ValidationError", "Parameter Seed failed to satisfy constraint", PermanentError, False, id="bad"),
