@@ -376,7 +376,8 @@ def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
     server = store.get_server(args.tenant, args.server)
     if server is None:
         raise CliError(f"game server {args.tenant}/{args.server} not found")
-    store.write_status(server, replace(server.status, attempts=0, next_retry_at=None))
+    if not store.write_status(server, replace(server.status, attempts=0, next_retry_at=None)):
+        raise CliError(f"game server {args.tenant}/{args.server} changed while resetting its retries; run it again")
     out.write(f"{args.tenant}/{args.server}: retries reset; run `stackherd reconcile {args.tenant}` to act now\n")
     return EXIT_OK
 

@@ -111,12 +111,13 @@ class DynamoStore:
             raise StoreError(f"could not read {tenant_id}/{gameserver_id}: {error}") from error
 
     def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
-        """Update only the `status` attribute: desired fields and `generation` are never touched."""
+        """Update only the `status` attribute, and only while the record is at the generation the status is
+        about: desired fields and `generation` are never touched."""
         item = GameServerModel(server.tenant_id, server.gameserver_id)
         try:
             item.update(
                 actions=[GameServerModel.status.set(status_to_map(status))],
-                condition=GameServerModel.tenant_id.exists(),
+                condition=GameServerModel.generation == server.generation,
             )
         except UpdateError as error:
             if _conditional_failed(error):

@@ -339,8 +339,9 @@ class Engine:
         if server is not None and not action.orphan:
             status = next_status(server.status, effective, now, error=error, stack_id=stack_id)
             if needs_write(server.status, status):
-                if self._still_planned(server):
-                    self.store.write_status(server, status)
+                # Conditional on the generation planned for: a pass that planned before a desired write must
+                # not flap the newer generation's status back (the newer generation's pass writes its own).
+                self.store.write_status(server, status)
                 if error is not None or effective.kind not in (ActionKind.NOOP, ActionKind.WAIT):
                     message = f"{effective.kind.value}: {error or effective.reason}"
                     if effective.diff:
@@ -369,13 +370,6 @@ class Engine:
         if effective is not action:
             return ActionResult(effective, "done", effective.reason)
         return ActionResult(action, "done")
-
-    def _still_planned(self, server: DesiredServer) -> bool:
-        """Whether the record is still at the generation this pass planned for. A status about an older
-        generation must not overwrite what a newer pass may already have written: it would flap back (say to
-        Ready while the newer config is being applied). The newer generation's own pass writes its status."""
-        current = self.store.get_server(server.tenant_id, server.gameserver_id)
-        return current is not None and current.generation == server.generation
 
     def _mutate(self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action, now: datetime) -> str | None:
         name, gen = action.stack_name, action.generation if action.generation is not None else "orphan"

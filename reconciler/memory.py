@@ -108,7 +108,7 @@ class MemoryStore:
         with self._lock:
             key = (server.tenant_id, server.gameserver_id)
             current = self.servers.get(key)
-            if current is None:
+            if current is None or current.generation != server.generation:
                 return False
             self.servers[key] = replace(current, status=status)
             self.status_writes += 1

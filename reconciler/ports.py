@@ -76,7 +76,9 @@ class DesiredStore(Protocol):
     def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
 
     def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
-        """Write only the status of an existing record; False when the record is gone."""
+        """Write only the status of a record still at `server.generation`, atomically; False when the record
+        is gone or a desired write has moved it on (a status about an older generation must not overwrite
+        what the newer generation's pass may already have written)."""
 
     def finalize(self, server: DesiredServer) -> bool:
         """Remove a record whose deletion was requested, if its generation is unchanged."""

@@ -214,6 +214,24 @@ def test_write_status_of_a_missing_record_returns_false_and_creates_nothing(stor
     assert store.get_server("alpha", "gs-gone") is None
 
 
+@pytest.mark.parametrize("kind", ["dynamo", "memory"])
+def test_write_status_about_an_older_generation_is_refused(kind: str) -> None:
+    """A pass that planned generation 1 must not overwrite a record a player has since moved to generation 2:
+    the check and the write are one conditional update, in both stores."""
+    from reconciler.memory import MemoryStore
+
+    store: DynamoStore | MemoryStore = DynamoStore() if kind == "dynamo" else MemoryStore()
+    planned = store.put_server("alpha", "gs-1", "steve", config(seed="one"), T0).server
+    newer = store.put_server("alpha", "gs-1", "steve", config(seed="two"), later(1)).server
+    assert store.write_status(newer, ServerStatus(phase=Phase.UPDATING, observed_generation=2)) is True
+
+    assert store.write_status(planned, ServerStatus(phase=Phase.READY, observed_generation=1)) is False
+
+    stored = store.get_server("alpha", "gs-1")
+    assert stored is not None
+    assert (stored.generation, stored.status.phase, stored.status.observed_generation) == (2, Phase.UPDATING, 2)
+
+
 # --- deletion -------------------------------------------------------------------------------------
 
 
