@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
@@ -54,6 +53,7 @@ from handlers.api_models import (
     TenantPatch,
     TenantView,
 )
+from handlers.observability import logger, metrics
 from models.config import ID_PATTERN, TIERS, ConfigError, GameServerConfig, TenantSpec, check_tier, tier_limits
 from models.records import DesiredServer, Tenant, tenant_from_spec
 from reconciler.desired import QuotaExceededError, check_region, check_server_quota
@@ -74,8 +74,6 @@ MAX_USERNAME = 128
 DEFAULT_PAGE = 25
 MAX_PAGE = 100
 
-logger = Logger(service="stackherd-api")
-metrics = Metrics(namespace="Stackherd", service="stackherd-api")
 
 # --- errors ----------------------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ def test_each_request_is_logged_with_correlation_id_tenant_and_user(
     for line, response in zip(requests, (created, refused), strict=True):
         assert line["correlation_id"] == response.event["requestContext"]["requestId"]
         assert (line["tenant_id"], line["user"], line["admin"]) == ("acme", "alice", False)
-        assert line["service"] == "stackherd-api"
+        assert (line["service"], line["function_name"]) == ("stackherd", "stackherd-api")
     rejected = [line for line in lines if line["message"] == "request rejected"]
     assert [(r["status"], r["code"]) for r in rejected] == [(422, "ValidationFailed")]
 
