@@ -373,16 +373,18 @@ class Engine:
 
     def _mutate(self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action, now: datetime) -> str | None:
         name, gen = action.stack_name, action.generation if action.generation is not None else "orphan"
-        # Updates, deletes and rollbacks are only sent for a stack observed at rest, so any earlier request of
-        # ours on it has ended: a try in a later pass is a new request and needs a token of its own, or
-        # CloudFormation takes it for a replay of the earlier one and does nothing (a second try after a
-        # rollback, a DELETE_FAILED retried after an operator's reset, the same drift coming back). Within
-        # the pass a retried call keeps its token.
+        # Updates, deletes and rollbacks are only sent for a stack observed at rest, and a create only when no
+        # stack of the name was listed, so any earlier request of ours on it has ended: a try in a later pass
+        # is a new request and needs a token of its own, or CloudFormation may take it for a replay of the
+        # earlier one and do nothing (a second try after a rollback, a DELETE_FAILED retried after an
+        # operator's reset, the same drift coming back, a stack deleted by hand or recreated after
+        # ROLLBACK_COMPLETE). Within the pass a retried call keeps its token. Two passes racing to create
+        # the same stack are kept apart by the name: the second gets AlreadyExists and waits.
         when = now_iso(now)
         if action.kind is ActionKind.CREATE:
             assert action.spec is not None
             spec = action.spec
-            token = naming.request_token("create", name, gen)
+            token = naming.request_token("create", name, gen, extra=when)
             return self._call(tenant, gateways, action.region, lambda gw: gw.create(spec, token))
         if action.kind is ActionKind.UPDATE:
             assert action.spec is not None

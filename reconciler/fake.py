@@ -6,6 +6,11 @@ ROLLBACK_COMPLETE, failed updates that end in UPDATE_ROLLBACK_FAILED, DELETE_FAI
 progress, already-exists, idempotent request tokens, per-account throttling (a token bucket), access
 denied, expired credentials and per-call latency. Every call is recorded.
 
+Request tokens are modelled on the strict side: a token stays spent for its stack name after the stack is
+deleted, so a CreateStack that repeats the token of a deleted stack is taken for a replay of that old
+request and creates nothing. CloudFormation documents tokens as identifying a request to retry; a
+reconciler that only reuses a token for a real retry is right whichever way the service reads it.
+
 It lives in the importable code because the demo and the benchmark drive it as well as the tests.
 """
 
@@ -95,6 +100,8 @@ class _Account:
     external_id: str | None
     denied: str | None = None  # a reason, when AssumeRole and every call are refused
     stacks: dict[tuple[str, str], _Stack] = field(default_factory=dict)  # (region, name) -> stack
+    # (region, name) -> {token: stack id} of the deleted stacks of that name
+    spent_tokens: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     credential_epoch: int = 0  # bumped to revoke every credential issued before
     bucket_tokens: float = 0.0
     bucket_at: float = 0.0
@@ -196,7 +203,7 @@ class FakeCloud:
     def remove_stack(self, account_id: str, region: str, name: str) -> None:
         """Delete a stack by hand, instantly."""
         with self._lock:
-            self._account(account_id).stacks.pop((region, name), None)
+            self._remove(self._account(account_id), region, name)
 
     def unstick(self, account_id: str, region: str, name: str, final_status: str) -> None:
         """End a stack's stuck operation by hand in `final_status` (DELETE_COMPLETE removes it)."""
@@ -205,7 +212,7 @@ class FakeCloud:
             stack = account.stacks[(region, name)]
             stack.status, stack.settles_to, stack.settles_at = final_status, None, None
             if final_status == "DELETE_COMPLETE":
-                account.stacks.pop((region, name), None)
+                self._remove(account, region, name)
 
     def clear_faults(self) -> None:
         """Forget every injected fault and pending outcome (what an incident's end looks like)."""
@@ -319,7 +326,13 @@ class FakeCloud:
         if stack.settles_to and stack.settles_at and self.clock() >= stack.settles_at:
             stack.status, stack.settles_to, stack.settles_at = stack.settles_to, None, None
             if stack.status == "DELETE_COMPLETE":
-                account.stacks.pop((stack.region, stack.name), None)
+                self._remove(account, stack.region, stack.name)
+
+    @staticmethod
+    def _remove(account: _Account, region: str, name: str) -> None:
+        stack = account.stacks.pop((region, name), None)
+        if stack is not None:
+            account.spent_tokens.setdefault((region, name), {}).update(dict.fromkeys(stack.tokens, stack.stack_id))
 
     def _start(self, account: _Account, stack: _Stack, operation: str, in_progress: str, done: str) -> None:
         final = self._outcomes.pop((account.account_id, stack.name, operation), done)
@@ -385,6 +398,9 @@ class FakeCloud:
                 if token in existing.tokens:
                     return existing.stack_id  # a retry of the same request
                 raise AlreadyExistsError(f"AlreadyExistsException: Stack [{spec.name}] already exists")
+            replayed = account.spent_tokens.get((spec.region, spec.name), {}).get(token)
+            if replayed is not None:
+                return replayed  # the token of a request already taken, for a stack since deleted
             stack = _Stack(
                 name=spec.name,
                 stack_id=self._new_id(account_id, spec.region, spec.name),

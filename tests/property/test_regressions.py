@@ -200,3 +200,38 @@ def test_a_record_popped_from_the_memory_store_is_no_longer_read() -> None:
     assert [s.gameserver_id for s in world.store.read_servers("alpha").servers] == ["s1"]
     world.store.servers.clear()
     assert world.store.read_servers("alpha").servers == ()
+
+
+def test_a_stack_deleted_by_hand_is_created_again_with_a_new_request() -> None:
+    # The create token named only the stack and the generation, so the create that repaired a stack deleted
+    # by hand sent the token of the create that made it: a CloudFormation that keeps a deleted stack's
+    # tokens takes that for a replay and creates nothing, and the server was never running again.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0")
+    converge(world)
+
+    world.cloud.remove_stack(ACCOUNT, PRIMARY, NAME)
+    converge(world)
+
+    assert [s.name for s in world.cloud.stacks(ACCOUNT)] == [NAME]
+    server = world.server("alpha", "s0")
+    assert server is not None and server.status.phase is Phase.READY
+
+
+def test_a_create_that_rolled_back_is_recreated_with_a_new_request() -> None:
+    # After ROLLBACK_COMPLETE the stack is deleted and created again at the same generation; with the
+    # first create's token the second create was a replay of a deleted stack's request.
+    world = FakeWorld()
+    world.add_tenant("alpha", ACCOUNT)
+    world.cloud.set_outcome(ACCOUNT, NAME, "create", "ROLLBACK_COMPLETE")
+    world.put("alpha", "s0")
+    world.engine.reconcile_tenant("alpha")
+    world.cloud.settle_all()
+    assert [s.status for s in world.cloud.stacks(ACCOUNT)] == ["ROLLBACK_COMPLETE"]
+
+    converge(world)
+
+    assert [s.status for s in world.cloud.stacks(ACCOUNT)] == ["CREATE_COMPLETE"]
+    server = world.server("alpha", "s0")
+    assert server is not None and server.status.phase is Phase.READY
