@@ -114,6 +114,10 @@ def next_status(
     generation = action.generation if action.generation is not None else current.observed_generation
     if error is not None:
         attempts = current.attempts + 1
+        if error.retryable and action.kind is ActionKind.DELETE and action.stack_status == "DELETE_FAILED":
+            # For a DELETE_FAILED stack the count is of deletes CloudFormation took and failed, which the
+            # planner stops at `delete_retry_limit`; a throttled call never reached it and is no such try.
+            attempts = current.attempts
         phase: Phase
         if error.retryable:
             phase = current.phase if current.phase is not Phase.READY else Phase.PENDING

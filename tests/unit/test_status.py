@@ -166,6 +166,19 @@ def test_deleting_a_delete_failed_stack_counts_the_attempt() -> None:
     assert (new.phase, new.attempts, new.stack_status) == (Phase.DELETING, 2, "DELETE_IN_PROGRESS")
 
 
+def test_a_throttled_retry_of_a_delete_failed_stack_is_not_a_delete_try() -> None:
+    """The planner holds a DELETE_FAILED stack after `delete_retry_limit` deletes; a call refused by throttling
+    never reached CloudFormation and must not use one up."""
+    current = ServerStatus(phase=Phase.DELETING, attempts=2, stack_status="DELETE_FAILED")
+    retry = action(ActionKind.DELETE, stack_status="DELETE_FAILED", attempt=3)
+
+    throttled = next_status(current, retry, T0, error=ThrottledError("Throttling: Rate exceeded"))
+    refused = next_status(current, retry, T0, error=PermanentError("ValidationError: role may not delete"))
+
+    assert (throttled.attempts, throttled.next_retry_at is not None) == (2, True)
+    assert refused.attempts == 3
+
+
 def test_a_first_delete_starts_counting_from_zero() -> None:
     new = next_status(ServerStatus(attempts=4), action(ActionKind.DELETE, stack_status="CREATE_COMPLETE"), T0)
 
