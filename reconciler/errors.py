@@ -49,6 +49,12 @@ class TemplateNotFoundError(PermanentError):
     code = "TemplateNotFound"
 
 
+class TemplateVersionExistsError(PermanentError):
+    """A version is already published with another body: versions are immutable."""
+
+    code = "TemplateVersionExists"
+
+
 class StackNotFoundError(ReconcileError):
     code = "StackNotFound"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from reconciler.errors import TemplateNotFoundError, TransientError, classify
+from reconciler.errors import TemplateNotFoundError, TemplateVersionExistsError, TransientError, classify
 from reconciler.rendering import template_key, template_url
 
 if TYPE_CHECKING:
@@ -49,7 +49,25 @@ class S3TemplateCatalog:
         return template_url(self.bucket, version)
 
     def publish(self, body: bytes, version: str) -> str:
-        self.s3.put_object(Bucket=self.bucket, Key=template_key(version), Body=body, ContentType="application/x-yaml")
+        """Publish `body` as `version`. A version never changes once published: a stack's TemplateURL names
+        only the version, so a changed body would leave every tenant pinned to it running whichever body
+        its stacks last saw. Publishing the same body again is a no-op."""
+        from botocore.exceptions import ClientError
+
+        key = template_key(version)
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-yaml", IfNoneMatch="*"
+            )
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) not in ("PreconditionFailed", "412"):
+                raise
+            if self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read() != body:
+                raise TemplateVersionExistsError(
+                    f"template version {version!r} is already published with a different body, and a version "
+                    "never changes; publish it as a new version and move tenants to it with "
+                    "`stackherd tenants update TENANT --template-version V`"
+                ) from None
         with self._lock:
             self._known.add(version)
         return template_url(self.bucket, version)

@@ -238,3 +238,17 @@ def test_bad_input_exits_1_with_one_line_and_no_traceback(endpoint: str, argv: l
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], process.stderr
     assert process.stdout == ""
+
+
+def test_a_published_template_version_cannot_be_replaced(
+    endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok("init")
+    ok("templates", "publish", str(TEMPLATE), "--version", "v1")
+    ok("templates", "publish", str(TEMPLATE), "--version", "v1")  # the same body again is fine
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(TEMPLATE.read_text() + "\n# changed\n")
+
+    assert cli("templates", "publish", str(changed), "--version", "v1")[0] == 1
+    assert "already published with a different body" in capsys.readouterr().err
+    ok("templates", "publish", str(changed), "--version", "v2")

@@ -33,6 +33,22 @@ def test_catalog_publishes_lists_and_resolves_versions(template_catalog: Any) ->
     assert template_catalog.url_for("v2") == f"https://{TEMPLATE_BUCKET}.s3.amazonaws.com/gameserver/v2.yaml"
 
 
+def test_a_published_version_never_changes(template_catalog: Any) -> None:
+    import boto3
+
+    from reconciler.errors import TemplateVersionExistsError
+
+    body = gameserver_template().encode()
+    url = template_catalog.publish(body, "v2")
+    assert template_catalog.publish(body, "v2") == url  # the same body again: a no-op
+
+    with pytest.raises(TemplateVersionExistsError, match="'v2' is already published with a different body"):
+        template_catalog.publish(body + b"\n# changed\n", "v2")
+
+    stored = boto3.client("s3", region_name=REGION).get_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v2.yaml")
+    assert stored["Body"].read() == body
+
+
 def test_catalog_reports_an_unpublished_version_as_not_found(template_catalog: Any) -> None:
     with pytest.raises(TemplateNotFoundError, match="v9"):
         template_catalog.url_for("v9")
