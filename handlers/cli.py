@@ -187,10 +187,12 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
     store = runtime().store
     existing = store.get_tenant(spec.tenant_id)
     tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
-    if existing is not None and existing != tenant:
+    if existing is None and not store.create_tenant(tenant, _now()):
+        existing = store.get_tenant(spec.tenant_id)  # registered since we looked
+        if existing is not None:
+            tenant = tenant_from_spec(spec, external_id=existing.external_id)
+    if existing is not None and _registration(existing) != _registration(tenant):
         raise CliError(f"tenant {spec.tenant_id!r} already exists with other settings; use `stackherd tenants update`")
-    if existing is None:
-        store.put_tenant(tenant, _now())
     if args.json:
         _print_json(tenant_dict(tenant), out)
     else:
@@ -202,9 +204,14 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
+def _registration(tenant: Tenant) -> Tenant:
+    """What `tenants add` sets: a repeated add compares this, not the state the reconciler keeps."""
     from dataclasses import replace
 
+    return replace(tenant, paused=False, quarantined=None, quarantined_at=None)
+
+
+def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
 
     tenant = _tenant(args.tenant)
@@ -220,8 +227,15 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
         "paused": tenant.paused,
     }
     spec = validate_tenant(spec_input)
-    updated = replace(tenant, regions=tuple(spec.regions), tier=spec.tier, template_version=spec.template_version)
-    runtime().store.put_tenant(updated, _now())
+    # Only the changed fields, in one conditional update: a quarantine or pause written meanwhile stays.
+    updated = runtime().store.update_tenant(
+        tenant.tenant_id,
+        tier=spec.tier if spec.tier != tenant.tier else None,
+        template_version=spec.template_version if spec.template_version != tenant.template_version else None,
+        regions=tuple(spec.regions) if tuple(spec.regions) != tenant.regions else None,
+    )
+    if updated is None:
+        raise CliError(f"tenant {tenant.tenant_id!r} was removed meanwhile")
     if args.json:
         _print_json(tenant_dict(updated), out)
     else:
@@ -256,14 +270,13 @@ def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
 def _set_tenant_flags(
     tenant_id: str, out: IO[str], *, paused: bool | None = None, clear_quarantine: bool = False
 ) -> int:
-    from dataclasses import replace
-
     from handlers.runtime import runtime
 
-    tenant = _tenant(tenant_id)
+    _tenant(tenant_id)
     store = runtime().store
     if paused is not None:
-        store.put_tenant(replace(tenant, paused=paused), _now())
+        if store.update_tenant(tenant_id, paused=paused) is None:
+            raise CliError(f"tenant {tenant_id!r} was removed meanwhile")
         out.write(f"tenant {tenant_id} {'paused' if paused else 'resumed'}\n")
     if clear_quarantine:
         store.set_quarantine(tenant_id, None, _now())

@@ -252,3 +252,25 @@ def test_a_published_template_version_cannot_be_replaced(
     assert cli("templates", "publish", str(changed), "--version", "v1")[0] == 1
     assert "already published with a different body" in capsys.readouterr().err
     ok("templates", "publish", str(changed), "--version", "v2")
+
+
+def test_tenant_commands_change_only_what_they_name(endpoint: str) -> None:
+    """Each command changes only its own fields, in one partial update: a quarantine a sweep wrote stays
+    through pause, update and a repeated add (which is no conflict with the tenant's own registration)."""
+    from datetime import UTC, datetime
+
+    from handlers.runtime import runtime
+
+    ok("init")
+    ok("tenants", "add", "alpha", "--account", ACCOUNTS["alpha"])
+    runtime().store.set_quarantine("alpha", "access to account denied", datetime.now(UTC))
+
+    assert "already registered" in ok("tenants", "add", "alpha", "--account", ACCOUNTS["alpha"])
+    ok("tenants", "pause", "alpha")
+    ok("tenants", "update", "alpha", "--tier", "premium")
+
+    (tenant,) = json.loads(ok("tenants", "list", "--json"))
+    assert (tenant["paused"], tenant["tier"], tenant["quarantined"]) == (True, "premium", "access to account denied")
+    ok("tenants", "resume", "alpha")
+    (tenant,) = json.loads(ok("tenants", "list", "--json"))
+    assert (tenant["paused"], tenant["quarantined"]) == (False, "access to account denied")
