@@ -130,11 +130,12 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     session = boto3.Session(region_name=settings.region)
     store = DynamoStore()
-    connector: Any = AwsConnector(session)
+    limiter = None
     if settings.account_calls_per_second:
-        from reconciler.pacing import AccountRateLimiter, PacedConnector
+        from reconciler.pacing import AccountRateLimiter
 
-        connector = PacedConnector(connector, AccountRateLimiter(settings.account_calls_per_second))
+        limiter = AccountRateLimiter(settings.account_calls_per_second)
+    connector = AwsConnector(session, limiter=limiter)
     templates = S3TemplateCatalog(s3_client(session), settings.template_bucket)
     engine = Engine(
         store,

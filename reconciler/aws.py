@@ -2,7 +2,9 @@
 (CloudFormation in one tenant account and region).
 
 One client per (account, region), reused while its credentials last; botocore's `standard` retry mode
-and paginators do the retrying and paging. Every SDK error leaves here classified (see `errors.classify`).
+and paginators do the retrying and paging. With a rate limiter, every HTTP request a CloudFormation client
+sends (each page of a listing, each retry) first takes a token of its account's bucket. Every SDK error
+leaves here classified (see `errors.classify`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from reconciler.naming import session_name
 from reconciler.stacks import ObservedStack, StackSpec
 
 if TYPE_CHECKING:
+    from reconciler.pacing import AccountRateLimiter
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_cloudformation.type_defs import StackTypeDef
 
@@ -127,10 +130,13 @@ class AwsConnector:
         *,
         cache: CredentialsCache | None = None,
         duration_seconds: int = 3600,
+        limiter: AccountRateLimiter | None = None,
     ) -> None:
         self._session = session or boto3.Session()
         self._duration = duration_seconds
-        self._lock = threading.Lock()
+        self._limiter = limiter
+        self._lock = threading.Lock()  # the session, which is not thread-safe
+        self._clients_lock = threading.Lock()  # the client cache: one client per key, even under a burst
         self._sts: Any = None
         self.cache = cache or CredentialsCache(self._assume)
         self._clients: dict[tuple[str, str], tuple[str, CloudFormationClient]] = {}
@@ -140,10 +146,12 @@ class AwsConnector:
             return self._session.client(service, config=CLIENT_CONFIG, **kwargs)  # type: ignore[call-overload]
 
     def _assume(self, role_arn: str, external_id: str, name: str) -> Credentials:
-        if self._sts is None:
-            self._sts = self._client("sts")
+        with self._clients_lock:
+            if self._sts is None:
+                self._sts = self._client("sts")
+            sts = self._sts
         with translated("AssumeRole"):
-            response = self._sts.assume_role(
+            response = sts.assume_role(
                 RoleArn=role_arn, RoleSessionName=name, ExternalId=external_id, DurationSeconds=self._duration
             )
         raw = response["Credentials"]
@@ -161,22 +169,28 @@ class AwsConnector:
             )
         credentials = self.cache.get(tenant.role_arn, tenant.external_id, session_name(tenant.tenant_id))
         key = (tenant.account_id, region)
-        cached = self._clients.get(key)
-        if cached is None or cached[0] != credentials.access_key_id:
-            client = self._client(
-                "cloudformation",
-                region_name=region,
-                aws_access_key_id=credentials.access_key_id,
-                aws_secret_access_key=credentials.secret_access_key,
-                aws_session_token=credentials.session_token,
-            )
-            cached = (credentials.access_key_id, client)
-            self._clients[key] = cached
+        with self._clients_lock:
+            cached = self._clients.get(key)
+            if cached is None or cached[0] != credentials.access_key_id:
+                client = self._client(
+                    "cloudformation",
+                    region_name=region,
+                    aws_access_key_id=credentials.access_key_id,
+                    aws_secret_access_key=credentials.secret_access_key,
+                    aws_session_token=credentials.session_token,
+                )
+                if self._limiter is not None:
+                    limiter, account_id = self._limiter, tenant.account_id
+                    client.meta.events.register("before-send.cloudformation", lambda **_: limiter.acquire(account_id))
+                cached = (credentials.access_key_id, client)
+                self._clients[key] = cached
         return AwsGateway(cached[1], tenant.account_id, region)
 
     def invalidate(self, tenant: Tenant) -> None:
         self.cache.invalidate(tenant.role_arn, tenant.external_id)
-        self._clients.pop((tenant.account_id, tenant.primary_region), None)
+        with self._clients_lock:
+            for key in [k for k in self._clients if k[0] == tenant.account_id]:
+                del self._clients[key]
 
 
 def s3_client(session: boto3.Session | None = None) -> Any:

@@ -1,6 +1,9 @@
 """Client-side pacing per tenant account: a token bucket per account, so a sweep stays under each
 account's CloudFormation API rate instead of provoking throttling, and one busy account never slows
-another. Optional: botocore's retries still handle the throttling that pacing does not prevent."""
+another. Optional: botocore's retries still handle the throttling that pacing does not prevent.
+
+`AwsConnector(limiter=...)` takes a token per HTTP request (every page, every retry); `PacedConnector`
+wraps any other connector (the fake cloud, whose listing is one call) and takes one per gateway call."""
 
 from __future__ import annotations
 

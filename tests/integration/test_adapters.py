@@ -156,3 +156,57 @@ def _caller_account(cloudformation: Any) -> str:
         aws_session_token=credentials.token,
     )
     return str(sts.get_caller_identity()["Account"])
+
+
+def test_pacing_takes_a_token_for_every_request_a_listing_sends() -> None:
+    """A listing of many stacks is several DescribeStacks pages; each is a call against the account's rate."""
+    import boto3
+
+    from reconciler.aws import AwsConnector
+    from reconciler.pacing import AccountRateLimiter
+
+    session = boto3.Session(region_name=REGION)
+    pages: list[str] = []
+    session.events.register("before-send.cloudformation.DescribeStacks", lambda **_: pages.append("page"))
+    acquired: list[str] = []
+
+    class Recording(AccountRateLimiter):
+        def acquire(self, account_id: str) -> None:
+            acquired.append(account_id)
+
+    gateway = AwsConnector(session, limiter=Recording(1.0)).gateway(tenant(), REGION)
+    for index in range(120):
+        gateway.client.create_stack(
+            StackName=f"theirs-{index}",
+            TemplateBody=gameserver_template(),
+            Parameters=[
+                {"ParameterKey": "Difficulty", "ParameterValue": "easy"},
+                {"ParameterKey": "PlayerCount", "ParameterValue": "2"},
+                {"ParameterKey": "Seed", "ParameterValue": "x"},
+            ],
+        )
+    acquired.clear()
+
+    assert len(gateway.list_stacks()) == 120
+    assert len(pages) > 1, "moto pages DescribeStacks; the test needs more than one page"
+    assert acquired == ["111111111111"] * len(pages)
+
+
+def test_concurrent_gateways_share_one_client_per_account_and_region() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from reconciler.aws import AwsConnector
+
+    session = boto3.Session(region_name=REGION)
+    made: list[str] = []
+    session.events.register("creating-client-class", lambda **_: made.append("client"))
+    connector = AwsConnector(session)
+    regions = (REGION, "eu-west-1")
+
+    with ThreadPoolExecutor(16) as pool:
+        gateways = list(pool.map(lambda i: connector.gateway(tenant(), regions[i % 2]), range(32)))
+
+    assert len({id(g.client) for g in gateways}) == 2
+    assert connector.cache.assume_calls == 1
