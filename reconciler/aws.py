@@ -32,9 +32,10 @@ from reconciler.naming import session_name
 from reconciler.stacks import ObservedStack, StackSpec
 
 if TYPE_CHECKING:
-    from reconciler.pacing import AccountRateLimiter
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_cloudformation.type_defs import StackTypeDef
+
+    from reconciler.pacing import AccountRateLimiter
 
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
 
