@@ -894,7 +894,9 @@ def put_server(
             identity.user,
             body.config,
             _now(),
-            region=body.region,
+            # Left out: where the server is (a replace does not move it), or the primary region for a new one,
+            # pinned so that reordering the tenant's regions never moves a running server.
+            region=body.region or (current.region if current is not None else tenant.primary_region),
             expected_generation=current.generation if current is not None else None,
         ),
         gameserver_id,
@@ -948,7 +950,7 @@ def patch_server(
     _refuse_if_deleting(current)
     changes = body.config.model_dump(exclude_unset=True) if body.config is not None else {}
     config = GameServerConfig.model_validate({**current.config.model_dump(), **changes})
-    region = body.region if "region" in body.model_fields_set else current.region
+    region = body.region if body.region is not None else current.region
     check_region(tenant, body.region)
     check_tier(config, tenant.tier)
     result = _write(

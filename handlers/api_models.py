@@ -79,7 +79,10 @@ class ServerPut(_StrictInput):
     """The whole desired state of a game server. Config keys left out take their defaults."""
 
     config: GameServerConfig
-    region: Region | None = optional(description="one of the tenant's regions; left out, the tenant's primary region")
+    region: Region | None = optional(
+        description="one of the tenant's regions; left out, the server's current region, or for a new server "
+        "the tenant's primary region",
+    )
 
 
 class ConfigPatch(_StrictInput):

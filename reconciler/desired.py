@@ -74,7 +74,9 @@ def put_server(
         owner,
         config,
         at,
-        region=region if region is not None else (current.region if current else None),
+        # A new server is placed in the tenant's primary region of today, and stays there: a later change to
+        # the order of the tenant's regions must not move (delete and recreate) running servers.
+        region=region if region is not None else (current.region if current else tenant.primary_region),
         expected_generation=expected_generation,
     )
 

@@ -31,7 +31,7 @@ from reconciler.errors import (
 from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
 from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
-from reconciler.stacks import ObservedStack
+from reconciler.stacks import ObservedStack, stack_region
 from reconciler.status import backoff_seconds, needs_write, next_status
 
 log = logging.getLogger("stackherd.engine")
@@ -216,7 +216,15 @@ class Engine:
         except TemplateNotFoundError as error:
             url, template_error = None, str(error)
 
-        regions = sorted({*tenant.regions, *(server_region(tenant, s) for s in read.servers)})
+        # Every region a record points at or last had a stack in, not only the tenant's regions now: a
+        # region dropped from the tenant (or a server moved away) may still hold our running stacks.
+        regions = sorted(
+            {
+                *tenant.regions,
+                *(server_region(tenant, s) for s in read.servers),
+                *filter(None, (stack_region(s.status.stack_id, tenant.account_id) for s in read.servers)),
+            }
+        )
         gateways: dict[str, StackGateway] = {}
         observed: list[ObservedStack] = []
         for region in regions:

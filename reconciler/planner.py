@@ -210,10 +210,13 @@ def plan(
     actions: list[Action] = []
 
     for server in sorted(desired, key=attrgetter("gameserver_id")):
-        if scope is not None and server.gameserver_id not in scope:
-            continue
         name = naming.stack_name(installation, tenant.tenant_id, server.gameserver_id)
         region = server_region(tenant, server)
+        if scope is not None and server.gameserver_id not in scope:
+            # Not planned in this pass, but its stacks are no orphans: only a pass that plans the record
+            # (the sweep) may decide that a stack of its name in another region was left behind by a move.
+            claimed.update(place for place in by_place if place[1] == name)
+            continue
         stack = by_place.get((region, name))
         claimed.add((region, name))
         action = _plan_server(tenant, server, stack, name, region, settings, template_url, template_error)
@@ -227,12 +230,21 @@ def plan(
         stack = by_place[(region, name)]
         if not naming.is_owned(stack.tags, installation, tenant.tenant_id):
             continue  # not ours: never touched
-        server_id = stack.tags.get(naming.TAG_GAMESERVER, "")
+        server_id = _orphan_id(stack, installation, tenant.tenant_id)
         if scope is not None and server_id not in scope:
             continue
         actions.append(_plan_orphan(tenant, stack, server_id, settings))
 
     return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete)))
+
+
+def _orphan_id(stack: ObservedStack, installation: str, tenant_id: str) -> str:
+    """The game-server id an orphan stands for: the one whose record would claim its name (its gameserver
+    tag may be missing or say otherwise), else the tag, else the stack's name."""
+    prefix = naming.stack_name(installation, tenant_id, "")
+    if stack.name.startswith(prefix) and len(stack.name) > len(prefix):
+        return stack.name[len(prefix) :]
+    return stack.tags.get(naming.TAG_GAMESERVER) or stack.name
 
 
 def _in_sync(
@@ -283,10 +295,17 @@ def _plan_server(
     if tenant.paused:
         return act(ActionKind.REPORT, "tenant is paused: observe and report only")
     if stack is not None and not naming.is_owned(stack.tags, settings.installation, tenant.tenant_id):
+        if server.deletion_requested:
+            # The stack of that name was never this record's: there is nothing of ours to delete.
+            return act(
+                ActionKind.FINALIZE,
+                f"deletion requested; the stack named {name} is not this tenant's and is left alone: remove the record",
+            )
         return act(
             ActionKind.FAIL,
-            f"a stack named {name} exists without this installation's ownership tags; stackherd will not "
-            "touch it: rename or remove it, or choose another game-server id",
+            f"a stack named {name} exists that is not this tenant's (its {naming.TAG_INSTALLATION} and "
+            f"{naming.TAG_TENANT} tags do not say {settings.installation} and {tenant.tenant_id}); stackherd "
+            "will not touch it: rename or remove it, or choose another game-server id",
             code="StackNameTaken",
         )
     if server.deletion_requested:

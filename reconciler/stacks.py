@@ -50,3 +50,12 @@ class ObservedStack:
     @property
     def stable(self) -> bool:
         return self.status in STABLE_STATUSES
+
+
+def stack_region(stack_id: str | None, account_id: str) -> str | None:
+    """The region in a stack id (`arn:aws:cloudformation:<region>:<account>:stack/<name>/<uuid>`) of a
+    stack in `account_id`; None for anything else."""
+    parts = (stack_id or "").split(":", 5)
+    if len(parts) == 6 and parts[0] == "arn" and parts[2] == "cloudformation" and parts[4] == account_id:
+        return parts[3] or None
+    return None

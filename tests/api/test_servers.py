@@ -79,6 +79,18 @@ def test_patch_the_region_keeps_the_config(api: ApiClient) -> None:
     assert api.patch("/servers/alpha-1", {"config": {"seed": "new"}}).json()["region"] == "eu-west-1"
 
 
+def test_a_server_stays_in_its_region_when_the_tenants_regions_are_reordered(api: ApiClient) -> None:
+    """A new server is placed in the primary region of the day and recorded there: reordering the tenant's
+    regions must not move (delete and recreate) it, and a replace without a region does not move it either."""
+    assert api.put("/servers/alpha-1", put_config()).json()["region"] == "us-east-1"
+    api.put("/servers/alpha-2", {**put_config(), "region": "eu-west-1"})
+    assert api.patch("/tenants/acme", {"regions": ["eu-west-1", "us-east-1"]}, ROOT).status == 200
+
+    assert api.get("/servers/alpha-1").json()["region"] == "us-east-1"
+    assert api.put("/servers/alpha-2", put_config(seed="new")).json()["region"] == "eu-west-1"
+    assert api.put("/servers/alpha-3", put_config()).json()["region"] == "eu-west-1"  # today's primary
+
+
 def test_patch_with_the_current_values_changes_nothing(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config(difficulty="hard"))
     response = api.patch("/servers/alpha-1", {"config": {"difficulty": "hard"}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from models.records import Phase
@@ -141,7 +143,23 @@ def test_server_id_whose_stack_name_is_taken_by_a_foreign_stack_fails_clearly(wo
     world.engine.reconcile_tenant("alpha")
     server = world.server("alpha", "arena")
     assert server is not None and server.status.phase is Phase.FAILED
-    assert "without this installation's ownership tags" in (server.status.last_error or "")
+    assert "is not this tenant's" in (server.status.last_error or "")
+    assert mutating_calls(world) == 0
+
+
+def test_deleting_a_server_whose_stack_name_is_taken_removes_only_the_record(world: FakeWorld) -> None:
+    # The foreign stack was never this record's: the deletion finishes without touching it, rather than
+    # failing on every pass for good.
+    world.add_tenant("alpha", ACCOUNT_A)
+    world.cloud.put_stack(ACCOUNT_A, "us-east-1", "stackherd-alpha-arena")
+    world.put("alpha", "arena")
+    world.engine.reconcile_tenant("alpha")
+    world.delete("alpha", "arena")
+
+    world.converge("alpha")
+
+    assert world.server("alpha", "arena") is None
+    assert [s.name for s in world.cloud.stacks(ACCOUNT_A)] == ["stackherd-alpha-arena"]
     assert mutating_calls(world) == 0
 
 
@@ -383,3 +401,40 @@ def test_pinning_a_new_template_version_updates_every_stack(world: FakeWorld) ->
 def test_unknown_tenant_is_a_permanent_error(world: FakeWorld, unknown: str) -> None:
     result = world.engine.reconcile_tenant(unknown)
     assert result.error_code == "UnknownTenant" and not result.retryable
+
+
+def test_a_region_dropped_from_the_tenant_is_still_looked_at_until_our_stacks_there_are_gone(
+    world: FakeWorld,
+) -> None:
+    # s0 has no region of its own and followed the tenant's first region. Once that region left the tenant,
+    # it was never listed again: s0 was created anew in the remaining region and the old stack ran on, unseen.
+    world.add_tenant("alpha", ACCOUNT_A, regions=("us-east-1", "eu-west-1"))
+    world.put("alpha", "s0")
+    world.converge("alpha")
+    tenant = world.store.get_tenant("alpha")
+    assert tenant is not None
+    world.store.put_tenant(replace(tenant, regions=("eu-west-1",)))
+
+    world.converge("alpha")
+
+    assert [(s.region, s.name) for s in world.cloud.stacks(ACCOUNT_A)] == [("eu-west-1", "stackherd-alpha-s0")]
+    assert world.engine.reconcile_tenant("alpha", dry_run=True).in_sync
+
+
+def test_a_scoped_pass_never_deletes_the_stack_of_a_record_outside_its_scope(world: FakeWorld) -> None:
+    # A stack of s1's name whose gameserver tag says s0: a stream pass for s0 alone took it for s0's orphan
+    # (s1 was out of scope, so nothing claimed its name) and deleted s1's running server.
+    world.add_tenant("alpha", ACCOUNT_A)
+    world.put("alpha", "s0")
+    world.put("alpha", "s1")
+    world.converge("alpha")
+    (s1,) = [s for s in world.cloud.stacks(ACCOUNT_A) if s.name == "stackherd-alpha-s1"]
+    world.cloud.remove_stack(ACCOUNT_A, "us-east-1", s1.name)
+    world.cloud.put_stack(
+        ACCOUNT_A, "us-east-1", s1.name, parameters=s1.parameters, tags={**s1.tags, "stackherd:gameserver": "s0"}
+    )
+
+    result = world.engine.reconcile_tenant("alpha", scope={"s0"})
+
+    assert [r.action.kind.value for r in result.results] == ["no-op"]
+    assert "stackherd-alpha-s1" in {s.name for s in world.cloud.stacks(ACCOUNT_A)}

@@ -312,6 +312,31 @@ def test_an_owned_stack_without_a_record_is_deleted(three_tenants: MotoWorld) ->
     assert stacks_in(ACCOUNTS["bravo"]) == {}
 
 
+def test_an_owned_stack_without_a_gameserver_tag_is_deleted_as_an_orphan(three_tenants: MotoWorld) -> None:
+    """Its game-server id comes from its name; an id taken from the missing tag was "", which DynamoDB
+    refuses as a key, failing the tenant's pass every time and leaving the orphan running."""
+    from tests.conftest import TEMPLATE_BUCKET
+
+    cloudformation = assumed_client("cloudformation", ACCOUNTS["bravo"])
+    cloudformation.create_stack(
+        StackName=stack_name("bravo", "gs-lost"),
+        TemplateURL=f"https://{TEMPLATE_BUCKET}.s3.amazonaws.com/gameserver/v1.yaml",
+        Parameters=[
+            {"ParameterKey": "Difficulty", "ParameterValue": "easy"},
+            {"ParameterKey": "PlayerCount", "ParameterValue": "3"},
+            {"ParameterKey": "Seed", "ParameterValue": "lost"},
+        ],
+        Tags=[{"Key": naming.TAG_INSTALLATION, "Value": INSTALLATION}, {"Key": naming.TAG_TENANT, "Value": "bravo"}],
+    )
+
+    result = three_tenants.reconcile("bravo")
+
+    assert result.ok
+    orphans = [(r.action.gameserver_id, r.outcome) for r in result.results if r.action.orphan]
+    assert orphans == [("gs-lost", "done")]
+    assert set(stacks_in(ACCOUNTS["bravo"])) == {stack_name("bravo", "gs-1")}
+
+
 def test_a_stored_invalid_config_fails_its_server_and_leaves_its_stack(three_tenants: MotoWorld) -> None:
     import boto3
 
