@@ -20,8 +20,9 @@ class AdminRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant_id: str = Field(pattern=ID_PATTERN)
-    dry_run: bool = True
-    confirm_deletions: bool = False
+    # JSON booleans only: a string such as "false" or "no" must not quietly turn a dry run into real changes.
+    dry_run: bool = Field(default=True, strict=True)
+    confirm_deletions: bool = Field(default=False, strict=True)
 
 
 def run(request: AdminRequest) -> dict[str, Any]:

@@ -8,12 +8,16 @@ is imported, which keeps cold starts short.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Logs through the engine's logger, which the handlers give their JSON shape.
+_log = logging.getLogger("stackherd.engine")
 
 if TYPE_CHECKING:
     from reconciler.aws import AwsConnector
@@ -85,7 +89,8 @@ class Runtime:
     sqs: Any = None
 
     def requeue(self, tenant_id: str, delays: list[tuple[str, int]]) -> int:
-        """Ask to look at these servers again after a delay (SQS DelaySeconds); the sweep is the backstop."""
+        """Ask to look at these servers again after a delay (SQS DelaySeconds); the sweep is the backstop, so
+        a queue that cannot be reached is logged, never raised. Returns how many messages were accepted."""
         url = self.settings.requeue_queue_url
         if not url or not delays:
             return 0
@@ -108,9 +113,22 @@ class Runtime:
             }
             for index, (delay, ids) in enumerate(sorted(by_delay.items()))
         ]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        sent = 0
         for start in range(0, len(entries), 10):
-            self.sqs.send_message_batch(QueueUrl=url, Entries=entries[start : start + 10])
-        return len(entries)
+            batch = entries[start : start + 10]
+            try:
+                response = self.sqs.send_message_batch(QueueUrl=url, Entries=batch)
+            except (ClientError, BotoCoreError) as error:
+                # Best effort: the pass has already acted, and the sweep looks at every server again.
+                _log.warning("could not requeue; the next sweep covers these servers", extra={"error": str(error)})
+                continue
+            failed = response.get("Failed", [])
+            if failed:
+                _log.warning("some requeue messages were refused", extra={"failed": failed})
+            sent += len(batch) - len(failed)
+        return sent
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from handlers import admin, stream, sweep
-from handlers.local import LocalContext
+from handlers.local import LocalContext, fake_runtime
+from handlers.runtime import install_runtime
 from models.records import Phase
 from reconciler.errors import ThrottledError
 from reconciler.world import FakeWorld
@@ -177,6 +178,9 @@ def test_admin_dry_run_returns_the_plan_without_changing_anything(installed: Fak
         ({}, "event.tenant_id"),
         ({"tenant_id": "Bad Id!"}, "event.tenant_id"),
         ({"tenant_id": "alpha", "dry_run": "perhaps"}, "event.dry_run"),
+        ({"tenant_id": "alpha", "dry_run": "false"}, "event.dry_run"),
+        ({"tenant_id": "alpha", "dry_run": 0}, "event.dry_run"),
+        ({"tenant_id": "alpha", "confirm_deletions": "yes"}, "event.confirm_deletions"),
         ({"tenant_id": "alpha", "extra": 1}, "event.extra"),
     ],
 )
@@ -185,6 +189,32 @@ def test_admin_rejects_bad_events_with_a_clear_message(
 ) -> None:
     result = admin.handler(event, context)
     assert result["ok"] is False and needle in result["error"]
+
+
+def test_a_queue_that_cannot_be_reached_does_not_hide_what_the_pass_did(
+    world: FakeWorld, context: LocalContext
+) -> None:
+    from botocore.exceptions import ClientError
+
+    class UnreachableQueue:
+        def send_message_batch(self, **_: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue"}}, "SendMessageBatch")
+
+    runtime = fake_runtime(world, requeue_queue_url="https://sqs.us-east-1.amazonaws.com/1/gone")
+    runtime.sqs = UnreachableQueue()
+    install_runtime(runtime)
+    try:
+        world.add_tenant("alpha", "111111111111")
+        world.put("alpha", "s0")
+
+        applied = admin.handler({"tenant_id": "alpha", "dry_run": False}, context)
+        swept = sweep.handler({}, context)
+    finally:
+        install_runtime(None)
+
+    assert applied["ok"] is True
+    assert [a["kind"] for a in applied["actions"]] == ["create"]
+    assert swept["failures"] == {}
 
 
 def test_admin_on_an_unknown_tenant_says_so(installed: FakeWorld, context: LocalContext) -> None:
