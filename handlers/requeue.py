@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -32,9 +33,15 @@ def handle_record(record: SQSRecord) -> None:
     from handlers.runtime import runtime
 
     try:
-        message = RequeueMessage.model_validate(json.loads(record.body))
-    except (ValueError, ValidationError) as error:
-        logger.error("requeue message cannot be decoded; dropped", extra={"error": str(error)})
+        body = record.body
+        if not isinstance(body, str):
+            raise ValueError(f"message body must be a JSON string, not {type(body).__name__}")
+        message = RequeueMessage.model_validate(json.loads(body))
+    except (ValueError, TypeError, RecursionError, ValidationError) as error:
+        # Retrying cannot fix it, and the sweep looks at every server anyway: drop it rather than let it
+        # cycle to the dead-letter queue.
+        logger.error("requeue message cannot be decoded; dropped", extra={"error": str(error)[:500]})
+        metrics.add_metric(name="RequeueMessagesRejected", unit=MetricUnit.Count, value=1)
         return
     rt = runtime()
     result = rt.engine.reconcile_tenant(message.tenant_id, scope=message.gameserver_ids)
@@ -46,5 +53,14 @@ def handle_record(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    raw_records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(raw_records, list):
+        logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})
+        raw_records = []
+    records = [r for r in raw_records if isinstance(r, dict)]
+    if not records:
+        return {"batchItemFailures": []}
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    return process_partial_response(
+        event={"Records": records}, record_handler=handle_record, processor=processor, context=context
+    )

@@ -36,9 +36,10 @@ class ChangedKey:
     event: str
 
 
-def is_status_only(old_image: dict[str, Any] | None, new_image: dict[str, Any] | None) -> bool:
-    """True when a MODIFY changed nothing but the reconciler's status (so it must not re-trigger)."""
-    if old_image is None or new_image is None:
+def is_status_only(old_image: object, new_image: object) -> bool:
+    """True when a MODIFY changed nothing but the reconciler's status (so it must not re-trigger). Images
+    that are missing or not maps cannot show that: the change is reconciled (the engine reads the record)."""
+    if not isinstance(old_image, dict) or not isinstance(new_image, dict):
         return False
 
     def desired(image: dict[str, Any]) -> dict[str, Any]:

@@ -73,6 +73,23 @@ def test_undecodable_records_are_acknowledged_and_never_crash_the_batch(
     assert response == {"batchItemFailures": []}
 
 
+def test_images_that_are_not_maps_do_not_stop_the_rest_of_the_batch(
+    installed: FakeWorld, context: LocalContext
+) -> None:
+    installed.add_tenant("alpha", ACCOUNT_A)
+    installed.put("alpha", "odd")
+    installed.put("alpha", "fine")
+    event = {
+        "Records": [
+            stream_record("MODIFY", "alpha", "odd", "1", old="x", new=["y"]),  # type: ignore[arg-type]
+            stream_record("INSERT", "alpha", "fine", "2", new=image("alpha", "fine")),
+        ]
+    }
+
+    assert stream.handler(event, context) == {"batchItemFailures": []}
+    assert {s.name for s in installed.cloud.stacks(ACCOUNT_A)} == {"stackherd-alpha-odd", "stackherd-alpha-fine"}
+
+
 @pytest.mark.parametrize("event", [{}, {"Records": "x"}, {"Records": [1, None, "x"]}, {"Records": []}])
 def test_malformed_events_return_an_empty_failure_list(
     installed: FakeWorld, context: LocalContext, event: dict[str, Any]
