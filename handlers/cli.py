@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -591,6 +592,12 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         sys.stderr.write(f"stackherd: cannot reach AWS: {error}\n")
     except KeyboardInterrupt:
         sys.stderr.write("stackherd: interrupted\n")
+    except Exception as error:  # a defect, or data no check foresaw: one line, the traceback only on request
+        if os.environ.get("STACKHERD_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"stackherd: unexpected {type(error).__name__}: {error} (set STACKHERD_DEBUG=1 for the traceback)\n"
+        )
     return EXIT_ERROR
 
 

@@ -3,6 +3,7 @@ conditional (optimistic) desired-state writes, and the activity log."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -23,11 +24,18 @@ from models.tables import (
     tenant_from_item,
     tenant_to_item,
 )
-from reconciler.errors import StoreError
+from reconciler.errors import StoreError, UnreadableItemError
 from reconciler.ports import DesiredRead
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
 
 ACTIVITY_TTL = timedelta(days=30)
+
+#: What reading an item written around the models raises: PynamoDB's AttributeDeserializationError (a
+#: TypeError) for a value of the wrong DynamoDB type, ValueError for one the record cannot hold (an unknown
+#: phase, a generation that is not a number).
+_UNREADABLE = (TypeError, ValueError)
+
+log = logging.getLogger("stackherd.engine")
 
 
 def _conditional_failed(error: PynamoDBException) -> bool:
@@ -55,6 +63,19 @@ def record_from_item(item: GameServerModel) -> DesiredServer:
         )
 
 
+def unreadable_record(tenant_id: str, gameserver_id: str, error: Exception) -> DesiredServer:
+    """Stands in for an item that cannot be read at all: the planner fails it with the reason and keeps its
+    stack (it is no orphan), and no status write can land on it (generation 0 matches no stored item)."""
+    return DesiredServer(
+        tenant_id=tenant_id,
+        gameserver_id=gameserver_id,
+        username="",
+        config=GameServerConfig(),
+        generation=0,
+        config_error=f"the stored record cannot be read ({error}); correct or delete the item in the table",
+    )
+
+
 class DynamoStore:
     def __init__(self, activity_ttl: timedelta = ACTIVITY_TTL) -> None:
         self.activity_ttl = activity_ttl
@@ -62,10 +83,24 @@ class DynamoStore:
     # --- tenants ---------------------------------------------------------------------------------
 
     def list_tenants(self) -> list[Tenant]:
+        """Every registered tenant. An item that cannot be read is logged and left out, so one bad item
+        never stops the sweep of every other tenant."""
         try:
-            return sorted((tenant_from_item(i) for i in TenantModel.scan()), key=lambda t: t.tenant_id)
+            try:
+                tenants = [tenant_from_item(i) for i in TenantModel.scan()]
+            except _UNREADABLE:
+                tenants = []
+                for key in TenantModel.scan(attributes_to_get=["tenant_id"]):
+                    try:
+                        tenant = self.get_tenant(key.tenant_id)
+                    except (StoreError, UnreadableItemError) as error:
+                        log.error("tenant item cannot be read; skipped", extra={"error": str(error)})
+                        continue
+                    if tenant is not None:
+                        tenants.append(tenant)
         except PynamoDBException as error:
             raise StoreError(f"could not list tenants: {error}") from error
+        return sorted(tenants, key=lambda t: t.tenant_id)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         try:
@@ -74,6 +109,10 @@ class DynamoStore:
             return None
         except PynamoDBException as error:
             raise StoreError(f"could not read tenant {tenant_id}: {error}") from error
+        except _UNREADABLE as error:
+            raise UnreadableItemError(
+                f"the stored item of tenant {tenant_id} cannot be read ({error}); correct it in the tenants table"
+            ) from error
 
     def put_tenant(self, tenant: Tenant, at: datetime) -> None:
         tenant_to_item(tenant, created_at=now_iso(at)).save()
@@ -96,17 +135,40 @@ class DynamoStore:
 
     def read_servers(self, tenant_id: str) -> DesiredRead:
         """All of a tenant's records, strongly consistent, following every page."""
+        records, _ = self._records(tenant_id, {"consistent_read": True})
+        return DesiredRead(tuple(records), complete=True)
+
+    def _records(self, tenant_id: str, query: dict[str, object]) -> tuple[list[DesiredServer], list[str]]:
+        """The records a query finds, and their ids. Only when some item cannot be read, it goes again by
+        key: ids first (keys only), then one record at a time, an unreadable one standing in as failed."""
         try:
-            items = list(GameServerModel.query(tenant_id, consistent_read=True))
+            try:
+                items = list(GameServerModel.query(tenant_id, **query))  # type: ignore[arg-type]
+                return [record_from_item(i) for i in items], [i.gameserver_id for i in items]
+            except _UNREADABLE:
+                keys = GameServerModel.query(
+                    tenant_id,
+                    **{**query, "attributes_to_get": ["tenant_id", "gameserver_id"]},  # type: ignore[arg-type]
+                )
+                ids = [k.gameserver_id for k in keys]
         except PynamoDBException as error:
             raise StoreError(f"could not read the desired records of {tenant_id}: {error}") from error
-        return DesiredRead(tuple(record_from_item(i) for i in items), complete=True)
+        records = [r for r in (self.get_server(tenant_id, i) for i in ids) if r is not None]
+        return records, ids
 
     def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None:
+        if not gameserver_id:
+            return None  # no record has an empty id, and DynamoDB refuses one as a key
         try:
             return record_from_item(GameServerModel.get(tenant_id, gameserver_id, consistent_read=True))
         except GameServerModel.DoesNotExist:
             return None
+        except _UNREADABLE as error:
+            log.error(
+                "desired record cannot be read",
+                extra={"tenant_id": tenant_id, "gameserver_id": gameserver_id, "error": str(error)},
+            )
+            return unreadable_record(tenant_id, gameserver_id, error)
         except PynamoDBException as error:
             raise StoreError(f"could not read {tenant_id}/{gameserver_id}: {error}") from error
 
@@ -291,12 +353,8 @@ class DynamoStore:
             kwargs["filter_condition"] = GameServerModel.username == username
         if after:
             kwargs["last_evaluated_key"] = {"tenant_id": {"S": tenant_id}, "gameserver_id": {"S": after}}
-        try:
-            items = list(GameServerModel.query(tenant_id, **kwargs))  # type: ignore[arg-type]
-        except PynamoDBException as error:
-            raise StoreError(f"could not list the servers of {tenant_id}: {error}") from error
-        page = items[:limit]
-        return [record_from_item(i) for i in page], (page[-1].gameserver_id if len(items) > limit else None)
+        records, ids = self._records(tenant_id, kwargs)
+        return records[:limit], (ids[limit - 1] if len(ids) > limit else None)
 
     def create_tenant(self, tenant: Tenant, at: datetime) -> bool:
         """Register a tenant; False (and nothing written) when one with that id exists."""

@@ -75,6 +75,13 @@ class StoreError(TransientError):
     code = "StoreUnavailable"
 
 
+class UnreadableItemError(PermanentError):
+    """An item in a table cannot be read as what it should be (written around the models); retrying cannot
+    fix it, only correcting the item."""
+
+    code = "UnreadableItem"
+
+
 _THROTTLING = {
     "Throttling",
     "ThrottlingException",

@@ -371,3 +371,55 @@ def test_history_is_newest_first_and_pages(store: DynamoStore) -> None:
     assert first[0].expires_at == later(6) + store.activity_ttl
     everything, _ = store.history("alpha", "gs-1")
     assert len(everything) == 7
+
+
+# --- items written around the models ----------------------------------------------------------------
+
+
+def test_an_unreadable_tenant_item_is_left_out_of_the_listing_not_fatal_to_it(store: DynamoStore) -> None:
+    import boto3
+
+    from models.tables import TenantModel
+    from reconciler.errors import UnreadableItemError
+
+    for tenant_id in ("alpha", "charlie"):
+        store.put_tenant(
+            Tenant(tenant_id, "111111111111", ("us-east-1",), "arn:aws:iam::111111111111:role/R", "ext"), T0
+        )
+    boto3.client("dynamodb").put_item(
+        TableName=TenantModel.Meta.table_name,
+        Item={"tenant_id": {"S": "bravo"}, "account_id": {"S": "222222222222"}, "regions": {"S": "us-east-1"}},
+    )
+
+    assert [t.tenant_id for t in store.list_tenants()] == ["alpha", "charlie"]
+    with pytest.raises(UnreadableItemError, match="tenant bravo cannot be read"):
+        store.get_tenant("bravo")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"generation": {"S": "three"}},
+        {"status": {"M": {"phase": {"S": "Bogus"}}}},
+        {"status": {"S": "Ready"}},
+    ],
+    ids=["generation-a-string", "unknown-phase", "status-not-a-map"],
+)
+def test_an_unreadable_record_stands_in_as_a_failed_one_beside_the_others(
+    store: DynamoStore, damage: dict[str, Any]
+) -> None:
+    store.put_server("alpha", "gs-1", "steve", config(), T0)
+    store.put_server("alpha", "gs-3", "steve", config(), T0)
+    raw_put({**raw_item("alpha", "gs-2", {"M": {"seed": {"S": "abc"}}}), **damage})
+
+    records = store.read_servers("alpha").servers
+
+    assert [r.gameserver_id for r in records] == ["gs-1", "gs-2", "gs-3"]
+    bad = records[1]
+    assert bad.config_error is not None and "cannot be read" in bad.config_error
+    assert bad.generation == 0
+    assert records[0].config_error is None and records[2].config_error is None
+    page, after = store.page_servers("alpha", limit=2)
+    assert ([r.gameserver_id for r in page], after) == (["gs-1", "gs-2"], "gs-2")
+    assert store.get_server("alpha", "gs-2") == bad
+    assert store.write_status(bad, ServerStatus(phase=Phase.FAILED)) is False
