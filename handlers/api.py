@@ -54,7 +54,16 @@ from handlers.api_models import (
     TenantView,
 )
 from handlers.observability import logger, metrics
-from models.config import ID_PATTERN, TIERS, ConfigError, GameServerConfig, TenantSpec, check_tier, tier_limits
+from models.config import (
+    ID_PATTERN,
+    TIERS,
+    ConfigError,
+    GameServerConfig,
+    TenantSpec,
+    check_tier,
+    tier_limits,
+    validate_owner,
+)
 from models.records import DesiredServer, Tenant, tenant_from_spec
 from reconciler.desired import QuotaExceededError, check_region, check_server_quota
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
@@ -70,7 +79,6 @@ if TYPE_CHECKING:
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 16 * 1024
 ADMIN_GROUP = "admins"
-MAX_USERNAME = 128
 DEFAULT_PAGE = 25
 MAX_PAGE = 100
 
@@ -199,8 +207,10 @@ def identity_from_event(event: dict[str, Any]) -> Identity:
     if not isinstance(claims, dict) or not claims:
         raise UnauthorizedError("no token: send a bearer token from the stackherd user pool", rule="missing")
     user = claims.get("cognito:username") or claims.get("sub")
-    if not isinstance(user, str) or not user.strip() or len(user) > MAX_USERNAME or _CONTROL_RE.search(user):
-        raise UnauthorizedError("the token names no usable user (cognito:username or sub)", rule="user_claim")
+    try:
+        user = validate_owner(user if isinstance(user, str) else "")
+    except ConfigError:
+        raise UnauthorizedError("the token names no usable user (cognito:username or sub)", rule="user_claim") from None
     tenant = claims.get("custom:tenant_id")
     if tenant is not None and (not isinstance(tenant, str) or not _ID_RE.fullmatch(tenant)):
         raise UnauthorizedError("the token's custom:tenant_id is not a valid tenant id", rule="tenant_claim")

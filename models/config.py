@@ -119,6 +119,21 @@ def check_tier(config: GameServerConfig, tier: str) -> GameServerConfig:
     return config
 
 
+#: A player's user name becomes the stack's `stackherd:owner` tag (CloudFormation: 1 to 256 characters).
+MAX_OWNER = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_owner(value: str) -> str:
+    """The player a game server belongs to: 1 to 128 characters, not blank, no control characters."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_OWNER or _CONTROL.search(value):
+        raise ConfigError(
+            f"owner must be the player's user name: 1 to {MAX_OWNER} characters, not blank, no control characters",
+            field="owner",
+        )
+    return value
+
+
 def validate_id(value: str, what: str) -> str:
     """Tenant and game-server ids: lowercase letters, digits and inner hyphens, 1 to 40 characters."""
     # fullmatch: re's `$` also matches before a trailing newline, which would let "alpha\n" through.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from models.config import ConfigError, GameServerConfig, tier_limits, validate_config, validate_id
+from models.config import ConfigError, GameServerConfig, tier_limits, validate_config, validate_id, validate_owner
 from models.records import DesiredServer, Tenant
 from reconciler.ports import DesiredRead
 from reconciler.writes import ConflictError, WriteResult
@@ -58,6 +58,7 @@ def put_server(
     `merge=True` changes only the given keys of an existing config (PATCH, `servers put --set`).
     """
     validate_id(gameserver_id, "gameserver id")
+    validate_owner(owner)
     current = store.get_server(tenant.tenant_id, gameserver_id)
     if current is not None and current.username != owner:
         raise ConflictError(f"game server {gameserver_id!r} belongs to another player")
