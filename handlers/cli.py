@@ -139,7 +139,7 @@ def cmd_templates_publish(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
     from models.config import VERSION_PATTERN
 
-    if not re.match(VERSION_PATTERN, args.version):
+    if not re.fullmatch(VERSION_PATTERN, args.version):
         raise CliError(f"--version {args.version!r} is invalid: use letters, digits, '.', '_' or '-', such as v2")
     try:
         with open(args.file, "rb") as handle:
@@ -220,11 +220,11 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
     spec_input: dict[str, Any] = {
         "tenant_id": tenant.tenant_id,
         "account_id": tenant.account_id,
-        "regions": args.region or list(tenant.regions),
+        "regions": args.region if args.region is not None else list(tenant.regions),
         "role": tenant.role_arn,
         "external_id": tenant.external_id,
-        "tier": args.tier or tenant.tier,
-        "template_version": args.template_version or tenant.template_version,
+        "tier": args.tier if args.tier is not None else tenant.tier,
+        "template_version": args.template_version if args.template_version is not None else tenant.template_version,
         "paused": tenant.paused,
     }
     spec = validate_tenant(spec_input)
@@ -269,19 +269,25 @@ def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _set_tenant_flags(
-    tenant_id: str, out: IO[str], *, paused: bool | None = None, clear_quarantine: bool = False
+    args: argparse.Namespace, out: IO[str], *, paused: bool | None = None, clear_quarantine: bool = False
 ) -> int:
     from handlers.runtime import runtime
 
+    tenant_id = args.tenant
     _tenant(tenant_id)
     store = runtime().store
+    said = []
     if paused is not None:
         if store.update_tenant(tenant_id, paused=paused) is None:
             raise CliError(f"tenant {tenant_id!r} was removed meanwhile")
-        out.write(f"tenant {tenant_id} {'paused' if paused else 'resumed'}\n")
+        said.append(f"tenant {tenant_id} {'paused' if paused else 'resumed'}")
     if clear_quarantine:
         store.set_quarantine(tenant_id, None, _now())
-        out.write(f"tenant {tenant_id} released from quarantine; the next sweep includes it\n")
+        said.append(f"tenant {tenant_id} released from quarantine; the next sweep includes it")
+    if args.json:
+        _print_json(tenant_dict(_tenant(tenant_id)), out)
+    else:
+        out.write("".join(line + "\n" for line in said))
     return EXIT_OK
 
 
@@ -390,9 +396,13 @@ def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
     server = store.get_server(args.tenant, args.server)
     if server is None:
         raise CliError(f"game server {args.tenant}/{args.server} not found")
-    if not store.write_status(server, replace(server.status, attempts=0, next_retry_at=None)):
+    reset = replace(server.status, attempts=0, next_retry_at=None)
+    if not store.write_status(server, reset):
         raise CliError(f"game server {args.tenant}/{args.server} changed while resetting its retries; run it again")
-    out.write(f"{args.tenant}/{args.server}: retries reset; run `stackherd reconcile {args.tenant}` to act now\n")
+    if args.json:
+        _print_json(server_dict(replace(server, status=reset)), out)
+    else:
+        out.write(f"{args.tenant}/{args.server}: retries reset; run `stackherd reconcile {args.tenant}` to act now\n")
     return EXIT_OK
 
 
@@ -491,10 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stackherd", description="Converge desired game servers into tenant CloudFormation stacks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def command(name: str, func: Callable[..., int], help_: str, into: Any = sub) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[..., int], help_: str, into: Any = sub, *, json_output: bool = True
+    ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = into.add_parser(name, help=help_, description=help_)
-        p.set_defaults(func=func)
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON only")
+        p.set_defaults(func=func, json=False)
+        if json_output:
+            p.add_argument("--json", action="store_true", help="print machine-readable JSON only")
         return p
 
     command("init", cmd_init, "create the tables and the template bucket (idempotent)")
@@ -530,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = command(
             name,
-            lambda a, o, _f=flags: _set_tenant_flags(a.tenant, o, **_f),
+            lambda a, o, _f=flags: _set_tenant_flags(a, o, **_f),
             help_,
             tenants,
         )
@@ -565,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--confirm-deletions", action="store_true", help="lift the deletion brake for this pass")
     sweep = command("sweep", cmd_sweep, "reconcile every tenant")
     sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
-    command("demo", cmd_demo, "run the whole system on an embedded moto AWS and show it converge")
+    command("demo", cmd_demo, "run the whole system on an embedded moto AWS and show it converge", json_output=False)
     return parser
 
 

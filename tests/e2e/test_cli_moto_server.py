@@ -223,6 +223,10 @@ def test_stream_records_read_from_the_server_drive_the_stream_handler(endpoint: 
         (["sweep", "--concurrency", "0"], "concurrency"),
         (["nonsense"], "invalid choice"),
         (["templates", "publish", "/nonexistent.yaml", "--version", "v2"], "cannot read"),
+        (["templates", "publish", "infra/sam/gameserver.yaml", "--version", "v2\n"], "--version"),
+        (["tenants", "update", "alpha", "--tier", ""], "tier"),
+        (["tenants", "update", "alpha", "--template-version", ""], "template_version"),
+        (["demo", "--json"], "unrecognized arguments: --json"),
     ],
 )
 def test_bad_input_exits_1_with_one_line_and_no_traceback(endpoint: str, argv: list[str], needle: str) -> None:
@@ -274,6 +278,7 @@ def test_tenant_commands_change_only_what_they_name(endpoint: str) -> None:
 
     (tenant,) = json.loads(ok("tenants", "list", "--json"))
     assert (tenant["paused"], tenant["tier"], tenant["quarantined"]) == (True, "premium", "access to account denied")
-    ok("tenants", "resume", "alpha")
-    (tenant,) = json.loads(ok("tenants", "list", "--json"))
-    assert (tenant["paused"], tenant["quarantined"]) == (False, "access to account denied")
+    resumed = json.loads(ok("tenants", "resume", "alpha", "--json"))
+    assert (resumed["paused"], resumed["quarantined"]) == (False, "access to account denied")
+    released = json.loads(ok("tenants", "unquarantine", "alpha", "--json"))
+    assert (released["tenant_id"], released["quarantined"]) == ("alpha", None)
