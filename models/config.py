@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 Difficulty = Literal["peaceful", "easy", "normal", "hard"]
 
@@ -181,6 +181,19 @@ class TenantSpec(BaseModel):
     tier: Literal["free", "standard", "premium"] = DEFAULT_TIER  # type: ignore[assignment]
     template_version: str = Field(default="v1", pattern=VERSION_PATTERN)
     paused: bool = False
+
+    @field_validator("role")
+    @classmethod
+    def _role_in_the_tenants_account(cls, role: str, info: ValidationInfo) -> str:
+        # Credentials act in the account of the role they come from: a role ARN in another account would
+        # put this tenant's stacks there.
+        account = info.data.get("account_id")
+        if account and role.startswith("arn:") and role.split(":")[4] != account:
+            raise ValueError(
+                f"role {role} is in account {role.split(':')[4]}, not in the tenant's account {account}: give a "
+                "role of the tenant's own account"
+            )
+        return role
 
 
 def validate_tenant(raw: dict[str, Any]) -> TenantSpec:

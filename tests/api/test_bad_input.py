@@ -489,6 +489,16 @@ CASES: list[tuple[str, str, str, dict[str, Any], Caller, int, str, str]] = [
         "literal_error",
     ),
     (
+        "tenant role in another account",
+        "POST",
+        "/tenants",
+        {"body": {"tenant_id": "t-1", "account_id": "123456789012", "role": "arn:aws:iam::444444444444:role/R"}},
+        ROOT,
+        422,
+        "role",
+        "value_error",
+    ),
+    (
         "tenant regions empty",
         "POST",
         "/tenants",
