@@ -65,7 +65,13 @@ from models.config import (
     validate_owner,
 )
 from models.records import DesiredServer, Tenant, tenant_from_spec
-from reconciler.desired import QuotaExceededError, check_region, check_server_quota
+from reconciler.desired import (
+    AccountTakenError,
+    QuotaExceededError,
+    check_account_free,
+    check_region,
+    check_server_quota,
+)
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
 
 if TYPE_CHECKING:
@@ -1095,12 +1101,17 @@ def list_tenants() -> Response[TenantList]:
     description="201 with the tenant, including the external id its execution role must require.",
     tags=["tenants"],
     responses=_responses(
-        {201: ("registered", TenantView)}, {**_ADMIN_ERRORS, **_BODY_ERRORS, 409: "the tenant is already registered"}
+        {201: ("registered", TenantView)},
+        {**_ADMIN_ERRORS, **_BODY_ERRORS, 409: "the tenant is already registered, or its account is another tenant's"},
     ),
 )
 def create_tenant(body: Annotated[TenantSpec, Body()]) -> Response[TenantView]:
     _identity()
     tenant = tenant_from_spec(body)
+    try:
+        check_account_free(_store(), tenant)
+    except AccountTakenError as error:
+        raise ApiConflictError(str(error), field="account_id", rule="account_taken") from None
     if not _store().create_tenant(tenant, _now()):
         raise ApiConflictError(
             f"tenant {tenant.tenant_id!r} is already registered; change it with PATCH /tenants/{tenant.tenant_id}",

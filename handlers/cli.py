@@ -188,6 +188,10 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
     store = runtime().store
     existing = store.get_tenant(spec.tenant_id)
     tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
+    if existing is None:
+        from reconciler.desired import check_account_free
+
+        check_account_free(store, tenant)
     if existing is None and not store.create_tenant(tenant, _now()):
         existing = store.get_tenant(spec.tenant_id)  # registered since we looked
         if existing is not None:

@@ -102,3 +102,22 @@ def check_server_quota(store: DesiredReader, tenant: Tenant) -> None:
             f"{limits.max_servers}; delete one first, or move the tenant to a larger tier",
             limit=limits.max_servers,
         )
+
+
+class AccountTakenError(ConflictError):
+    """The account already belongs to another tenant."""
+
+
+class TenantRegistry(Protocol):
+    def list_tenants(self) -> list[Tenant]: ...
+
+
+def check_account_free(store: TenantRegistry, tenant: Tenant) -> None:
+    """Every tenant has an AWS account of its own: two tenants in one account could reach each other's stacks
+    and their stack names could collide (`a` + `b-c` and `a-b` + `c`)."""
+    for other in store.list_tenants():
+        if other.account_id == tenant.account_id and other.tenant_id != tenant.tenant_id:
+            raise AccountTakenError(
+                f"account {tenant.account_id} is already tenant {other.tenant_id!r}'s; every tenant needs an "
+                "AWS account of its own"
+            )

@@ -251,6 +251,11 @@ def test_admin_tenant_routes(api: ApiClient) -> None:
 
     again = api.post("/tenants", {"tenant_id": "initech", "account_id": "333333333333"})
     assert again.status == 409
+    sharing = api.post("/tenants", {"tenant_id": "initech-2", "account_id": "333333333333"})
+    assert sharing.status == 409
+    assert sharing.json()["details"][0]["rule"] == "account_taken"
+    assert "already tenant 'initech''s" in sharing.json()["message"]
+    assert api.get("/tenants/initech-2", ROOT).status == 404
     assert api.get("/tenants/initech", ROOT).json()["regions"] == ["eu-west-1"]  # unchanged by the refused POST
 
     patched = api.patch("/tenants/initech", {"tier": "premium", "paused": True, "template_version": "v2"}, ROOT)

@@ -211,6 +211,7 @@ def test_stream_records_read_from_the_server_drive_the_stream_handler(endpoint: 
     [
         (["tenants", "add", "x", "--account", "12"], "account_id"),
         (["tenants", "add", "Bad_Id", "--account", "111111111111"], "tenant_id"),
+        (["tenants", "add", "beta", "--account", "111111111111"], "already tenant 'alpha''s"),
         (
             ["tenants", "add", "x", "--account", "111111111111", "--role-name", "arn:aws:iam::444444444444:role/R"],
             "not in the tenant's account 111111111111",
