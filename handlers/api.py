@@ -68,8 +68,10 @@ from models.records import DesiredServer, Tenant, tenant_from_spec
 from reconciler.desired import (
     AccountTakenError,
     QuotaExceededError,
+    RegionInUseError,
     check_account_free,
     check_region,
+    check_regions_removable,
     check_server_quota,
 )
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
@@ -1136,12 +1138,23 @@ def get_tenant(tenant_id: TenantId) -> Response[TenantView]:
     summary="Change a tenant's tier, template version, regions or paused flag",
     tags=["tenants"],
     responses=_responses(
-        {200: ("the changed tenant", TenantView)}, {**_ADMIN_ERRORS, **_BODY_ERRORS, 404: "no such tenant"}
+        {200: ("the changed tenant", TenantView)},
+        {
+            **_ADMIN_ERRORS,
+            **_BODY_ERRORS,
+            404: "no such tenant",
+            409: "the new regions drop one that some of the tenant's game servers are in",
+        },
     ),
 )
 def patch_tenant(tenant_id: TenantId, body: Annotated[TenantPatch, Body()]) -> Response[TenantView]:
     identity = _identity()
     changes = body.model_dump(exclude_unset=True)
+    if changes.get("regions") is not None:
+        try:
+            check_regions_removable(_store(), _admin_tenant(tenant_id), changes["regions"])
+        except RegionInUseError as error:
+            raise ApiConflictError(str(error), field="regions", rule="region_in_use") from None
     tenant = _store().update_tenant(tenant_id, **changes)
     if tenant is None:
         raise ApiNotFoundError(f"tenant {tenant_id!r} not found")

@@ -232,6 +232,10 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
         "paused": tenant.paused,
     }
     spec = validate_tenant(spec_input)
+    if tuple(spec.regions) != tenant.regions:
+        from reconciler.desired import check_regions_removable
+
+        check_regions_removable(runtime().store, tenant, spec.regions)
     # Only the changed fields, in one conditional update: a quarantine or pause written meanwhile stays.
     updated = runtime().store.update_tenant(
         tenant.tenant_id,

@@ -121,3 +121,23 @@ def check_account_free(store: TenantRegistry, tenant: Tenant) -> None:
                 f"account {tenant.account_id} is already tenant {other.tenant_id!r}'s; every tenant needs an "
                 "AWS account of its own"
             )
+
+
+class RegionInUseError(ConflictError):
+    """A region the tenant's game servers still live in cannot be dropped from the tenant."""
+
+
+def check_regions_removable(store: DesiredReader, tenant: Tenant, regions: tuple[str, ...] | list[str]) -> None:
+    """Dropping a region from a tenant must not strand servers there (they would fail, their stacks left
+    running): move or delete them first. A server without a region of its own lives in the primary one."""
+    stranded = sorted(
+        s.gameserver_id
+        for s in store.read_servers(tenant.tenant_id).servers
+        if (s.region or tenant.primary_region) not in regions
+    )
+    if stranded:
+        shown = ", ".join(stranded[:10]) + (f" and {len(stranded) - 10} more" if len(stranded) > 10 else "")
+        raise RegionInUseError(
+            f"game servers {shown} of tenant {tenant.tenant_id!r} are in a region this change drops; move them "
+            "to a remaining region or delete them (and wait until their stacks are gone) first"
+        )

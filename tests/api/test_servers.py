@@ -91,6 +91,19 @@ def test_a_server_stays_in_its_region_when_the_tenants_regions_are_reordered(api
     assert api.put("/servers/alpha-3", put_config()).json()["region"] == "eu-west-1"  # today's primary
 
 
+def test_a_region_with_servers_in_it_cannot_be_dropped(api: ApiClient) -> None:
+    api.put("/servers/alpha-1", {**put_config(), "region": "eu-west-1"})
+
+    refused = api.patch("/tenants/acme", {"regions": ["us-east-1"]}, ROOT)
+    assert refused.status == 409
+    assert refused.json()["details"][0]["rule"] == "region_in_use"
+    assert "alpha-1" in refused.json()["message"]
+    assert api.get("/tenants/acme", ROOT).json()["regions"] == ["us-east-1", "eu-west-1"]
+
+    api.patch("/servers/alpha-1", {"region": "us-east-1"})
+    assert api.patch("/tenants/acme", {"regions": ["us-east-1"]}, ROOT).status == 200
+
+
 def test_patch_with_the_current_values_changes_nothing(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config(difficulty="hard"))
     response = api.patch("/servers/alpha-1", {"config": {"difficulty": "hard"}})

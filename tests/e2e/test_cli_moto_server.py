@@ -287,3 +287,13 @@ def test_tenant_commands_change_only_what_they_name(endpoint: str) -> None:
     assert (resumed["paused"], resumed["quarantined"]) == (False, "access to account denied")
     released = json.loads(ok("tenants", "unquarantine", "alpha", "--json"))
     assert (released["tenant_id"], released["quarantined"]) == ("alpha", None)
+
+
+def test_a_region_with_servers_in_it_cannot_be_dropped(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ok("init")
+    ok("tenants", "add", "alpha", "--account", ACCOUNTS["alpha"], "--region", "us-east-1", "--region", "eu-west-1")
+    ok("servers", "put", "alpha", "arena", "--owner", "ana")
+
+    assert cli("tenants", "update", "alpha", "--region", "eu-west-1")[0] == 1
+    assert "arena" in capsys.readouterr().err
+    ok("tenants", "update", "alpha", "--region", "eu-west-1", "--region", "us-east-1")  # reordering is fine

@@ -9,7 +9,7 @@ import pytest
 
 from models.config import ConfigError
 from models.records import Tenant, role_arn_for
-from reconciler.desired import QuotaExceededError, put_server
+from reconciler.desired import QuotaExceededError, RegionInUseError, check_regions_removable, put_server
 from reconciler.memory import MemoryStore
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -49,3 +49,16 @@ def test_the_tiers_limits_name_themselves() -> None:
     with pytest.raises(QuotaExceededError, match="maximum of 3") as over_quota:
         put_server(store, TENANT, "s3", "ana", {}, T0)
     assert over_quota.value.limit == 3
+
+
+def test_a_region_can_be_dropped_only_once_no_server_is_in_it() -> None:
+    store = MemoryStore()
+    put_server(store, TENANT, "s0", "ana", {}, T0)  # the primary region, us-east-1
+    put_server(store, TENANT, "s1", "ana", {}, T0, region="eu-west-1")
+    store.put_server("alpha", "legacy", "ana", put_server(store, TENANT, "tmp", "ana", {}, T0).server.config, T0)
+
+    with pytest.raises(RegionInUseError, match="s1"):
+        check_regions_removable(store, TENANT, ("us-east-1",))
+    with pytest.raises(RegionInUseError, match="legacy, s0, tmp"):  # no region of its own: the primary one
+        check_regions_removable(store, TENANT, ("eu-west-1",))
+    check_regions_removable(store, TENANT, ("eu-west-1", "us-east-1"))  # reordering drops nothing
