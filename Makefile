@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 demo: $(STAMP)
-	$(BIN)/stackherd demo
+	$(BIN)/stackherd-demo
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.sweep_bench

@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.types import EventHandlerInstance
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from reconciler.dynamo import DynamoStore
+    from reconciler.adapters.dynamo import DynamoStore
 
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 16 * 1024

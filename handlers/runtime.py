@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 _log = logging.getLogger("stackherd.engine")
 
 if TYPE_CHECKING:
-    from reconciler.aws import AwsConnector
-    from reconciler.dynamo import DynamoStore
+    from reconciler.adapters.aws import AwsConnector
+    from reconciler.adapters.dynamo import DynamoStore
+    from reconciler.adapters.s3 import S3TemplateCatalog
     from reconciler.engine import Engine
-    from reconciler.templates import S3TemplateCatalog
 
 
 class SettingsError(ValueError):
@@ -97,7 +97,7 @@ class Runtime:
         if self.sqs is None:
             import boto3
 
-            from reconciler.aws import CLIENT_CONFIG
+            from reconciler.adapters.aws import CLIENT_CONFIG
 
             self.sqs = boto3.client("sqs", region_name=self.settings.region, config=CLIENT_CONFIG)
         by_delay: dict[int, list[str]] = {}
@@ -135,10 +135,10 @@ def build_runtime(settings: Settings) -> Runtime:
     import boto3
 
     from models.tables import configure
-    from reconciler.aws import AwsConnector, s3_client
-    from reconciler.dynamo import DynamoStore
+    from reconciler.adapters.aws import AwsConnector, s3_client
+    from reconciler.adapters.dynamo import DynamoStore
+    from reconciler.adapters.s3 import S3TemplateCatalog
     from reconciler.engine import Engine, EngineSettings
-    from reconciler.templates import S3TemplateCatalog
 
     configure(
         tenants_table=settings.tenants_table,

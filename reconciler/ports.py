@@ -1,8 +1,8 @@
 """The ports the engine talks through, with their contracts.
 
 Every gateway call is non-blocking (it starts an operation and returns) and idempotent when retried
-with the same request token; observing never mutates. Implementations: `reconciler.aws` (boto3) and
-`reconciler.fake` (in memory). The contract suite in tests/ runs against both.
+with the same request token; observing never mutates. Implementations: `reconciler.adapters.aws` (boto3) and
+`reconciler.fakes.cloud` (in memory). The contract suite in tests/ runs against both.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def template_catalog(moto_aws: None) -> object:
     """A moto S3 template bucket with the game-server template published as v1."""
     import boto3
 
-    from reconciler.templates import S3TemplateCatalog
+    from reconciler.adapters.s3 import S3TemplateCatalog
 
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=TEMPLATE_BUCKET)

@@ -77,7 +77,7 @@ def test_importing_the_handler_loads_no_aws_sdk_pynamodb_or_moto() -> None:
     code = (
         "import sys, handlers.api; "
         "print(sorted(m for m in ('boto3', 'botocore.session', 'pynamodb', 'moto', 'handlers.runtime', "
-        "'reconciler.dynamo', 'aws_lambda_powertools.event_handler.openapi.models') if m in sys.modules))"
+        "'reconciler.adapters.dynamo', 'aws_lambda_powertools.event_handler.openapi.models') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert loaded.stdout.strip() == "[]"

@@ -31,14 +31,14 @@ from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 import reconciler.engine as engine_module
-from handlers.local import LocalContext, fake_runtime
+from handlers.local.embedded import LocalContext, fake_runtime
 from handlers.runtime import install_runtime
 from models.records import Tenant
 from reconciler import naming
-from reconciler.fake import FakeGateway
+from reconciler.fakes.cloud import FakeGateway
+from reconciler.fakes.world import FakeWorld
 from reconciler.pacing import AccountRateLimiter, PacedConnector, PacedGateway
 from reconciler.rendering import render
-from reconciler.world import FakeWorld
 
 MUTATING = ("CreateStack", "UpdateStack", "DeleteStack", "ContinueUpdateRollback")
 

@@ -57,7 +57,7 @@ class FakeBackend:
     connector: Any = None
 
     def __post_init__(self) -> None:
-        from reconciler.fake import FakeCloud, FakeConnector
+        from reconciler.fakes.cloud import FakeCloud, FakeConnector
 
         self.cloud = FakeCloud()
         self.connector = FakeConnector(self.cloud)
@@ -90,7 +90,7 @@ class MotoBackend:
     def __post_init__(self) -> None:
         import boto3
 
-        from reconciler.aws import AwsConnector
+        from reconciler.adapters.aws import AwsConnector
         from tests.conftest import gameserver_template
 
         session = boto3.Session(region_name=REGION)

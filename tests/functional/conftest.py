@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from handlers.local import LocalContext, fake_runtime
+from handlers.local.embedded import LocalContext, fake_runtime
 from handlers.runtime import install_runtime
-from reconciler.world import FakeWorld
+from reconciler.fakes.world import FakeWorld
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 

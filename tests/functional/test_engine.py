@@ -9,7 +9,7 @@ import pytest
 from models.records import Phase
 from reconciler.engine import EngineSettings
 from reconciler.errors import ThrottledError
-from reconciler.world import FakeWorld
+from reconciler.fakes.world import FakeWorld
 
 ACCOUNT_A, ACCOUNT_B = "111111111111", "222222222222"
 MUTATING = ("CreateStack", "UpdateStack", "DeleteStack", "ContinueUpdateRollback")

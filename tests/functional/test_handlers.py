@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from handlers import admin, stream, sweep
-from handlers.local import LocalContext, fake_runtime
+from handlers.local.embedded import LocalContext, fake_runtime
 from handlers.runtime import install_runtime
 from models.records import Phase
 from reconciler.errors import ThrottledError
-from reconciler.world import FakeWorld
+from reconciler.fakes.world import FakeWorld
 from tests.functional.conftest import image, load_event, stream_record
 
 ACCOUNT_A, ACCOUNT_B = "111111111111", "222222222222"

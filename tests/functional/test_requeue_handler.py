@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from handlers import requeue
-from handlers.local import LocalContext
-from reconciler.world import FakeWorld
+from handlers.local.embedded import LocalContext
+from reconciler.fakes.world import FakeWorld
 
 # The handler flushes its metrics even when a batch had nothing to count.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

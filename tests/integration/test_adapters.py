@@ -57,7 +57,7 @@ def test_catalog_reports_an_unpublished_version_as_not_found(template_catalog: A
 def test_catalog_reports_a_missing_bucket_as_not_found() -> None:
     import boto3
 
-    from reconciler.templates import S3TemplateCatalog
+    from reconciler.adapters.s3 import S3TemplateCatalog
 
     catalog = S3TemplateCatalog(boto3.client("s3", region_name=REGION), "no-such-template-bucket")
 
@@ -88,7 +88,7 @@ def test_catalog_treats_a_failing_s3_as_transient_not_as_a_missing_template(
 ) -> None:
     from botocore.exceptions import ClientError, EndpointConnectionError
 
-    from reconciler.templates import S3TemplateCatalog
+    from reconciler.adapters.s3 import S3TemplateCatalog
 
     raised: Exception = (
         EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
@@ -107,7 +107,7 @@ def test_catalog_treats_a_failing_s3_as_transient_not_as_a_missing_template(
 
 def test_a_malformed_assume_role_request_is_permanent_not_transient() -> None:
     """botocore refuses an ExternalId shorter than 2 characters before sending; retrying cannot fix that."""
-    from reconciler.aws import AwsConnector
+    from reconciler.adapters.aws import AwsConnector
 
     with pytest.raises(PermanentError, match="ExternalId"):
         AwsConnector().gateway(tenant(external_id="x"), REGION)
@@ -116,7 +116,7 @@ def test_a_malformed_assume_role_request_is_permanent_not_transient() -> None:
 def test_a_tenant_whose_role_is_in_another_account_is_refused_before_any_call() -> None:
     import boto3
 
-    from reconciler.aws import AwsConnector
+    from reconciler.adapters.aws import AwsConnector
     from reconciler.errors import AccessDeniedError
 
     session = boto3.Session(region_name=REGION)
@@ -136,7 +136,7 @@ def test_a_tenant_whose_role_is_in_another_account_is_refused_before_any_call() 
 
 
 def test_the_gateway_client_acts_in_the_tenants_account() -> None:
-    from reconciler.aws import AwsConnector
+    from reconciler.adapters.aws import AwsConnector
 
     gateway = AwsConnector().gateway(tenant(account_id="444444444444"), REGION)
 
@@ -162,7 +162,7 @@ def test_pacing_takes_a_token_for_every_request_a_listing_sends() -> None:
     """A listing of many stacks is several DescribeStacks pages; each is a call against the account's rate."""
     import boto3
 
-    from reconciler.aws import AwsConnector
+    from reconciler.adapters.aws import AwsConnector
     from reconciler.pacing import AccountRateLimiter
 
     session = boto3.Session(region_name=REGION)
@@ -197,7 +197,7 @@ def test_concurrent_gateways_share_one_client_per_account_and_region() -> None:
 
     import boto3
 
-    from reconciler.aws import AwsConnector
+    from reconciler.adapters.aws import AwsConnector
 
     session = boto3.Session(region_name=REGION)
     made: list[str] = []

@@ -9,7 +9,7 @@ import pytest
 
 from models.config import GameServerConfig
 from models.records import Condition, Phase, ServerStatus, Tenant
-from reconciler.dynamo import DynamoStore
+from reconciler.adapters.dynamo import DynamoStore
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("dynamo_tables")]
@@ -218,7 +218,7 @@ def test_write_status_of_a_missing_record_returns_false_and_creates_nothing(stor
 def test_write_status_about_an_older_generation_is_refused(kind: str) -> None:
     """A pass that planned generation 1 must not overwrite a record a player has since moved to generation 2:
     the check and the write are one conditional update, in both stores."""
-    from reconciler.memory import MemoryStore
+    from reconciler.fakes.memory import MemoryStore
 
     store: DynamoStore | MemoryStore = DynamoStore() if kind == "dynamo" else MemoryStore()
     planned = store.put_server("alpha", "gs-1", "steve", config(seed="one"), T0).server

@@ -14,7 +14,7 @@ import pytest
 from models.config import GameServerConfig
 from models.records import Phase, Tenant, role_arn_for
 from reconciler import naming
-from reconciler.dynamo import DynamoStore
+from reconciler.adapters.dynamo import DynamoStore
 from reconciler.engine import Engine, TenantResult
 from tests.conftest import REGION
 
@@ -97,7 +97,7 @@ class MotoWorld:
 def world(template_catalog: Any) -> MotoWorld:
     import boto3
 
-    from reconciler.aws import AwsConnector
+    from reconciler.adapters.aws import AwsConnector
 
     session = boto3.Session(region_name=REGION)
     calls: list[str] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from models.records import DesiredServer, Phase
-from reconciler.world import FakeWorld
+from reconciler.fakes.world import FakeWorld
 
 ACCOUNT = "111111111111"
 PRIMARY, SECONDARY = "us-east-1", "eu-west-1"

@@ -81,10 +81,10 @@ from models.records import DesiredServer, Phase
 from reconciler import naming
 from reconciler.engine import EngineSettings, TenantResult
 from reconciler.errors import TransientError
-from reconciler.fake import Call
+from reconciler.fakes.cloud import Call
+from reconciler.fakes.world import FakeWorld
 from reconciler.planner import ActionKind, HoldReason
 from reconciler.stacks import RECREATE_STATUSES, STABLE_STATUSES, ObservedStack
-from reconciler.world import FakeWorld
 from reconciler.writes import ConflictError, NotFoundError
 
 INSTALLATION = "stackherd"

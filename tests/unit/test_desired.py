@@ -10,7 +10,7 @@ import pytest
 from models.config import ConfigError
 from models.records import Tenant, role_arn_for
 from reconciler.desired import QuotaExceededError, RegionInUseError, check_regions_removable, put_server
-from reconciler.memory import MemoryStore
+from reconciler.fakes.memory import MemoryStore
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TENANT = Tenant(

@@ -1,4 +1,4 @@
-"""`stackherd demo`: the whole system on moto in-process, converging through every trigger.
+"""`stackherd-demo` (`make demo`): the whole system on moto in-process, converging through every trigger.
 
 Three tenants in three accounts; servers put through the CLI's write path; the stream handler fed
 real DynamoDB stream records; the sweep; a config change; drift and a deleted stack made by hand; a
@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import IO, Any
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "sam" / "gameserver.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "sam" / "gameserver.yaml"
 TENANTS = (
     ("alpha", "111111111111", "free"),
     ("bravo", "222222222222", "standard"),
@@ -44,7 +44,7 @@ class Demo:
         self.out.write(f"    {text}\n")
 
     def cli(self, *argv: str) -> int:
-        from handlers.cli import main
+        from handlers.local.cli import main
 
         buffer = io.StringIO()
         code = main(list(argv), out=buffer)
@@ -58,7 +58,7 @@ class Demo:
             raise DemoFailedError(f"`stackherd {' '.join(argv)}` exited {code}")
 
     def run(self) -> None:
-        from handlers.local import LocalContext, StreamPoller, tenant_cloudformation
+        from handlers.local.embedded import LocalContext, StreamPoller, tenant_cloudformation
         from handlers.runtime import runtime
         from handlers.stream import handler as stream_handler
 
@@ -154,7 +154,7 @@ class Demo:
         self.verify()
 
     def verify(self) -> None:
-        from handlers.local import tenant_cloudformation
+        from handlers.local.embedded import tenant_cloudformation
         from handlers.runtime import runtime
 
         store = runtime().store
@@ -203,7 +203,7 @@ def _tag(stack: dict[str, Any], key: str) -> str | None:
 def run_demo(out: IO[str]) -> int:
     import logging
 
-    from handlers.local import embedded_aws
+    from handlers.local.embedded import embedded_aws
 
     if not TEMPLATE.exists():
         out.write(f"stackherd demo: the game-server template {TEMPLATE} is missing\n")
@@ -219,3 +219,14 @@ def run_demo(out: IO[str]) -> int:
         return 1
     out.write("\nconverged: every tenant's account matches its desired records.\n")
     return 0
+
+
+def main() -> int:
+    """`stackherd-demo` (what `make demo` runs)."""
+    import sys
+
+    return run_demo(sys.stdout)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -496,12 +496,6 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
-    from handlers.demo import run_demo
-
-    return run_demo(out)
-
-
 # --- parser ----------------------------------------------------------------------------------------
 
 
@@ -586,7 +580,6 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--confirm-deletions", action="store_true", help="lift the deletion brake for this pass")
     sweep = command("sweep", cmd_sweep, "reconcile every tenant")
     sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
-    command("demo", cmd_demo, "run the whole system on an embedded moto AWS and show it converge", json_output=False)
     return parser
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from models.config import GameServerConfig
 from models.records import DesiredServer, Tenant, role_arn_for
 from reconciler.engine import Engine, EngineSettings
-from reconciler.fake import FakeClock, FakeCloud, FakeConnector
-from reconciler.memory import MemoryStore
-from reconciler.templates import StaticTemplateCatalog
+from reconciler.fakes.cloud import FakeClock, FakeCloud, FakeConnector
+from reconciler.fakes.memory import MemoryStore
+from reconciler.fakes.templates import StaticTemplateCatalog
 from reconciler.writes import WriteResult
 
 

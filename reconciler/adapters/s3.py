@@ -1,5 +1,5 @@
-"""Versioned game-server templates in the template bucket. A tenant pins a version; players never
-choose a template URL."""
+"""The template catalog on S3: versioned game-server templates in the template bucket. A tenant pins a
+version; players never choose a template URL."""
 
 from __future__ import annotations
 
@@ -81,19 +81,3 @@ class S3TemplateCatalog:
                 if key.endswith(".yaml"):
                     found.append(key.removeprefix("gameserver/").removesuffix(".yaml"))
         return sorted(found)
-
-
-class StaticTemplateCatalog:
-    """A catalog of known versions, for the fake cloud."""
-
-    def __init__(self, bucket: str = "stackherd-templates", versions: tuple[str, ...] = ("v1",)) -> None:
-        self.bucket = bucket
-        self.published = set(versions)
-
-    def url_for(self, version: str) -> str:
-        if version not in self.published:
-            raise TemplateNotFoundError(
-                f"template version {version!r} is not published; publish it with "
-                f"`stackherd templates publish FILE --version {version}`"
-            )
-        return template_url(self.bucket, version)

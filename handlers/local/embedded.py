@@ -141,7 +141,7 @@ def tenant_cloudformation(account_id: str, region: str = "us-east-1") -> Any:
 
 
 def fake_runtime(world: Any, **settings: Any) -> Any:
-    """A `Runtime` over a `reconciler.world.FakeWorld`, for handler tests and the benchmark."""
+    """A `Runtime` over a `reconciler.fakes.world.FakeWorld`, for handler tests and the benchmark."""
     from handlers.runtime import Runtime, Settings
 
     return Runtime(
