@@ -9,72 +9,34 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from models.settings import Settings, SettingsError
 
-#: Logs through the engine's logger, which the handlers give their JSON shape.
-_log = logging.getLogger("stackherd.engine")
+_log = logging.getLogger("stackherd.runtime")
 
 if TYPE_CHECKING:
     from reconciler.adapters.aws import AwsConnector
-    from reconciler.adapters.dynamo import DynamoStore
     from reconciler.adapters.s3 import S3TemplateCatalog
+    from reconciler.desired import DesiredWrites
     from reconciler.engine import Engine
+    from reconciler.planner import PlanSettings
+    from reconciler.ports import DesiredStore
+
+__all__ = ["Runtime", "Settings", "SettingsError", "build_runtime", "install_runtime", "reset_runtime", "runtime"]
 
 
-class SettingsError(ValueError):
-    """An environment variable holds a value stackherd cannot use."""
+def plan_settings(settings: Settings) -> PlanSettings:
+    """The planner's settings out of the process's settings (the engine is given these, not a copy)."""
+    from reconciler.planner import PlanSettings
 
-
-class Settings(BaseModel):
-    """Configuration, read from `STACKHERD_*` and the standard AWS variables."""
-
-    model_config = ConfigDict(frozen=True)
-
-    tenants_table: str = "stackherd-tenants"
-    gameservers_table: str = "stackherd-gameservers"
-    activity_table: str = "stackherd-activity"
-    template_bucket: str = "stackherd-templates"
-    installation: str = Field(default="stackherd", pattern=r"^[a-z][a-z0-9]{0,19}$")
-    region: str = "us-east-1"
-    requeue_queue_url: str | None = None
-    sweep_concurrency: int = Field(default=8, ge=1, le=64)
-    max_deletions: int = Field(default=10, ge=0)
-    delete_retry_limit: int = Field(default=3, ge=1)
-    requeue_after_s: int = Field(default=30, ge=1, le=900)
-    account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        fields = {
-            "tenants_table": "STACKHERD_TENANTS_TABLE",
-            "gameservers_table": "STACKHERD_GAMESERVERS_TABLE",
-            "activity_table": "STACKHERD_ACTIVITY_TABLE",
-            "template_bucket": "STACKHERD_TEMPLATE_BUCKET",
-            "installation": "STACKHERD_INSTALLATION",
-            "requeue_queue_url": "STACKHERD_REQUEUE_QUEUE_URL",
-            "sweep_concurrency": "STACKHERD_SWEEP_CONCURRENCY",
-            "max_deletions": "STACKHERD_MAX_DELETIONS",
-            "delete_retry_limit": "STACKHERD_DELETE_RETRY_LIMIT",
-            "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS",
-            "account_calls_per_second": "STACKHERD_ACCOUNT_CALLS_PER_SECOND",
-        }
-        values: dict[str, Any] = {name: env[var] for name, var in fields.items() if env.get(var)}
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-        if region:
-            values["region"] = region
-        try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{fields.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}" for e in error.errors()
-            )
-            raise SettingsError(f"invalid configuration in the environment: {problems}") from None
+    return PlanSettings(
+        installation=settings.installation,
+        max_deletions=settings.max_deletions,
+        delete_retry_limit=settings.delete_retry_limit,
+        requeue_after_s=settings.requeue_after_s,
+    )
 
 
 @dataclass
@@ -82,11 +44,18 @@ class Runtime:
     """The process's collaborators. Tests and the benchmark install one built on the fake cloud."""
 
     settings: Settings
-    store: DynamoStore | Any
+    store: DesiredStore
     connector: AwsConnector | Any
     templates: S3TemplateCatalog | Any
     engine: Engine
     sqs: Any = None
+
+    @property
+    def writes(self) -> DesiredWrites:
+        """The one writer of desired state, over this runtime's store."""
+        from reconciler.desired import DesiredWrites
+
+        return DesiredWrites(self.store)
 
     def requeue(self, tenant_id: str, delays: list[tuple[str, int]]) -> int:
         """Ask to look at these servers again after a delay (SQS DelaySeconds); the sweep is the backstop, so
@@ -138,14 +107,9 @@ def build_runtime(settings: Settings) -> Runtime:
     from reconciler.adapters.aws import AwsConnector, s3_client
     from reconciler.adapters.dynamo import DynamoStore
     from reconciler.adapters.s3 import S3TemplateCatalog
-    from reconciler.engine import Engine, EngineSettings
+    from reconciler.engine import Engine
 
-    configure(
-        tenants_table=settings.tenants_table,
-        gameservers_table=settings.gameservers_table,
-        activity_table=settings.activity_table,
-        region=settings.region,
-    )
+    configure(settings)
     session = boto3.Session(region_name=settings.region)
     store = DynamoStore()
     limiter = None
@@ -155,17 +119,7 @@ def build_runtime(settings: Settings) -> Runtime:
         limiter = AccountRateLimiter(settings.account_calls_per_second)
     connector = AwsConnector(session, limiter=limiter)
     templates = S3TemplateCatalog(s3_client(session), settings.template_bucket)
-    engine = Engine(
-        store,
-        connector,
-        templates,
-        settings=EngineSettings(
-            installation=settings.installation,
-            max_deletions=settings.max_deletions,
-            delete_retry_limit=settings.delete_retry_limit,
-            requeue_after_s=settings.requeue_after_s,
-        ),
-    )
+    engine = Engine(store, connector, templates, settings=plan_settings(settings))
     return Runtime(settings, store, connector, templates, engine)
 
 

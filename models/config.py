@@ -145,15 +145,30 @@ def validate_id(value: str, what: str) -> str:
     return value
 
 
+_INTEGER = re.compile(r"[0-9]+")
+
+
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
-    """Turn CLI `key=value` pairs into a raw config mapping (numbers stay strings; the schema coerces)."""
+    """Turn CLI `key=value` pairs into a raw config mapping, each value parsed as the schema's type for its key:
+    a whole number for an integer key (`player_count=abc`, `1_0` or `8.0` are refused saying so), text for
+    the others. Unknown keys are kept for the schema to refuse by name."""
     result: dict[str, Any] = {}
     for item in assignments:
         key, sep, value = item.partition("=")
-        key = key.strip()
+        key, value = key.strip(), value.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, for example --set difficulty=hard")
-        result[key] = value.strip()
+        field = GameServerConfig.model_fields.get(key)
+        if field is not None and field.annotation is int:
+            if not _INTEGER.fullmatch(value):
+                raise ConfigError(
+                    f"--set {key}={value!r}: {key} must be an integer (digits only), for example --set {key}=8",
+                    field=f"config.{key}",
+                    rule="int_type",
+                )
+            result[key] = int(value)
+        else:
+            result[key] = value
     return result
 
 

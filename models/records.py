@@ -89,34 +89,89 @@ class Tenant:
     quarantined: str | None = None
     quarantined_at: str | None = None
 
+    #: Set when the stored item no longer validates (say a tier that no longer exists): the reason. The other
+    #: fields then hold what is stored, as it is; writers refuse to build on it.
+    unreadable: str | None = None
+
     @property
     def primary_region(self) -> str:
         return self.regions[0]
 
-    @property
-    def active(self) -> bool:
-        return not self.paused
+
+@dataclass(frozen=True)
+class WriteTrail:
+    """Who asked for a desired write, through which door (`api`, `cli`, `demo`, ...), and the request's
+    correlation id: the reconciler's entries for the generation the write made carry the same id."""
+
+    actor: str
+    door: str
+    correlation_id: str
 
 
 @dataclass(frozen=True)
 class DesiredServer:
-    """A game server's desired state, as stored, plus the reconciler's status."""
+    """A game server's desired state, as stored, plus the reconciler's status.
+
+    `config` is None when the stored item no longer validates (`unreadable` says why, `raw_config` holds
+    what is stored): such a record is never shown or rewritten with defaults.
+    """
 
     tenant_id: str
     gameserver_id: str
     username: str
-    config: GameServerConfig
+    config: GameServerConfig | None
     generation: int = 1
     created_at: str = ""
     updated_at: str = ""
     deletion_requested: bool = False
     region: str | None = None
     status: ServerStatus = field(default_factory=ServerStatus)
-    #: Set when the stored config no longer validates; the planner then fails the record, never its stack.
-    config_error: str | None = None
+    #: Set when the stored item no longer validates (its id, its config): the reason. The planner then fails
+    #: the record, never its stack; a merge-write is refused (only a whole config replaces it).
+    unreadable: str | None = None
+    #: The stored config as it is (also when it validates), for showing an unreadable record honestly.
+    raw_config: dict[str, Any] | None = None
+    #: Each creation of a game-server id is a new incarnation: history, ETags and stack tags never carry over
+    #: from a deleted predecessor of the same id.
+    incarnation: str = ""
+    #: The last desired write: who, through which door, under which correlation id.
+    trail: WriteTrail | None = None
 
     def with_status(self, status: ServerStatus) -> DesiredServer:
         return replace(self, status=status)
+
+    def valid_config(self) -> GameServerConfig:
+        """The config of a readable record; raises `UnreadableRecordError` for an unreadable one."""
+        if self.config is None or self.unreadable is not None:
+            raise UnreadableRecordError(self)
+        return self.config
+
+
+class UnreadableRecordError(ValueError):
+    """A readable config was needed, but the stored one no longer validates."""
+
+    def __init__(self, server: DesiredServer) -> None:
+        super().__init__(
+            f"game server {server.gameserver_id!r} cannot be read ({server.unreadable}); replace its whole config "
+            "(PUT, or `servers put` with every key) or delete it"
+        )
+        self.server = server
+
+
+@dataclass(frozen=True)
+class ActivityEntry:
+    """One line of a game server's history (per incarnation), as stored."""
+
+    at: str
+    kind: str
+    message: str
+    generation: int | None = None
+    actor: str | None = None
+    door: str | None = None
+    correlation_id: str | None = None
+    incarnation: str | None = None
+    #: The position to continue a listing after (opaque to callers).
+    cursor: str = ""
 
 
 def now_iso(moment: datetime) -> str:

@@ -1,12 +1,17 @@
 """The DynamoDB tables, as PynamoDB models, and their mapping to the plain records in `models.records`.
 
-Table names and the region come from the environment (see `configure`); the endpoint comes from
+Table names and the region come from `models.settings.Settings` (see `configure`); the endpoint comes from
 botocore's own `AWS_ENDPOINT_URL` handling, so the same code runs against AWS and a local moto server.
+
+Besides one item per tenant, the tenants table holds one item per AWS account (`account#<account id>`, the
+account's tenant): written in the same transaction as the tenant, it is what keeps an account to one tenant.
+A tenant's item also carries the count of its live game servers, changed in the same transaction as the
+record that is created or whose deletion is requested: the tier's quota is a condition on it.
 """
 
 from __future__ import annotations
 
-import os
+import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,12 +26,18 @@ from pynamodb.attributes import (
 from pynamodb.constants import MAP, PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE, STRING
 from pynamodb.models import Model
 
-from models.config import ConfigError, GameServerConfig, describe_validation_error
-from models.records import Condition, DesiredServer, Phase, ServerStatus, Tenant
+from models.config import TIERS, ConfigError, GameServerConfig, describe_validation_error, validate_id
+from models.records import ActivityEntry, Condition, DesiredServer, Phase, ServerStatus, Tenant, WriteTrail
+from models.settings import Settings
 
-DEFAULT_TENANTS_TABLE = "stackherd-tenants"
-DEFAULT_GAMESERVERS_TABLE = "stackherd-gameservers"
-DEFAULT_ACTIVITY_TABLE = "stackherd-activity"
+_DEFAULTS = {name: info.default for name, info in Settings.model_fields.items()}
+DEFAULT_TENANTS_TABLE: str = _DEFAULTS["tenants_table"]
+DEFAULT_GAMESERVERS_TABLE: str = _DEFAULTS["gameservers_table"]
+DEFAULT_ACTIVITY_TABLE: str = _DEFAULTS["activity_table"]
+DEFAULT_REGION: str = _DEFAULTS["region"]
+
+#: Key prefix of the account items in the tenants table; `#` is outside every tenant id, so they never collide.
+ACCOUNT_PREFIX = "account#"
 
 
 #: Key under which `ConfigMap` reports a stored config that is not a map at all.
@@ -75,7 +86,7 @@ class StatusMap(MapAttribute[str, Any]):
 class TenantModel(Model):
     class Meta:
         table_name = DEFAULT_TENANTS_TABLE
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        region = DEFAULT_REGION
 
     tenant_id = UnicodeAttribute(hash_key=True)
     account_id = UnicodeAttribute()
@@ -88,6 +99,23 @@ class TenantModel(Model):
     quarantined = UnicodeAttribute(null=True)
     quarantined_at = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute(null=True)
+    #: Live game servers (deletion not requested); absent on tenants registered before it was kept.
+    server_count = NumberAttribute(null=True)
+
+
+class AccountModel(Model):
+    """`account#<account id>` -> the tenant that has the account (in the tenants table)."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+
+    tenant_id = UnicodeAttribute(hash_key=True)  # the key attribute of the tenants table: "account#<id>"
+    owner = UnicodeAttribute()
+
+
+def account_key(account_id: str) -> str:
+    return f"{ACCOUNT_PREFIX}{account_id}"
 
 
 class GameServerModel(Model):
@@ -96,7 +124,7 @@ class GameServerModel(Model):
     class Meta:
         table_name = DEFAULT_GAMESERVERS_TABLE
         stream_view_type = STREAM_NEW_AND_OLD_IMAGE
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        region = DEFAULT_REGION
 
     tenant_id = UnicodeAttribute(hash_key=True)
     gameserver_id = UnicodeAttribute(range_key=True)
@@ -108,6 +136,10 @@ class GameServerModel(Model):
     deletion_requested = BooleanAttribute(default=False)
     region = UnicodeAttribute(null=True)
     status = StatusMap(null=True)
+    incarnation = UnicodeAttribute(null=True)  # absent on records written before incarnations were kept
+    actor = UnicodeAttribute(null=True)
+    door = UnicodeAttribute(null=True)
+    correlation_id = UnicodeAttribute(null=True)
 
 
 class ActivityModel(Model):
@@ -115,7 +147,7 @@ class ActivityModel(Model):
 
     class Meta:
         table_name = DEFAULT_ACTIVITY_TABLE
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        region = DEFAULT_REGION
 
     server_key = UnicodeAttribute(hash_key=True)  # "<tenant_id>/<gameserver_id>"
     at = UnicodeAttribute(range_key=True)  # ISO time + "#" + a unique suffix, so the sort is by time
@@ -123,30 +155,28 @@ class ActivityModel(Model):
     message = UnicodeAttribute()
     generation = NumberAttribute(null=True)
     actor = UnicodeAttribute(null=True)
+    door = UnicodeAttribute(null=True)
+    correlation_id = UnicodeAttribute(null=True)
+    incarnation = UnicodeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
 
 
+#: The models that own a table (`create_tables`); `AccountModel` shares the tenants table.
 ALL_MODELS: tuple[type[Model], ...] = (TenantModel, GameServerModel, ActivityModel)
 
 
-def configure(
-    *,
-    tenants_table: str | None = None,
-    gameservers_table: str | None = None,
-    activity_table: str | None = None,
-    region: str | None = None,
-) -> None:
-    """Point the models at the configured tables (values default to the environment)."""
-    env = os.environ
+def configure(settings: Settings | None = None, *, region: str | None = None) -> None:
+    """Point the models at the tables `settings` name (default: the environment's settings)."""
+    settings = settings or Settings.from_env()
     names = {
-        TenantModel: tenants_table or env.get("STACKHERD_TENANTS_TABLE", DEFAULT_TENANTS_TABLE),
-        GameServerModel: gameservers_table or env.get("STACKHERD_GAMESERVERS_TABLE", DEFAULT_GAMESERVERS_TABLE),
-        ActivityModel: activity_table or env.get("STACKHERD_ACTIVITY_TABLE", DEFAULT_ACTIVITY_TABLE),
+        TenantModel: settings.tenants_table,
+        AccountModel: settings.tenants_table,
+        GameServerModel: settings.gameservers_table,
+        ActivityModel: settings.activity_table,
     }
-    resolved_region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
     for model, name in names.items():
         model.Meta.table_name = name
-        model.Meta.region = resolved_region
+        model.Meta.region = region or settings.region
         # A cached connection keeps the old region/table; drop it so the next call builds a new one.
         model._connection = None
 
@@ -166,7 +196,9 @@ def create_tables() -> list[str]:
 
 
 def tenant_from_item(item: TenantModel) -> Tenant:
-    return Tenant(
+    """The tenant as stored. One that no longer validates (an unknown tier, an id or account outside today's
+    patterns, no regions) is returned as it is, marked unreadable with the reason, never with defaults."""
+    tenant = Tenant(
         tenant_id=item.tenant_id,
         account_id=item.account_id,
         regions=tuple(str(r) for r in (item.regions or [])),
@@ -178,6 +210,31 @@ def tenant_from_item(item: TenantModel) -> Tenant:
         quarantined=item.quarantined,
         quarantined_at=item.quarantined_at,
     )
+    problem = tenant_problem(tenant)
+    if problem is None:
+        return tenant
+    from dataclasses import replace
+
+    return replace(tenant, unreadable=problem)
+
+
+def tenant_problem(tenant: Tenant) -> str | None:
+    """Why a stored tenant cannot be used as it is, or None."""
+    import re
+
+    from models.config import ACCOUNT_PATTERN
+
+    try:
+        validate_id(tenant.tenant_id, "tenant id")
+    except ConfigError as error:
+        return f"stored {error}"
+    if tenant.tier not in TIERS:
+        return f"stored tier {tenant.tier!r} is not one of {', '.join(sorted(TIERS))}; set a tier with an update"
+    if not isinstance(tenant.account_id, str) or not re.fullmatch(ACCOUNT_PATTERN, tenant.account_id):
+        return f"stored account id {tenant.account_id!r} is not 12 digits"
+    if not tenant.regions:
+        return "stored tenant has no regions; give it one with an update"
+    return None
 
 
 def tenant_to_item(tenant: Tenant, created_at: str | None = None) -> TenantModel:
@@ -270,9 +327,32 @@ def config_from_item(item: GameServerModel) -> GameServerConfig:
         raise ConfigError("stored " + describe_validation_error(error), field="config") from None
 
 
+#: Names the incarnation of a record stored before incarnations were kept (derived from its creation time).
+_LEGACY_INCARNATIONS = uuid.UUID("6f1c9d1e-7a52-4a43-9d0c-3b2f5e8c0a11")
+
+
+def legacy_incarnation(tenant_id: str, gameserver_id: str, created_at: str) -> str:
+    """A stable incarnation for a record that has none stored: the same on every read, another for an id
+    created again (its creation time differs)."""
+    return uuid.uuid5(_LEGACY_INCARNATIONS, f"{tenant_id}/{gameserver_id}/{created_at}").hex
+
+
 def server_from_item(item: GameServerModel) -> DesiredServer:
-    """Map an item to a record. Raises `ConfigError` when the stored config is no longer valid."""
-    config = config_from_item(item)
+    """Map an item to a record. One that no longer validates (an id outside today's pattern, a config the
+    schema refuses) comes back marked unreadable, with the reason and the stored config as it is."""
+    problem: str | None = None
+    config: GameServerConfig | None = None
+    raw = config_from_map(item.config)
+    try:
+        validate_id(item.gameserver_id, "gameserver id")
+        config = config_from_item(item)
+    except ConfigError as error:
+        problem = str(error) if str(error).startswith("stored") else f"stored {error}"
+    trail = (
+        WriteTrail(actor=item.actor, door=item.door or "", correlation_id=item.correlation_id or "")
+        if item.actor
+        else None
+    )
     return DesiredServer(
         tenant_id=item.tenant_id,
         gameserver_id=item.gameserver_id,
@@ -284,19 +364,22 @@ def server_from_item(item: GameServerModel) -> DesiredServer:
         deletion_requested=bool(item.deletion_requested),
         region=item.region,
         status=status_from_map(item.status),
+        unreadable=problem,
+        raw_config=None if NOT_A_MAP in raw else raw,
+        incarnation=item.incarnation or legacy_incarnation(item.tenant_id, item.gameserver_id, item.created_at or ""),
+        trail=trail,
     )
 
 
-def server_to_item(server: DesiredServer) -> GameServerModel:
-    return GameServerModel(
-        server.tenant_id,
-        server.gameserver_id,
-        username=server.username,
-        config=config_to_map(server.config),
-        created_at=server.created_at,
-        updated_at=server.updated_at or server.created_at,
-        generation=server.generation,
-        deletion_requested=server.deletion_requested,
-        region=server.region,
-        status=status_to_map(server.status),
+def activity_from_item(item: ActivityModel) -> ActivityEntry:
+    return ActivityEntry(
+        at=item.at.split("#", 1)[0],
+        kind=item.kind,
+        message=item.message,
+        generation=int(item.generation) if item.generation is not None else None,
+        actor=item.actor,
+        door=item.door,
+        correlation_id=item.correlation_id,
+        incarnation=item.incarnation,
+        cursor=item.at,
     )

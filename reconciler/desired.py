@@ -1,85 +1,140 @@
-"""Desired-state writes with every rule a writer must apply (ids, config schema, tier limits, quotas,
-ownership, optimistic concurrency). The CLI and the HTTP API both write through here, so a config
-accepted by one is accepted by the other. Writers never call CloudFormation."""
+"""The one writer of desired state. The API, the CLI and the demo (through the CLI) call `DesiredWrites` for
+every put, patch, delete, retry and tenant change, and keep no rule of their own; so a write refused by one
+door is refused by every door, with the same error.
+
+The rules, all here: ids, owner, the config schema and the tier's limits, the tenant's quota, the region
+(one of the tenant's, and pinned once chosen), the owner of a game server, refusal while a deletion is
+pending, If-Match (generation and incarnation), idempotent no-op writes, one tenant per AWS account, and
+regions that servers still live in. Rules that span items are kept atomically by the store (a transaction
+on DynamoDB, its lock in memory): this module decides, the store's conditional write makes it hold under
+any concurrency. Every write records who made it, through which door and under which correlation id, on
+the record and in the server's history. Writers never call CloudFormation.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal
 
-from models.config import ConfigError, GameServerConfig, tier_limits, validate_config, validate_id, validate_owner
-from models.records import DesiredServer, Tenant
-from reconciler.ports import DesiredRead
-from reconciler.writes import ConflictError, WriteResult
+from models.config import (
+    ConfigError,
+    GameServerConfig,
+    TenantSpec,
+    tier_limits,
+    validate_config,
+    validate_id,
+    validate_owner,
+)
+from models.records import DesiredServer, Tenant, WriteTrail, now_iso, tenant_from_spec
+from reconciler.credentials import utcnow
+from reconciler.ports import DesiredStore
+from reconciler.writes import (
+    AccountTakenError,
+    ConcurrentWriteError,
+    DeletionPendingError,
+    NotFoundError,
+    NotOwnedError,
+    PreconditionFailedError,
+    QuotaExceededError,
+    RegionInUseError,
+    TenantExistsError,
+    UnreadableConflictError,
+    WriteResult,
+)
 
+log = logging.getLogger("stackherd.desired")
 
-class QuotaExceededError(ConflictError):
-    """The tenant's tier allows no more game servers."""
-
-    def __init__(self, message: str, *, limit: int) -> None:
-        super().__init__(message)
-        self.limit = limit
-
-
-class DesiredReader(Protocol):
-    def read_servers(self, tenant_id: str) -> DesiredRead: ...
-
-
-class DesiredWriter(DesiredReader, Protocol):
-    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
-
-    def put_server(
-        self,
-        tenant_id: str,
-        gameserver_id: str,
-        username: str,
-        config: GameServerConfig,
-        at: datetime,
-        *,
-        region: str | None = None,
-        expected_generation: int | None = None,
-    ) -> WriteResult: ...
+#: How many hex digits of the incarnation an ETag carries: enough that two incarnations of one id never share it.
+ETAG_INCARNATION_DIGITS = 12
 
 
-def put_server(
-    store: DesiredWriter,
-    tenant: Tenant,
-    gameserver_id: str,
-    owner: str,
-    raw_config: dict[str, Any],
-    at: datetime,
-    *,
-    merge: bool = False,
-    region: str | None = None,
-    expected_generation: int | None = None,
-) -> WriteResult:
-    """Create or change a game server's desired config.
+def new_correlation_id() -> str:
+    """For a write that arrives without one (the CLI, the demo)."""
+    return uuid.uuid4().hex
 
-    `merge=True` changes only the given keys of an existing config (PATCH, `servers put --set`).
-    """
-    validate_id(gameserver_id, "gameserver id")
-    validate_owner(owner)
-    current = store.get_server(tenant.tenant_id, gameserver_id)
-    if current is not None and current.username != owner:
-        raise ConflictError(f"game server {gameserver_id!r} belongs to another player")
-    raw = dict(raw_config)
-    if merge and current is not None and current.config_error is None:
-        raw = {**current.config.model_dump(), **raw}
-    config = validate_config(raw, tenant.tier)
-    check_region(tenant, region)
+
+def trail(actor: str, door: str, correlation_id: str | None = None) -> WriteTrail:
+    return WriteTrail(actor=actor, door=door, correlation_id=correlation_id or new_correlation_id())
+
+
+# --- versions (ETags) --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Version:
+    """What an ETag names: a generation of one incarnation (a prefix of its id)."""
+
+    generation: int
+    incarnation: str
+
+    def matches(self, server: DesiredServer) -> bool:
+        return (
+            self.generation == server.generation
+            and len(self.incarnation) >= 8
+            and server.incarnation.startswith(self.incarnation)
+        )
+
+
+#: If-Match: None (no condition), "*" (any existing record), or the versions the caller read.
+Expected = Literal["*"] | frozenset[Version] | None
+
+_ETAG_RE = re.compile(r'^(?:W/)?"([0-9]{1,12})-([0-9a-f]{8,32})"$')
+
+
+def etag(server: DesiredServer) -> str:
+    """`"<generation>-<incarnation prefix>"`: a record created again under the same id restarts at generation
+    1, and its ETags still never match its predecessor's."""
+    return f'"{server.generation}-{server.incarnation[:ETAG_INCARNATION_DIGITS]}"'
+
+
+def parse_if_match(value: str | None) -> Expected:
+    """`*`, or one or more ETags of reads (`"3-1a2b3c4d5e6f"`, weak ones too). Raises ConfigError otherwise."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text == "*":
+        return "*"
+    found: set[Version] = set()
+    for part in text.split(","):
+        match = _ETAG_RE.match(part.strip())
+        if match is None:
+            raise ConfigError(
+                'If-Match must be "*" or the ETag of a read, for example "3-1a2b3c4d5e6f"',
+                field="If-Match",
+                rule="etag_format",
+            )
+        found.add(Version(int(match.group(1)), match.group(2)))
+    return frozenset(found)
+
+
+def check_expected(expected: Expected, current: DesiredServer | None, gameserver_id: str) -> None:
+    if expected is None:
+        return
     if current is None:
-        check_server_quota(store, tenant)
-    return store.put_server(
-        tenant.tenant_id,
-        gameserver_id,
-        owner,
-        config,
-        at,
-        # A new server is placed in the tenant's primary region of today, and stays there: a later change to
-        # the order of the tenant's regions must not move (delete and recreate) running servers.
-        region=region if region is not None else (current.region if current else tenant.primary_region),
-        expected_generation=expected_generation,
+        raise PreconditionFailedError(gameserver_id, None)
+    if expected != "*" and not any(v.matches(current) for v in expected):
+        raise PreconditionFailedError(gameserver_id, current)
+
+
+# --- rules shared with the stores -------------------------------------------------------------------
+
+
+def quota_exceeded(tenant: Tenant, live: int) -> QuotaExceededError:
+    limits = tier_limits(tenant.tier)
+    return QuotaExceededError(
+        f"tenant {tenant.tenant_id!r} already has {live} game servers, the {tenant.tier} tier's maximum of "
+        f"{limits.max_servers}; delete one first, or move the tenant to a larger tier",
+        limit=limits.max_servers,
     )
+
+
+def account_taken_message(account_id: str, owner: str) -> str:
+    return f"account {account_id} is already tenant {owner!r}'s; every tenant needs an AWS account of its own"
 
 
 def check_region(tenant: Tenant, region: str | None) -> None:
@@ -92,42 +147,7 @@ def check_region(tenant: Tenant, region: str | None) -> None:
         )
 
 
-def check_server_quota(store: DesiredReader, tenant: Tenant) -> None:
-    """Room for one more server under the tier's maximum; servers being deleted no longer count."""
-    limits = tier_limits(tenant.tier)
-    live = sum(1 for s in store.read_servers(tenant.tenant_id).servers if not s.deletion_requested)
-    if live >= limits.max_servers:
-        raise QuotaExceededError(
-            f"tenant {tenant.tenant_id!r} already has {live} game servers, the {tenant.tier} tier's maximum of "
-            f"{limits.max_servers}; delete one first, or move the tenant to a larger tier",
-            limit=limits.max_servers,
-        )
-
-
-class AccountTakenError(ConflictError):
-    """The account already belongs to another tenant."""
-
-
-class TenantRegistry(Protocol):
-    def list_tenants(self) -> list[Tenant]: ...
-
-
-def check_account_free(store: TenantRegistry, tenant: Tenant) -> None:
-    """Every tenant has an AWS account of its own: two tenants in one account could reach each other's stacks
-    and their stack names could collide (`a` + `b-c` and `a-b` + `c`)."""
-    for other in store.list_tenants():
-        if other.account_id == tenant.account_id and other.tenant_id != tenant.tenant_id:
-            raise AccountTakenError(
-                f"account {tenant.account_id} is already tenant {other.tenant_id!r}'s; every tenant needs an "
-                "AWS account of its own"
-            )
-
-
-class RegionInUseError(ConflictError):
-    """A region the tenant's game servers still live in cannot be dropped from the tenant."""
-
-
-def check_regions_removable(store: DesiredReader, tenant: Tenant, regions: tuple[str, ...] | list[str]) -> None:
+def check_regions_removable(store: DesiredStore, tenant: Tenant, regions: tuple[str, ...] | list[str]) -> None:
     """Dropping a region from a tenant must not strand servers there (they would fail, their stacks left
     running): move or delete them first. A server without a region of its own lives in the primary one."""
     stranded = sorted(
@@ -141,3 +161,258 @@ def check_regions_removable(store: DesiredReader, tenant: Tenant, regions: tuple
             f"game servers {shown} of tenant {tenant.tenant_id!r} are in a region this change drops; move them "
             "to a remaining region or delete them (and wait until their stacks are gone) first"
         )
+
+
+def config_text(config: GameServerConfig) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.model_dump().items())
+
+
+# --- the service ------------------------------------------------------------------------------------
+
+
+class DesiredWrites:
+    """Every desired-state write, with every rule, over any `DesiredStore`."""
+
+    def __init__(self, store: DesiredStore, clock: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.clock = clock
+
+    # --- game servers ------------------------------------------------------------------------------
+
+    def put_server(
+        self,
+        tenant: Tenant,
+        gameserver_id: str,
+        owner: str,
+        raw_config: dict[str, Any],
+        *,
+        trail: WriteTrail,
+        merge: bool = False,
+        region: str | None = None,
+        expected: Expected = None,
+    ) -> WriteResult:
+        """Create a game server, or replace (`merge=False`: PUT) or change (`merge=True`: PATCH, `servers put
+        --set`) its desired config and region. Writing what is already there changes nothing."""
+        validate_id(gameserver_id, "gameserver id")
+        validate_owner(owner)
+        current = self.store.get_server(tenant.tenant_id, gameserver_id)
+        if current is not None and current.username != owner:
+            raise NotOwnedError(f"game server {gameserver_id!r} belongs to another player")
+        check_expected(expected, current, gameserver_id)
+        if current is not None:
+            _refuse_if_deleting(current)
+        raw = dict(raw_config)
+        if merge and current is not None:
+            if current.config is None or current.unreadable is not None:
+                raise UnreadableConflictError(
+                    f"game server {gameserver_id!r} has a stored config that no longer validates "
+                    f"({current.unreadable}); changing some keys would keep the rest unknown: replace the whole "
+                    "config (PUT, or `servers put` with --set for every key) or delete the server"
+                )
+            raw = {**current.config.model_dump(), **raw}
+        config = validate_config(raw, tenant.tier)
+        check_region(tenant, region)
+        if current is None:
+            return self._create(tenant, gameserver_id, owner, config, region, trail)
+        # A change that names no region leaves the server where it is: reordering the tenant's regions, or a
+        # PUT without one, must never move (delete and recreate) a running server.
+        where = region if region is not None else current.region
+        if current.config == config and current.region == where and current.unreadable is None:
+            return WriteResult(current, created=False, changed=False)
+        try:
+            server = self.store.replace_server(current, config=config, region=where, trail=trail, at=self.clock())
+        except PreconditionFailedError as lost:
+            raise self._lost(gameserver_id, lost, expected) from None
+        self._history(server, f"{'changed' if merge else 'replaced'}: {config_text(config)}", trail)
+        return WriteResult(server, created=False, changed=True)
+
+    def _create(
+        self,
+        tenant: Tenant,
+        gameserver_id: str,
+        owner: str,
+        config: GameServerConfig,
+        region: str | None,
+        trail: WriteTrail,
+    ) -> WriteResult:
+        stamp = now_iso(self.clock())
+        server = DesiredServer(
+            tenant_id=tenant.tenant_id,
+            gameserver_id=gameserver_id,
+            username=owner,
+            config=config,
+            generation=1,
+            created_at=stamp,
+            updated_at=stamp,
+            # A new server is placed in the tenant's primary region of today, and stays there.
+            region=region if region is not None else tenant.primary_region,
+            raw_config=config.model_dump(),
+            incarnation=uuid.uuid4().hex,
+            trail=trail,
+        )
+        limits = tier_limits(tenant.tier)
+        server = self.store.create_server(server, tier=tenant.tier, max_servers=limits.max_servers)
+        self._history(server, f"created: {config_text(config)}", trail)
+        return WriteResult(server, created=True, changed=True)
+
+    def delete_server(
+        self,
+        tenant: Tenant,
+        gameserver_id: str,
+        *,
+        trail: WriteTrail,
+        owner: str | None = None,
+        expected: Expected = None,
+    ) -> WriteResult:
+        """Ask for a game server's deletion (`owner`: only the player's own; None: an admin's, any owner).
+        Asking again changes nothing."""
+        validate_id(gameserver_id, "gameserver id")
+        current = self.store.get_server(tenant.tenant_id, gameserver_id)
+        if current is None:
+            raise NotFoundError(tenant.tenant_id, gameserver_id)
+        if owner is not None and current.username != owner:
+            raise NotOwnedError(f"game server {gameserver_id!r} belongs to another player")
+        check_expected(expected, current, gameserver_id)
+        if current.deletion_requested:
+            return WriteResult(current, created=False, changed=False)
+        try:
+            server = self.store.request_deletion(current, trail=trail, at=self.clock())
+        except PreconditionFailedError as lost:
+            raise self._lost(gameserver_id, lost, expected) from None
+        self._history(server, "deletion requested", trail)
+        return WriteResult(server, created=False, changed=True)
+
+    def retry_server(self, tenant: Tenant, gameserver_id: str, *, trail: WriteTrail) -> DesiredServer:
+        """Clear a server's retry count (an operator fixed what blocked it), so the next pass tries again."""
+        validate_id(gameserver_id, "gameserver id")
+        current = self.store.get_server(tenant.tenant_id, gameserver_id)
+        if current is None:
+            raise NotFoundError(tenant.tenant_id, gameserver_id)
+        reset = replace(current.status, attempts=0, next_retry_at=None)
+        if not self.store.write_status(current, reset):
+            raise ConcurrentWriteError(
+                f"game server {gameserver_id!r} changed while resetting its retries; run it again"
+            )
+        self._history(current, "retries reset", trail, kind="retry")
+        return replace(current, status=reset)
+
+    def _lost(self, gameserver_id: str, lost: PreconditionFailedError, expected: Expected) -> Exception:
+        """Another writer got between our read and our conditional write. With If-Match the caller's
+        precondition no longer holds (412); without, they are asked to read again and retry (409)."""
+        if expected is not None:
+            return PreconditionFailedError(gameserver_id, lost.current)
+        return ConcurrentWriteError(str(lost))
+
+    def _history(self, server: DesiredServer, message: str, trail: WriteTrail, *, kind: str = "desired") -> None:
+        """Best effort: the write has happened; a missing history line must not turn it into an error."""
+        try:
+            self.store.append_activity(
+                server.tenant_id,
+                server.gameserver_id,
+                kind,
+                message,
+                server.generation,
+                self.clock(),
+                incarnation=server.incarnation,
+                trail=trail,
+            )
+        except Exception:
+            log.exception("could not append to the activity log", extra={"gameserver_id": server.gameserver_id})
+
+    # --- tenants -----------------------------------------------------------------------------------
+
+    def register_tenant(self, spec: TenantSpec, *, trail: WriteTrail, repeat_ok: bool = False) -> tuple[Tenant, bool]:
+        """Register a tenant and claim its AWS account for it, atomically. Returns the tenant and whether it
+        was created. `repeat_ok`: registering the same tenant again with the same settings is no error (the
+        CLI's `tenants add` is repeatable); other settings are, and so is another tenant in the account."""
+        existing = self.store.get_tenant(spec.tenant_id)
+        tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
+        if existing is None:
+            # Tenants registered before accounts were claimed have no claim item: look at them too.
+            for other in self.store.list_tenants():
+                if other.account_id == tenant.account_id and other.tenant_id != tenant.tenant_id:
+                    raise AccountTakenError(account_taken_message(tenant.account_id, other.tenant_id))
+            try:
+                self.store.create_tenant(tenant, self.clock())
+            except TenantExistsError:
+                existing = self.store.get_tenant(spec.tenant_id)  # registered since we looked
+                if existing is None:
+                    raise
+                tenant = tenant_from_spec(spec, external_id=existing.external_id)
+            else:
+                log.info("tenant registered", extra={"tenant_id": tenant.tenant_id, **_trail_fields(trail)})
+                return tenant, True
+        if repeat_ok and _registration(existing) == _registration(tenant):
+            return existing, False
+        raise TenantExistsError(
+            f"tenant {spec.tenant_id!r} is already registered"
+            + ("" if not repeat_ok else " with other settings")
+            + f"; change it with an update (PATCH /tenants/{spec.tenant_id}, `stackherd tenants update`)"
+        )
+
+    def update_tenant(
+        self,
+        tenant_id: str,
+        *,
+        trail: WriteTrail,
+        tier: str | None = None,
+        template_version: str | None = None,
+        regions: tuple[str, ...] | list[str] | None = None,
+        paused: bool | None = None,
+    ) -> Tenant:
+        """Change a tenant's tier, template version, regions or paused flag. Only the fields that change are
+        written, in one conditional update, so a quarantine written meanwhile stays."""
+        validate_id(tenant_id, "tenant id")
+        tenant = self.store.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFoundError(tenant_id)
+        from models.config import validate_tenant
+
+        spec = validate_tenant(
+            {
+                "tenant_id": tenant.tenant_id,
+                "account_id": tenant.account_id,
+                "regions": list(regions) if regions is not None else list(tenant.regions),
+                "role": tenant.role_arn,
+                "external_id": tenant.external_id,
+                "tier": tier if tier is not None else tenant.tier,
+                "template_version": template_version if template_version is not None else tenant.template_version,
+                "paused": paused if paused is not None else tenant.paused,
+            }
+        )
+        new_regions = tuple(spec.regions)
+        if new_regions != tenant.regions:
+            check_regions_removable(self.store, tenant, new_regions)
+        updated = self.store.update_tenant(
+            tenant_id,
+            tier=spec.tier if spec.tier != tenant.tier else None,
+            template_version=spec.template_version if spec.template_version != tenant.template_version else None,
+            regions=new_regions if new_regions != tenant.regions else None,
+            paused=spec.paused if spec.paused != tenant.paused else None,
+        )
+        if updated is None:
+            raise NotFoundError(tenant_id)
+        log.info("tenant changed", extra={"tenant_id": tenant_id, **_trail_fields(trail)})
+        return updated
+
+    def pause_tenant(self, tenant_id: str, *, trail: WriteTrail) -> Tenant:
+        return self.update_tenant(tenant_id, trail=trail, paused=True)
+
+    def resume_tenant(self, tenant_id: str, *, trail: WriteTrail) -> Tenant:
+        return self.update_tenant(tenant_id, trail=trail, paused=False)
+
+
+def _refuse_if_deleting(server: DesiredServer) -> None:
+    if server.deletion_requested:
+        raise DeletionPendingError(
+            f"game server {server.gameserver_id!r} is being deleted; create it again once it is gone"
+        )
+
+
+def _registration(tenant: Tenant) -> Tenant:
+    """What registering sets: a repeated registration compares this, not the state the reconciler keeps."""
+    return replace(tenant, paused=False, quarantined=None, quarantined_at=None)
+
+
+def _trail_fields(trail: WriteTrail) -> dict[str, str]:
+    return {"actor": trail.actor, "door": trail.door, "correlation_id": trail.correlation_id}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
-from models.records import DesiredServer, Tenant, now_iso
+from models.records import DesiredServer, Tenant, WriteTrail, now_iso
 from reconciler import naming
 from reconciler.credentials import utcnow
 from reconciler.errors import (
@@ -27,6 +27,7 @@ from reconciler.errors import (
     ReconcileError,
     TemplateNotFoundError,
     TransientError,
+    UnreadableItemError,
 )
 from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
 from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
@@ -46,23 +47,6 @@ class TenantUnavailableError(ReconcileError):
     """The tenant's account could not be reached (access denied, suspended): it is quarantined."""
 
     code = "TenantUnavailable"
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    installation: str = "stackherd"
-    max_deletions: int = 10
-    delete_retry_limit: int = 3
-    requeue_after_s: int = 30
-
-    def plan_settings(self, confirm_deletions: bool = False) -> PlanSettings:
-        return PlanSettings(
-            installation=self.installation,
-            max_deletions=self.max_deletions,
-            delete_retry_limit=self.delete_retry_limit,
-            requeue_after_s=self.requeue_after_s,
-            confirm_deletions=confirm_deletions,
-        )
 
 
 @dataclass(frozen=True)
@@ -144,13 +128,13 @@ class Engine:
         connector: AccountConnector,
         templates: TemplateCatalog,
         *,
-        settings: EngineSettings | None = None,
+        settings: PlanSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.connector = connector
         self.templates = templates
-        self.settings = settings or EngineSettings()
+        self.settings = settings or PlanSettings()
         self.clock = clock
 
     # --- entry points ----------------------------------------------------------------------------
@@ -169,6 +153,8 @@ class Engine:
             tenant = self.store.get_tenant(tenant_id)
             if tenant is None:
                 raise UnknownTenantError(f"tenant {tenant_id!r} is not registered; add it with `stackherd tenants add`")
+            if tenant.unreadable is not None:
+                raise UnreadableItemError(f"tenant {tenant_id!r} cannot be read: {tenant.unreadable}")
             self._reconcile(tenant, result, frozenset(scope) if scope is not None else None, dry_run, confirm_deletions)
         except ReconcileError as error:
             result.error, result.error_code, result.retryable = str(error), error.code, error.retryable
@@ -189,10 +175,10 @@ class Engine:
         """
         tenants = self.store.list_tenants()
         sweep = SweepResult(tenants=len(tenants))
-        active = [t for t in tenants if not t.quarantined]
+        not_quarantined = [t for t in tenants if not t.quarantined]
         sweep.skipped = [t.tenant_id for t in tenants if t.quarantined]
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sweep") as pool:
-            for result in pool.map(lambda t: self.reconcile_tenant(t.tenant_id), active):
+            for result in pool.map(lambda t: self.reconcile_tenant(t.tenant_id), not_quarantined):
                 sweep.results.append(result)
                 if progress is not None:
                     progress(result)
@@ -237,7 +223,7 @@ class Engine:
             tenant,
             read.servers,
             observed,
-            settings=self.settings.plan_settings(confirm),
+            settings=replace(self.settings, confirm_deletions=confirm),
             template_url=url,
             template_error=template_error,
             desired_complete=read.complete,
@@ -309,13 +295,19 @@ class Engine:
             fresh = self.store.get_server(tenant.tenant_id, action.gameserver_id)
             if action.orphan and fresh is not None and (server is None or fresh.generation != server.generation):
                 return ActionResult(action, "skipped", "a record appeared since planning; the next pass re-plans")
-            if not action.orphan and (fresh is None or fresh.generation != action.generation):
+            if not action.orphan and (
+                fresh is None
+                or fresh.generation != action.generation
+                or (server is not None and fresh.incarnation != server.incarnation)
+            ):
                 return ActionResult(action, "skipped", "the record changed since planning; the next pass re-plans")
 
         if kind is ActionKind.FINALIZE:
             assert server is not None
             if self.store.finalize(server):
-                self._log(server.tenant_id, action.gameserver_id, "finalized", "stack gone; record removed", action)
+                self._log(
+                    server.tenant_id, action.gameserver_id, "finalized", "stack gone; record removed", action, server
+                )
                 return ActionResult(action, "done")
             return ActionResult(action, "skipped", "the record changed since planning")
 
@@ -360,6 +352,7 @@ class Engine:
                         "status" if error else effective.kind.value,
                         message,
                         effective,
+                        server,
                     )
                 elif effective.kind is ActionKind.NOOP:
                     self._log(
@@ -368,6 +361,7 @@ class Engine:
                         "ready",
                         "stack matches the desired config",
                         effective,
+                        server,
                     )
         elif action.orphan and action.mutating:
             text = f"orphan delete: {error}" if error else f"orphan stack {action.stack_name} deleted"
@@ -413,8 +407,30 @@ class Engine:
             return None
         raise AssertionError(f"not a mutating action: {action.kind}")
 
-    def _log(self, tenant_id: str, gameserver_id: str, kind: str, message: str, action: Action) -> None:
+    def _log(
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        kind: str,
+        message: str,
+        action: Action,
+        server: DesiredServer | None = None,
+    ) -> None:
+        """An entry in the server's history: of its incarnation, under the correlation id of the desired write
+        that made the generation acted on, so a request's whole trail is one query."""
+        trail = None
+        if server is not None and server.trail is not None:
+            trail = WriteTrail(actor="reconciler", door="reconciler", correlation_id=server.trail.correlation_id)
         try:
-            self.store.append_activity(tenant_id, gameserver_id, kind, message, action.generation, self.clock())
+            self.store.append_activity(
+                tenant_id,
+                gameserver_id,
+                kind,
+                message,
+                action.generation,
+                self.clock(),
+                incarnation=server.incarnation if server is not None else None,
+                trail=trail,
+            )
         except Exception:  # the activity log is best effort; it never fails a reconcile
             log.exception("could not append to the activity log", extra={"tenant_id": tenant_id})

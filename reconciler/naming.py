@@ -10,10 +10,12 @@ TAG_GAMESERVER = "stackherd:gameserver"
 TAG_GENERATION = "stackherd:generation"
 TAG_TEMPLATE_VERSION = "stackherd:template-version"
 TAG_OWNER = "stackherd:owner"
+#: Which creation of the game-server id the stack is for: an id deleted and created again is a new incarnation.
+TAG_INCARNATION = "stackherd:incarnation"
 
 #: Tags that identify a stack. The generation tag is informative only: a new generation that renders the
 #: same parameters does not need a CloudFormation update.
-IDENTITY_TAGS = (TAG_INSTALLATION, TAG_TENANT, TAG_GAMESERVER, TAG_TEMPLATE_VERSION)
+IDENTITY_TAGS = (TAG_INSTALLATION, TAG_TENANT, TAG_GAMESERVER, TAG_TEMPLATE_VERSION, TAG_INCARNATION)
 
 _TOKEN_MAX = 128
 

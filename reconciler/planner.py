@@ -172,8 +172,8 @@ def _path(deepdiff_path: str) -> str:
 
 
 def _config_problem(tenant: Tenant, server: DesiredServer) -> str | None:
-    if server.config_error:
-        return server.config_error
+    if server.unreadable or server.config is None:
+        return server.unreadable or "the stored config cannot be read"
     try:
         limits = tier_limits(tenant.tier)
     except ValueError as error:
@@ -260,7 +260,9 @@ def _in_sync(
         and tags.get(naming.TAG_TENANT) == tenant.tenant_id
         and tags.get(naming.TAG_GAMESERVER) == server.gameserver_id
         and tags.get(naming.TAG_TEMPLATE_VERSION) == tenant.template_version
+        and tags.get(naming.TAG_INCARNATION) == server.incarnation
         and _config_problem(tenant, server) is None
+        and server.config is not None
         and stack.parameters == server.config.parameters()
     )
 

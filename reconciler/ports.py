@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from models.records import DesiredServer, ServerStatus, Tenant
+from models.config import GameServerConfig
+from models.records import ActivityEntry, DesiredServer, ServerStatus, Tenant, WriteTrail
 from reconciler.stacks import ObservedStack, StackSpec
 
 
@@ -64,26 +65,98 @@ class DesiredRead:
     complete: bool = True
 
 
-class DesiredStore(Protocol):
-    """The desired-state tables. Reads used for decisions are strongly consistent."""
+@dataclass(frozen=True)
+class ServerPage:
+    """One page of a tenant's records in id order; `after` is the id to continue after (None at the end)."""
 
-    def list_tenants(self) -> list[Tenant]: ...
+    servers: tuple[DesiredServer, ...]
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a game server's history (one incarnation's), newest first; `cursor` continues it."""
+
+    entries: tuple[ActivityEntry, ...]
+    cursor: str | None = None
+
+
+class DesiredStore(Protocol):
+    """The desired-state tables, as plain records (never storage items). Reads used for decisions are strongly
+    consistent. Every write is atomic with the rule it must keep (generation and incarnation of the record
+    read, a tenant's quota, one tenant per account): the rules themselves live in `reconciler.desired`, the
+    one writer; implementations: `reconciler.adapters.dynamo.DynamoStore`, `reconciler.fakes.memory.MemoryStore`.
+    """
+
+    # --- tenants -----------------------------------------------------------------------------------
+
+    def list_tenants(self) -> list[Tenant]:
+        """Every tenant in id order; one whose item no longer validates is listed marked unreadable."""
 
     def get_tenant(self, tenant_id: str) -> Tenant | None: ...
 
-    def read_servers(self, tenant_id: str) -> DesiredRead: ...
+    def create_tenant(self, tenant: Tenant, at: datetime) -> None:
+        """Register a tenant and claim its account, in one transaction. Raises TenantExistsError when the id is
+        taken, AccountTakenError when the account is another tenant's (and writes nothing)."""
+
+    def update_tenant(
+        self,
+        tenant_id: str,
+        *,
+        tier: str | None = None,
+        template_version: str | None = None,
+        regions: tuple[str, ...] | None = None,
+        paused: bool | None = None,
+    ) -> Tenant | None:
+        """Change only the given fields, in one conditional update; None when the tenant is not registered."""
+
+    def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None: ...
+
+    def live_server_count(self, tenant_id: str) -> int | None:
+        """The tenant's counter of live game servers (None when it was registered before counters were kept)."""
+
+    # --- desired records ---------------------------------------------------------------------------
+
+    def read_servers(self, tenant_id: str) -> DesiredRead:
+        """Every record of the tenant. `complete=False` when some of it could not be read (a page failed)."""
 
     def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
 
+    def page_servers(
+        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+    ) -> ServerPage:
+        """One page of a tenant's records (only `username`'s when given) in id order."""
+
+    def create_server(self, server: DesiredServer, *, tier: str, max_servers: int) -> DesiredServer:
+        """Write a new record and count it, in one transaction, only while no record of that id exists
+        (ConflictError), the tenant is still of `tier` and has fewer than `max_servers` live servers
+        (QuotaExceededError)."""
+
+    def replace_server(
+        self,
+        current: DesiredServer,
+        *,
+        config: GameServerConfig,
+        region: str | None,
+        trail: WriteTrail,
+        at: datetime,
+    ) -> DesiredServer:
+        """Write a new desired config (generation + 1) only while the record is still `current` (same
+        generation and incarnation); PreconditionFailedError with the record's state otherwise."""
+
+    def request_deletion(self, current: DesiredServer, *, trail: WriteTrail, at: datetime) -> DesiredServer:
+        """Mark `current` for deletion (generation + 1, phase Deleting) and stop counting it, in one
+        transaction, only while it is still `current`; PreconditionFailedError otherwise."""
+
     def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
-        """Write only the status of a record still at `server.generation`, atomically; False when the record
-        is gone or a desired write has moved it on (a status about an older generation must not overwrite
-        what the newer generation's pass may already have written)."""
+        """Write only the status of a record still at `server.generation` (and incarnation), atomically; False
+        when the record is gone or a desired write has moved it on (a status about an older generation must
+        not overwrite what the newer generation's pass may already have written)."""
 
     def finalize(self, server: DesiredServer) -> bool:
-        """Remove a record whose deletion was requested, if its generation is unchanged."""
+        """Remove a record whose deletion was requested, if its generation and incarnation are unchanged."""
 
-    def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None: ...
+    # --- history -----------------------------------------------------------------------------------
 
     def append_activity(
         self,
@@ -93,7 +166,15 @@ class DesiredStore(Protocol):
         message: str,
         generation: int | None,
         at: datetime,
+        *,
+        incarnation: str | None = None,
+        trail: WriteTrail | None = None,
     ) -> None: ...
+
+    def history(
+        self, tenant_id: str, gameserver_id: str, incarnation: str, *, limit: int = 50, cursor: str | None = None
+    ) -> HistoryPage:
+        """One incarnation's entries, newest first: a re-created id shows none of its predecessor's."""
 
 
 class Clock(Protocol):

@@ -27,7 +27,7 @@ def render(tenant: Tenant, server: DesiredServer, *, installation: str, url: str
         name=naming.stack_name(installation, tenant.tenant_id, server.gameserver_id),
         region=server_region(tenant, server),
         template_url=url,
-        parameters=server.config.parameters(),
+        parameters=server.valid_config().parameters(),
         tags={
             naming.TAG_INSTALLATION: installation,
             naming.TAG_TENANT: tenant.tenant_id,
@@ -35,5 +35,6 @@ def render(tenant: Tenant, server: DesiredServer, *, installation: str, url: str
             naming.TAG_GENERATION: str(server.generation),
             naming.TAG_TEMPLATE_VERSION: tenant.template_version,
             naming.TAG_OWNER: server.username,
+            naming.TAG_INCARNATION: server.incarnation,
         },
     )

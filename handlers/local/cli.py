@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, NoReturn
 
 from models.config import ConfigError, parse_assignments, validate_id, validate_tenant
-from models.records import DesiredServer, Tenant, tenant_from_spec
+from models.records import DesiredServer, Tenant, WriteTrail
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
 
@@ -32,6 +32,23 @@ class _Parser(argparse.ArgumentParser):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+#: Through which door the CLI's writes arrive: `cli`, or `demo` when the demo drives it (`main(door=...)`).
+_door = ["cli"]
+
+
+def _trail() -> WriteTrail:
+    """Who writes: the operator's login (the CLI has no other identity), the door, and a new correlation id."""
+    import getpass
+
+    from reconciler.desired import trail
+
+    try:
+        actor = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        actor = "operator"
+    return trail(actor or "operator", _door[0])
 
 
 def _print_json(data: Any, out: IO[str]) -> None:
@@ -59,6 +76,7 @@ def tenant_dict(tenant: Tenant) -> dict[str, Any]:
         "paused": tenant.paused,
         "quarantined": tenant.quarantined,
         "quarantined_at": tenant.quarantined_at,
+        "unreadable": tenant.unreadable,
     }
 
 
@@ -68,8 +86,14 @@ def server_dict(server: DesiredServer) -> dict[str, Any]:
         "tenant_id": server.tenant_id,
         "gameserver_id": server.gameserver_id,
         "username": server.username,
-        "config": server.config.model_dump() if server.config_error is None else None,
-        "config_error": server.config_error,
+        "config": server.config.model_dump() if server.config is not None else server.raw_config,
+        "unreadable": server.unreadable,
+        "incarnation": server.incarnation,
+        "last_write": (
+            {"actor": server.trail.actor, "door": server.trail.door, "correlation_id": server.trail.correlation_id}
+            if server.trail is not None
+            else None
+        ),
         "region": server.region,
         "generation": server.generation,
         "deletion_requested": server.deletion_requested,
@@ -185,23 +209,11 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
         if value is not None:
             raw[key] = value
     spec = validate_tenant(raw)
-    store = runtime().store
-    existing = store.get_tenant(spec.tenant_id)
-    tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
-    if existing is None:
-        from reconciler.desired import check_account_free
-
-        check_account_free(store, tenant)
-    if existing is None and not store.create_tenant(tenant, _now()):
-        existing = store.get_tenant(spec.tenant_id)  # registered since we looked
-        if existing is not None:
-            tenant = tenant_from_spec(spec, external_id=existing.external_id)
-    if existing is not None and _registration(existing) != _registration(tenant):
-        raise CliError(f"tenant {spec.tenant_id!r} already exists with other settings; use `stackherd tenants update`")
+    tenant, created = runtime().writes.register_tenant(spec, trail=_trail(), repeat_ok=True)
     if args.json:
         _print_json(tenant_dict(tenant), out)
     else:
-        verb = "already registered" if existing else "added"
+        verb = "added" if created else "already registered"
         out.write(
             f"tenant {tenant.tenant_id} {verb}: account {tenant.account_id}, role {tenant.role_arn}, "
             f"external id {tenant.external_id}\n"
@@ -209,46 +221,22 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def _registration(tenant: Tenant) -> Tenant:
-    """What `tenants add` sets: a repeated add compares this, not the state the reconciler keeps."""
-    from dataclasses import replace
-
-    return replace(tenant, paused=False, quarantined=None, quarantined_at=None)
-
-
 def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
 
     tenant = _tenant(args.tenant)
-    raw = tenant_dict(tenant)
-    spec_input: dict[str, Any] = {
-        "tenant_id": tenant.tenant_id,
-        "account_id": tenant.account_id,
-        "regions": args.region if args.region is not None else list(tenant.regions),
-        "role": tenant.role_arn,
-        "external_id": tenant.external_id,
-        "tier": args.tier if args.tier is not None else tenant.tier,
-        "template_version": args.template_version if args.template_version is not None else tenant.template_version,
-        "paused": tenant.paused,
-    }
-    spec = validate_tenant(spec_input)
-    if tuple(spec.regions) != tenant.regions:
-        from reconciler.desired import check_regions_removable
-
-        check_regions_removable(runtime().store, tenant, spec.regions)
-    # Only the changed fields, in one conditional update: a quarantine or pause written meanwhile stays.
-    updated = runtime().store.update_tenant(
+    updated = runtime().writes.update_tenant(
         tenant.tenant_id,
-        tier=spec.tier if spec.tier != tenant.tier else None,
-        template_version=spec.template_version if spec.template_version != tenant.template_version else None,
-        regions=tuple(spec.regions) if tuple(spec.regions) != tenant.regions else None,
+        trail=_trail(),
+        tier=args.tier,
+        template_version=args.template_version,
+        regions=tuple(args.region) if args.region is not None else None,
     )
-    if updated is None:
-        raise CliError(f"tenant {tenant.tenant_id!r} was removed meanwhile")
     if args.json:
         _print_json(tenant_dict(updated), out)
     else:
-        changes = {k: v for k, v in tenant_dict(updated).items() if raw.get(k) != v}
+        before = tenant_dict(tenant)
+        changes = {k: v for k, v in tenant_dict(updated).items() if before.get(k) != v}
         out.write(f"tenant {tenant.tenant_id} updated: {changes or 'no change'}\n")
     return EXIT_OK
 
@@ -286,8 +274,8 @@ def _set_tenant_flags(
     store = runtime().store
     said = []
     if paused is not None:
-        if store.update_tenant(tenant_id, paused=paused) is None:
-            raise CliError(f"tenant {tenant_id!r} was removed meanwhile")
+        writes = runtime().writes
+        (writes.pause_tenant if paused else writes.resume_tenant)(tenant_id, trail=_trail())
         said.append(f"tenant {tenant_id} {'paused' if paused else 'resumed'}")
     if clear_quarantine:
         store.set_quarantine(tenant_id, None, _now())
@@ -301,18 +289,19 @@ def _set_tenant_flags(
 
 def cmd_servers_put(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
-    from reconciler.desired import put_server
 
     tenant = _tenant(args.tenant)
     raw = parse_assignments(args.set or [])
-    result = put_server(runtime().store, tenant, args.server, args.owner, raw, _now(), merge=True, region=args.region)
+    result = runtime().writes.put_server(
+        tenant, args.server, args.owner, raw, trail=_trail(), merge=True, region=args.region
+    )
     if args.json:
         _print_json({**server_dict(result.server), "created": result.created, "changed": result.changed}, out)
     else:
         verb = "created" if result.created else ("updated" if result.changed else "unchanged")
         out.write(
             f"{verb} {tenant.tenant_id}/{result.server.gameserver_id} (generation {result.server.generation}): "
-            f"{result.server.config.model_dump()}\n"
+            f"{server_dict(result.server)['config']}\n"
         )
     return EXIT_OK
 
@@ -357,7 +346,9 @@ def cmd_servers_show(args: argparse.Namespace, out: IO[str]) -> int:
         return EXIT_OK
     status = data["status"]
     out.write(f"{server.tenant_id}/{server.gameserver_id}  owner {server.username}\n")
-    out.write(f"  desired      {data['config'] or server.config_error}  (generation {server.generation})\n")
+    out.write(f"  desired      {data['config']}  (generation {server.generation})\n")
+    if server.unreadable:
+        out.write(f"  unreadable   {server.unreadable}\n")
     if server.deletion_requested:
         out.write("  deletion     requested\n")
     out.write(f"  phase        {status['phase']}  (observed generation {status['observed_generation']})\n")
@@ -376,13 +367,11 @@ def cmd_servers_show(args: argparse.Namespace, out: IO[str]) -> int:
 
 def cmd_servers_delete(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
-
-    _tenant(args.tenant)
-    validate_id(args.server, "gameserver id")
     from reconciler.writes import NotFoundError
 
+    tenant = _tenant(args.tenant)
     try:
-        result = runtime().store.request_deletion(args.tenant, args.server, _now())
+        result = runtime().writes.delete_server(tenant, args.server, trail=_trail())
     except NotFoundError:
         raise CliError(f"game server {args.tenant}/{args.server} not found") from None
     if args.json:
@@ -394,21 +383,16 @@ def cmd_servers_delete(args: argparse.Namespace, out: IO[str]) -> int:
 
 def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
     """Clear a server's retry count (after an operator fixed what blocked a delete), so it is tried again."""
-    from dataclasses import replace
-
     from handlers.runtime import runtime
+    from reconciler.writes import NotFoundError
 
-    _tenant(args.tenant)
-    validate_id(args.server, "gameserver id")
-    store = runtime().store
-    server = store.get_server(args.tenant, args.server)
-    if server is None:
-        raise CliError(f"game server {args.tenant}/{args.server} not found")
-    reset = replace(server.status, attempts=0, next_retry_at=None)
-    if not store.write_status(server, reset):
-        raise CliError(f"game server {args.tenant}/{args.server} changed while resetting its retries; run it again")
+    tenant = _tenant(args.tenant)
+    try:
+        server = runtime().writes.retry_server(tenant, args.server, trail=_trail())
+    except NotFoundError:
+        raise CliError(f"game server {args.tenant}/{args.server} not found") from None
     if args.json:
-        _print_json(server_dict(replace(server, status=reset)), out)
+        _print_json(server_dict(server), out)
     else:
         out.write(f"{args.tenant}/{args.server}: retries reset; run `stackherd reconcile {args.tenant}` to act now\n")
     return EXIT_OK
@@ -583,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, *, door: str = "cli") -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from handlers.runtime import SettingsError
@@ -591,6 +575,7 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     from reconciler.writes import WriteError
 
     out = out or sys.stdout
+    _door[0] = door
     args = build_parser().parse_args(argv)
     if getattr(args, "concurrency", None) is not None and not 1 <= args.concurrency <= 64:
         sys.stderr.write("stackherd: --concurrency must be between 1 and 64\n")

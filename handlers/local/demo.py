@@ -47,7 +47,7 @@ class Demo:
         from handlers.local.cli import main
 
         buffer = io.StringIO()
-        code = main(list(argv), out=buffer)
+        code = main(list(argv), out=buffer, door="demo")
         for line in buffer.getvalue().splitlines():
             self.say(line)
         return code
@@ -175,8 +175,9 @@ class Demo:
                     problems.append(f"{name} is missing from account {account}")
                     continue
                 params = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
-                if params != server.config.parameters():
-                    problems.append(f"{name} has {params}, wants {server.config.parameters()}")
+                wanted = server.config.parameters() if server.config is not None else None
+                if params != wanted:
+                    problems.append(f"{name} has {params}, wants {wanted or server.unreadable}")
                 if server.status.phase.value != "Ready":
                     problems.append(f"{tenant_id}/{server.gameserver_id} is {server.status.phase.value}")
             owned = {n for n, s in stacks.items() if _tag(s, "stackherd:tenant") == tenant_id}
@@ -208,7 +209,8 @@ def run_demo(out: IO[str]) -> int:
     if not TEMPLATE.exists():
         out.write(f"stackherd demo: the game-server template {TEMPLATE} is missing\n")
         return 1
-    logging.getLogger("stackherd.engine").setLevel(logging.ERROR)
+    for name in ("stackherd.engine", "stackherd.store", "stackherd.desired", "stackherd.runtime"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     env = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR", "STACKHERD_REQUEUE_QUEUE_URL": ""}
     demo = Demo(out)
     try:

@@ -1,32 +1,50 @@
-"""`DesiredStore` on DynamoDB through the PynamoDB models: consistent reads, status-only writes,
-conditional (optimistic) desired-state writes, and the activity log."""
+"""`DesiredStore` on DynamoDB through the PynamoDB models: consistent reads, status-only writes, conditional
+desired-state writes (generation and incarnation), the quota counter and account claims in transactions, and
+the activity log. Every method returns plain records (`models.records`), never PynamoDB items."""
 
 from __future__ import annotations
 
 import logging
+import random
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DeleteError, PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
-from models.config import ConfigError, GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
+from models.config import GameServerConfig
+from models.records import DesiredServer, Phase, ServerStatus, Tenant, WriteTrail, now_iso
 from models.tables import (
+    ACCOUNT_PREFIX,
+    AccountModel,
     ActivityModel,
     GameServerModel,
     TenantModel,
-    config_from_map,
+    account_key,
+    activity_from_item,
     config_to_map,
     server_from_item,
-    status_from_map,
     status_to_map,
     tenant_from_item,
     tenant_to_item,
 )
+from reconciler.desired import account_taken_message, quota_exceeded
 from reconciler.errors import StoreError, UnreadableItemError
-from reconciler.ports import DesiredRead
-from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
+from reconciler.ports import DesiredRead, HistoryPage, ServerPage
+from reconciler.writes import (
+    AccountTakenError,
+    ConcurrentWriteError,
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    TenantExistsError,
+)
 
 ACTIVITY_TTL = timedelta(days=30)
 
@@ -35,67 +53,73 @@ ACTIVITY_TTL = timedelta(days=30)
 #: phase, a generation that is not a number).
 _UNREADABLE = (TypeError, ValueError)
 
-log = logging.getLogger("stackherd.engine")
+#: Transactions on one tenant's counter that collide (TransactionConflict) are tried again this many times.
+_TRANSACTION_TRIES = 8
+
+log = logging.getLogger("stackherd.store")
+T = TypeVar("T")
 
 
 def _conditional_failed(error: PynamoDBException) -> bool:
     return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
-def record_from_item(item: GameServerModel) -> DesiredServer:
-    """Like `server_from_item`, but a stored config that no longer validates yields a record that the
-    planner fails (with the reason) instead of one that silently disappears and orphans its stack."""
-    try:
-        return server_from_item(item)
-    except ConfigError as error:
-        return DesiredServer(
-            tenant_id=item.tenant_id,
-            gameserver_id=item.gameserver_id,
-            username=item.username,
-            config=GameServerConfig(),
-            generation=int(item.generation or 1),
-            created_at=item.created_at,
-            updated_at=item.updated_at or item.created_at,
-            deletion_requested=bool(item.deletion_requested),
-            region=item.region,
-            status=status_from_map(item.status),
-            config_error=str(error),
-        )
-
-
 def unreadable_record(tenant_id: str, gameserver_id: str, error: Exception) -> DesiredServer:
-    """Stands in for an item that cannot be read at all: the planner fails it with the reason and keeps its
+    """Stands in for an item that cannot be decoded at all: the planner fails it with the reason and keeps its
     stack (it is no orphan), and no status write can land on it (generation 0 matches no stored item)."""
     return DesiredServer(
         tenant_id=tenant_id,
         gameserver_id=gameserver_id,
         username="",
-        config=GameServerConfig(),
+        config=None,
         generation=0,
-        config_error=f"the stored record cannot be read ({error}); correct or delete the item in the table",
+        unreadable=f"the stored record cannot be read ({error}); correct or delete the item in the table",
     )
+
+
+def _same_record(server: DesiredServer) -> Condition:
+    """The item is still the one read: same generation of the same incarnation. A record stored before
+    incarnations were kept has none; its derived one stands for its creation time."""
+    same: Condition = (GameServerModel.generation == server.generation) & (
+        (GameServerModel.incarnation == server.incarnation)
+        | (GameServerModel.incarnation.does_not_exist() & (GameServerModel.created_at == server.created_at))
+    )
+    return same
+
+
+def _trail_actions(trail: WriteTrail) -> list[Action]:
+    return [
+        GameServerModel.actor.set(trail.actor),
+        GameServerModel.door.set(trail.door),
+        GameServerModel.correlation_id.set(trail.correlation_id),
+    ]
 
 
 class DynamoStore:
     def __init__(self, activity_ttl: timedelta = ACTIVITY_TTL) -> None:
         self.activity_ttl = activity_ttl
 
+    def _transaction(self) -> TransactWrite:
+        return TransactWrite(connection=Connection(region=GameServerModel.Meta.region))
+
     # --- tenants ---------------------------------------------------------------------------------
 
     def list_tenants(self) -> list[Tenant]:
-        """Every registered tenant. An item that cannot be read is logged and left out, so one bad item
-        never stops the sweep of every other tenant."""
+        """Every registered tenant. One whose item no longer validates is listed marked unreadable; one that
+        cannot even be decoded is listed by its id with the reason, so one bad item never fails the listing
+        (and the sweep skips it with a visible error, never silently)."""
+        not_a_tenant = TenantModel.tenant_id.startswith(ACCOUNT_PREFIX)
         try:
             try:
-                tenants = [tenant_from_item(i) for i in TenantModel.scan()]
+                tenants = [tenant_from_item(i) for i in TenantModel.scan(filter_condition=~not_a_tenant)]
             except _UNREADABLE:
                 tenants = []
-                for key in TenantModel.scan(attributes_to_get=["tenant_id"]):
+                for key in TenantModel.scan(filter_condition=~not_a_tenant, attributes_to_get=["tenant_id"]):
                     try:
                         tenant = self.get_tenant(key.tenant_id)
-                    except (StoreError, UnreadableItemError) as error:
-                        log.error("tenant item cannot be read; skipped", extra={"error": str(error)})
-                        continue
+                    except UnreadableItemError as error:
+                        log.error("tenant item cannot be read", extra={"error": str(error)})
+                        tenant = Tenant(key.tenant_id, "", (), "", "", tier="", unreadable=str(error))
                     if tenant is not None:
                         tenants.append(tenant)
         except PynamoDBException as error:
@@ -103,6 +127,8 @@ class DynamoStore:
         return sorted(tenants, key=lambda t: t.tenant_id)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
+        if not tenant_id or tenant_id.startswith(ACCOUNT_PREFIX):
+            return None
         try:
             return tenant_from_item(TenantModel.get(tenant_id, consistent_read=True))
         except TenantModel.DoesNotExist:
@@ -115,256 +141,30 @@ class DynamoStore:
             ) from error
 
     def put_tenant(self, tenant: Tenant, at: datetime) -> None:
+        """Seed a tenant directly (tests): no rule is checked, and no account is claimed."""
         tenant_to_item(tenant, created_at=now_iso(at)).save()
 
-    def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None:
-        item = TenantModel(tenant_id)
+    def create_tenant(self, tenant: Tenant, at: datetime) -> None:
+        item = tenant_to_item(tenant, created_at=now_iso(at))
+        item.server_count = 0
+        claim = AccountModel(account_key(tenant.account_id), owner=tenant.tenant_id)
         try:
-            item.update(
-                actions=[
-                    TenantModel.quarantined.set(reason) if reason else TenantModel.quarantined.remove(),
-                    TenantModel.quarantined_at.set(now_iso(at)) if reason else TenantModel.quarantined_at.remove(),
-                ],
-                condition=TenantModel.tenant_id.exists(),
-            )
-        except UpdateError as error:
-            if not _conditional_failed(error):
-                raise StoreError(f"could not update tenant {tenant_id}: {error}") from error
-
-    # --- desired records -------------------------------------------------------------------------
-
-    def read_servers(self, tenant_id: str) -> DesiredRead:
-        """All of a tenant's records, strongly consistent, following every page."""
-        records, _ = self._records(tenant_id, {"consistent_read": True})
-        return DesiredRead(tuple(records), complete=True)
-
-    def _records(self, tenant_id: str, query: dict[str, object]) -> tuple[list[DesiredServer], list[str]]:
-        """The records a query finds, and their ids. Only when some item cannot be read, it goes again by
-        key: ids first (keys only), then one record at a time, an unreadable one standing in as failed."""
-        try:
-            try:
-                items = list(GameServerModel.query(tenant_id, **query))  # type: ignore[arg-type]
-                return [record_from_item(i) for i in items], [i.gameserver_id for i in items]
-            except _UNREADABLE:
-                keys = GameServerModel.query(
-                    tenant_id,
-                    **{**query, "attributes_to_get": ["tenant_id", "gameserver_id"]},  # type: ignore[arg-type]
-                )
-                ids = [k.gameserver_id for k in keys]
-        except PynamoDBException as error:
-            raise StoreError(f"could not read the desired records of {tenant_id}: {error}") from error
-        records = [r for r in (self.get_server(tenant_id, i) for i in ids) if r is not None]
-        return records, ids
-
-    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None:
-        if not gameserver_id:
-            return None  # no record has an empty id, and DynamoDB refuses one as a key
-        try:
-            return record_from_item(GameServerModel.get(tenant_id, gameserver_id, consistent_read=True))
-        except GameServerModel.DoesNotExist:
-            return None
-        except _UNREADABLE as error:
-            log.error(
-                "desired record cannot be read",
-                extra={"tenant_id": tenant_id, "gameserver_id": gameserver_id, "error": str(error)},
-            )
-            return unreadable_record(tenant_id, gameserver_id, error)
-        except PynamoDBException as error:
-            raise StoreError(f"could not read {tenant_id}/{gameserver_id}: {error}") from error
-
-    def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
-        """Update only the `status` attribute, and only while the record is at the generation the status is
-        about: desired fields and `generation` are never touched."""
-        item = GameServerModel(server.tenant_id, server.gameserver_id)
-        try:
-            item.update(
-                actions=[GameServerModel.status.set(status_to_map(status))],
-                condition=GameServerModel.generation == server.generation,
-            )
-        except UpdateError as error:
-            if _conditional_failed(error):
-                return False
-            raise StoreError(f"could not write status of {server.gameserver_id}: {error}") from error
-        return True
-
-    def finalize(self, server: DesiredServer) -> bool:
-        item = GameServerModel(server.tenant_id, server.gameserver_id)
-        try:
-            item.delete(
-                condition=(GameServerModel.generation == server.generation)
-                & (GameServerModel.deletion_requested == True)  # noqa: E712 (a PynamoDB condition)
-            )
-        except DeleteError as error:
-            if _conditional_failed(error):
-                return False
-            raise StoreError(f"could not remove {server.gameserver_id}: {error}") from error
-        return True
-
-    def append_activity(
-        self,
-        tenant_id: str,
-        gameserver_id: str,
-        kind: str,
-        message: str,
-        generation: int | None,
-        at: datetime,
-        actor: str | None = None,
-    ) -> None:
-        ActivityModel(
-            f"{tenant_id}/{gameserver_id}",
-            f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{uuid.uuid4().hex[:8]}",
-            kind=kind,
-            message=message[:1000],
-            generation=generation,
-            actor=actor,
-            expires_at=at + self.activity_ttl,
-        ).save()
-
-    def history(
-        self, tenant_id: str, gameserver_id: str, *, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list[ActivityModel], str | None]:
-        """Newest first; `cursor` is the sort key to continue after."""
-        kwargs: dict[str, object] = {"scan_index_forward": False, "limit": limit}
-        if cursor:
-            kwargs["last_evaluated_key"] = {
-                "server_key": {"S": f"{tenant_id}/{gameserver_id}"},
-                "at": {"S": cursor},
-            }
-        result = ActivityModel.query(f"{tenant_id}/{gameserver_id}", **kwargs)  # type: ignore[arg-type]
-        items = list(result)
-        last = result.last_evaluated_key
-        return items, (last["at"]["S"] if last else None)
-
-    def list_servers(self, tenant_id: str) -> list[DesiredServer]:
-        return list(self.read_servers(tenant_id).servers)
-
-    # --- writers ---------------------------------------------------------------------------------
-
-    def _lost_race(self, tenant_id: str, gameserver_id: str) -> PreconditionFailedError:
-        """Another writer changed the record between our read and our conditional write: report the
-        generation it is at now (None would tell the caller the record does not exist)."""
-        latest = self.get_server(tenant_id, gameserver_id)
-        return PreconditionFailedError(tenant_id, gameserver_id, latest.generation if latest else None)
-
-    def put_server(
-        self,
-        tenant_id: str,
-        gameserver_id: str,
-        username: str,
-        config: GameServerConfig,
-        at: datetime,
-        *,
-        region: str | None = None,
-        expected_generation: int | None = None,
-    ) -> WriteResult:
-        """Create or replace the desired config. Bumps `generation` only when something desired changes."""
-        current = self.get_server(tenant_id, gameserver_id)
-        if expected_generation is not None and (current is None or current.generation != expected_generation):
-            raise PreconditionFailedError(tenant_id, gameserver_id, current.generation if current else None)
-        stamp = now_iso(at)
-        if current is None:
-            item = GameServerModel(
-                tenant_id,
-                gameserver_id,
-                username=username,
-                config=config_to_map(config),
-                created_at=stamp,
-                updated_at=stamp,
-                generation=1,
-                deletion_requested=False,
-                region=region,
-                status=status_to_map(ServerStatus()),
-            )
-            try:
-                item.save(condition=GameServerModel.tenant_id.does_not_exist())
-            except PutError as error:
-                if _conditional_failed(error):
-                    raise ConflictError(
-                        f"game server {gameserver_id!r} was created concurrently; read it and retry"
-                    ) from error
-                raise StoreError(f"could not write {gameserver_id}: {error}") from error
-            return WriteResult(record_from_item(item), created=True, changed=True)
-        if current.username != username:
-            raise ConflictError(f"game server {gameserver_id!r} belongs to another player")
-        if (
-            current.config == config
-            and current.region == region
-            and not current.deletion_requested
-            and current.config_error is None
-        ):
-            return WriteResult(current, created=False, changed=False)
-        item = GameServerModel(tenant_id, gameserver_id)
-        try:
-            item.update(
-                actions=[
-                    GameServerModel.config.set(config_to_map(config)),
-                    GameServerModel.region.set(region) if region else GameServerModel.region.remove(),
-                    GameServerModel.generation.add(1),
-                    GameServerModel.updated_at.set(stamp),
-                    GameServerModel.deletion_requested.set(False),
-                ],
-                condition=GameServerModel.generation == current.generation,
-            )
-        except UpdateError as error:
-            if _conditional_failed(error):
-                raise self._lost_race(tenant_id, gameserver_id) from error
-            raise StoreError(f"could not write {gameserver_id}: {error}") from error
-        return WriteResult(record_from_item(item), created=False, changed=True)
-
-    def request_deletion(
-        self, tenant_id: str, gameserver_id: str, at: datetime, *, expected_generation: int | None = None
-    ) -> WriteResult:
-        current = self.get_server(tenant_id, gameserver_id)
-        if current is None:
-            raise NotFoundError(tenant_id, gameserver_id)
-        if expected_generation is not None and current.generation != expected_generation:
-            raise PreconditionFailedError(tenant_id, gameserver_id, current.generation)
-        if current.deletion_requested:
-            return WriteResult(current, created=False, changed=False)
-        item = GameServerModel(tenant_id, gameserver_id)
-        deleting = ServerStatus(**{**current.status.__dict__, "phase": Phase.DELETING})
-        try:
-            item.update(
-                actions=[
-                    GameServerModel.deletion_requested.set(True),
-                    GameServerModel.generation.add(1),
-                    GameServerModel.updated_at.set(now_iso(at)),
-                    GameServerModel.status.set(status_to_map(deleting)),
-                ],
-                condition=GameServerModel.generation == current.generation,
-            )
-        except UpdateError as error:
-            if _conditional_failed(error):
-                raise self._lost_race(tenant_id, gameserver_id) from error
-            raise StoreError(f"could not request deletion of {gameserver_id}: {error}") from error
-        return WriteResult(record_from_item(item), created=False, changed=True)
-
-    # --- API pages and admin tenant writes ---------------------------------------------------------
-
-    def page_servers(
-        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
-    ) -> tuple[list[DesiredServer], str | None]:
-        """One page of a tenant's records in id order (only `username`'s when given), strongly consistent.
-
-        Returns the page and the id to continue after, or None at the end (one extra item is read to know).
-        """
-        kwargs: dict[str, object] = {"consistent_read": True, "limit": limit + 1, "page_size": 100}
-        if username is not None:
-            kwargs["filter_condition"] = GameServerModel.username == username
-        if after:
-            kwargs["last_evaluated_key"] = {"tenant_id": {"S": tenant_id}, "gameserver_id": {"S": after}}
-        records, ids = self._records(tenant_id, kwargs)
-        return records[:limit], (ids[limit - 1] if len(ids) > limit else None)
-
-    def create_tenant(self, tenant: Tenant, at: datetime) -> bool:
-        """Register a tenant; False (and nothing written) when one with that id exists."""
-        try:
-            tenant_to_item(tenant, created_at=now_iso(at)).save(condition=TenantModel.tenant_id.does_not_exist())
-        except PutError as error:
-            if _conditional_failed(error):
-                return False
+            with self._transaction() as tx:
+                tx.save(item, condition=TenantModel.tenant_id.does_not_exist())
+                tx.save(claim, condition=AccountModel.tenant_id.does_not_exist())
+        except TransactWriteError as error:
+            if self.get_tenant(tenant.tenant_id) is not None:
+                raise TenantExistsError(f"tenant {tenant.tenant_id!r} is already registered") from error
+            owner = self._account_owner(tenant.account_id)
+            if owner is not None:
+                raise AccountTakenError(account_taken_message(tenant.account_id, owner)) from error
             raise StoreError(f"could not register tenant {tenant.tenant_id}: {error}") from error
-        return True
+
+    def _account_owner(self, account_id: str) -> str | None:
+        try:
+            return str(AccountModel.get(account_key(account_id), consistent_read=True).owner)
+        except AccountModel.DoesNotExist:
+            return None
 
     def update_tenant(
         self,
@@ -396,5 +196,318 @@ class DynamoStore:
             raise StoreError(f"could not update tenant {tenant_id}: {error}") from error
         return tenant_from_item(item)
 
+    def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None:
+        item = TenantModel(tenant_id)
+        try:
+            item.update(
+                actions=[
+                    TenantModel.quarantined.set(reason) if reason else TenantModel.quarantined.remove(),
+                    TenantModel.quarantined_at.set(now_iso(at)) if reason else TenantModel.quarantined_at.remove(),
+                ],
+                condition=TenantModel.tenant_id.exists(),
+            )
+        except UpdateError as error:
+            if not _conditional_failed(error):
+                raise StoreError(f"could not update tenant {tenant_id}: {error}") from error
 
-__all__ = ["DynamoStore", "config_from_map", "record_from_item"]
+    def live_server_count(self, tenant_id: str) -> int | None:
+        try:
+            item = TenantModel.get(tenant_id, consistent_read=True, attributes_to_get=["server_count"])
+        except TenantModel.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise StoreError(f"could not read tenant {tenant_id}: {error}") from error
+        return None if item.server_count is None else int(item.server_count)
+
+    # --- desired records -------------------------------------------------------------------------
+
+    def read_servers(self, tenant_id: str) -> DesiredRead:
+        """All of a tenant's records, strongly consistent, following every page. A page that fails after
+        others were read gives what was read with `complete=False` (the engine then deletes nothing); a
+        read that gets nothing at all raises StoreError."""
+        records, _, complete = self._records(tenant_id, {"consistent_read": True})
+        return DesiredRead(tuple(records), complete=complete)
+
+    def _query(self, tenant_id: str, query: dict[str, Any]) -> Iterator[GameServerModel]:
+        return GameServerModel.query(tenant_id, **query)
+
+    def _records(self, tenant_id: str, query: dict[str, Any]) -> tuple[list[DesiredServer], list[str], bool]:
+        """The records a query finds, their ids, and whether every page was read. Only when some item cannot
+        be decoded, it goes again by key: ids first (keys only), then one record at a time, an undecodable one
+        standing in as failed."""
+        items: list[GameServerModel] = []
+        try:
+            for item in self._query(tenant_id, query):
+                items.append(item)
+            return [server_from_item(i) for i in items], [i.gameserver_id for i in items], True
+        except _UNREADABLE:
+            pass
+        except PynamoDBException as error:
+            if not items:
+                raise StoreError(f"could not read the desired records of {tenant_id}: {error}") from error
+            log.error(
+                "desired records read only in part",
+                extra={"tenant_id": tenant_id, "read": len(items), "error": str(error)},
+            )
+            return [server_from_item(i) for i in items], [i.gameserver_id for i in items], False
+        ids: list[str] = []
+        complete = True
+        try:
+            for key in self._query(tenant_id, {**query, "attributes_to_get": ["tenant_id", "gameserver_id"]}):
+                ids.append(key.gameserver_id)
+        except PynamoDBException as error:
+            if not ids:
+                raise StoreError(f"could not read the desired records of {tenant_id}: {error}") from error
+            complete = False
+        records: list[DesiredServer] = []
+        for gameserver_id in ids:
+            try:
+                record = self.get_server(tenant_id, gameserver_id)
+            except StoreError:
+                complete = False
+                continue
+            if record is not None:
+                records.append(record)
+        return records, ids, complete
+
+    def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None:
+        if not gameserver_id:
+            return None  # no record has an empty id, and DynamoDB refuses one as a key
+        try:
+            return server_from_item(GameServerModel.get(tenant_id, gameserver_id, consistent_read=True))
+        except GameServerModel.DoesNotExist:
+            return None
+        except _UNREADABLE as error:
+            log.error(
+                "desired record cannot be read",
+                extra={"tenant_id": tenant_id, "gameserver_id": gameserver_id, "error": str(error)},
+            )
+            return unreadable_record(tenant_id, gameserver_id, error)
+        except PynamoDBException as error:
+            raise StoreError(f"could not read {tenant_id}/{gameserver_id}: {error}") from error
+
+    def page_servers(
+        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+    ) -> ServerPage:
+        """One page of a tenant's records in id order (only `username`'s when given), strongly consistent.
+        One extra item is read to know whether there is more. A page that cannot be read raises StoreError."""
+        kwargs: dict[str, Any] = {"consistent_read": True, "limit": limit + 1, "page_size": 100}
+        if username is not None:
+            kwargs["filter_condition"] = GameServerModel.username == username
+        if after:
+            kwargs["last_evaluated_key"] = {"tenant_id": {"S": tenant_id}, "gameserver_id": {"S": after}}
+        records, ids, complete = self._records(tenant_id, kwargs)
+        if not complete:
+            raise StoreError(f"could not read a page of the desired records of {tenant_id}")
+        return ServerPage(tuple(records[:limit]), ids[limit - 1] if len(ids) > limit else None)
+
+    def create_server(self, server: DesiredServer, *, tier: str, max_servers: int) -> DesiredServer:
+        """The record and the tenant's counter in one transaction: the record must not exist, the tenant must
+        still be of `tier` and under `max_servers`. Transactions that collide on the counter are tried again."""
+        assert server.config is not None and server.trail is not None
+        item = GameServerModel(
+            server.tenant_id,
+            server.gameserver_id,
+            username=server.username,
+            config=config_to_map(server.config),
+            created_at=server.created_at,
+            updated_at=server.updated_at,
+            generation=1,
+            deletion_requested=False,
+            region=server.region,
+            status=status_to_map(server.status),
+            incarnation=server.incarnation,
+            actor=server.trail.actor,
+            door=server.trail.door,
+            correlation_id=server.trail.correlation_id,
+        )
+        for attempt in range(_TRANSACTION_TRIES):
+            tenant = self.get_tenant(server.tenant_id)
+            if tenant is None:
+                raise NotFoundError(server.tenant_id)
+            count = self.live_server_count(server.tenant_id)
+            counter: list[Action]
+            guard: Condition
+            if count is None:
+                # Registered before counters were kept: start it from the records, in this same transaction.
+                count = sum(1 for s in self.read_servers(server.tenant_id).servers if not s.deletion_requested)
+                counter = [TenantModel.server_count.set(count + 1)]
+                guard = TenantModel.server_count.does_not_exist()
+            else:
+                counter = [TenantModel.server_count.add(1)]
+                guard = TenantModel.server_count < max_servers
+            if tenant.tier != tier:
+                raise ConcurrentWriteError(f"tenant {tenant.tenant_id!r} changed tier meanwhile; retry")
+            if count >= max_servers:
+                raise quota_exceeded(tenant, count)
+            try:
+                with self._transaction() as tx:
+                    tx.save(item, condition=GameServerModel.tenant_id.does_not_exist())
+                    tx.update(
+                        TenantModel(server.tenant_id),
+                        actions=counter,
+                        condition=TenantModel.tenant_id.exists() & (TenantModel.tier == tier) & guard,
+                    )
+            except TransactWriteError as error:
+                if self.get_server(server.tenant_id, server.gameserver_id) is not None:
+                    raise ConflictError(
+                        f"game server {server.gameserver_id!r} was created concurrently; read it again"
+                    ) from error
+                if not _cancelled(error):
+                    raise StoreError(f"could not write {server.gameserver_id}: {error}") from error
+                _pause(attempt)  # the counter moved (or another transaction held it): look again
+                continue
+            return server
+        raise ConcurrentWriteError(
+            f"tenant {server.tenant_id!r} is taking many writes at once; retry game server {server.gameserver_id!r}"
+        )
+
+    def replace_server(
+        self,
+        current: DesiredServer,
+        *,
+        config: GameServerConfig,
+        region: str | None,
+        trail: WriteTrail,
+        at: datetime,
+    ) -> DesiredServer:
+        item = GameServerModel(current.tenant_id, current.gameserver_id)
+        try:
+            item.update(
+                actions=[
+                    GameServerModel.config.set(config_to_map(config)),
+                    GameServerModel.region.set(region) if region else GameServerModel.region.remove(),
+                    GameServerModel.generation.add(1),
+                    GameServerModel.updated_at.set(now_iso(at)),
+                    GameServerModel.incarnation.set(current.incarnation),
+                    *_trail_actions(trail),
+                ],
+                condition=_same_record(current),
+            )
+        except UpdateError as error:
+            if _conditional_failed(error):
+                raise self._lost_race(current) from error
+            raise StoreError(f"could not write {current.gameserver_id}: {error}") from error
+        return server_from_item(item)
+
+    def request_deletion(self, current: DesiredServer, *, trail: WriteTrail, at: datetime) -> DesiredServer:
+        """Mark for deletion and give the tenant's slot back, in one transaction (a tenant registered before
+        counters were kept has none to give back)."""
+        deleting = status_to_map(ServerStatus(**{**current.status.__dict__, "phase": Phase.DELETING}))
+        actions = [
+            GameServerModel.deletion_requested.set(True),
+            GameServerModel.generation.add(1),
+            GameServerModel.updated_at.set(now_iso(at)),
+            GameServerModel.status.set(deleting),
+            GameServerModel.incarnation.set(current.incarnation),
+            *_trail_actions(trail),
+        ]
+        try:
+            with self._transaction() as tx:
+                tx.update(
+                    GameServerModel(current.tenant_id, current.gameserver_id),
+                    actions=actions,
+                    condition=_same_record(current),
+                )
+                if self.live_server_count(current.tenant_id):
+                    tx.update(
+                        TenantModel(current.tenant_id),
+                        actions=[TenantModel.server_count.add(-1)],
+                        condition=TenantModel.server_count > 0,
+                    )
+        except TransactWriteError as error:
+            if _cancelled(error):
+                raise self._lost_race(current) from error
+            raise StoreError(f"could not request deletion of {current.gameserver_id}: {error}") from error
+        written = self.get_server(current.tenant_id, current.gameserver_id)
+        if written is None:  # finalized at once by a pass that saw the deletion
+            raise NotFoundError(current.tenant_id, current.gameserver_id)
+        return written
+
+    def _lost_race(self, current: DesiredServer) -> PreconditionFailedError:
+        """Another writer changed the record between our read and our conditional write."""
+        return PreconditionFailedError(
+            current.gameserver_id, self.get_server(current.tenant_id, current.gameserver_id), given=False
+        )
+
+    def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
+        """Update only the `status` attribute, and only while the record is at the generation (and
+        incarnation) the status is about: desired fields and `generation` are never touched."""
+        item = GameServerModel(server.tenant_id, server.gameserver_id)
+        try:
+            item.update(actions=[GameServerModel.status.set(status_to_map(status))], condition=_same_record(server))
+        except UpdateError as error:
+            if _conditional_failed(error):
+                return False
+            raise StoreError(f"could not write status of {server.gameserver_id}: {error}") from error
+        return True
+
+    def finalize(self, server: DesiredServer) -> bool:
+        """Remove a record whose deletion was requested (its slot was given back then)."""
+        item = GameServerModel(server.tenant_id, server.gameserver_id)
+        try:
+            item.delete(
+                condition=_same_record(server) & (GameServerModel.deletion_requested == True)  # noqa: E712
+            )
+        except DeleteError as error:
+            if _conditional_failed(error):
+                return False
+            raise StoreError(f"could not remove {server.gameserver_id}: {error}") from error
+        return True
+
+    # --- history ---------------------------------------------------------------------------------
+
+    def append_activity(
+        self,
+        tenant_id: str,
+        gameserver_id: str,
+        kind: str,
+        message: str,
+        generation: int | None,
+        at: datetime,
+        *,
+        incarnation: str | None = None,
+        trail: WriteTrail | None = None,
+    ) -> None:
+        ActivityModel(
+            f"{tenant_id}/{gameserver_id}",
+            f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{uuid.uuid4().hex[:8]}",
+            kind=kind,
+            message=message[:1000],
+            generation=generation,
+            actor=trail.actor if trail else None,
+            door=trail.door if trail else None,
+            correlation_id=trail.correlation_id if trail else None,
+            incarnation=incarnation,
+            expires_at=at + self.activity_ttl,
+        ).save()
+
+    def history(
+        self, tenant_id: str, gameserver_id: str, incarnation: str, *, limit: int = 50, cursor: str | None = None
+    ) -> HistoryPage:
+        """Newest first, one incarnation's entries only; `cursor` is the sort key to continue after."""
+        kwargs: dict[str, Any] = {
+            "scan_index_forward": False,
+            "limit": limit + 1,
+            "filter_condition": ActivityModel.incarnation == incarnation,
+        }
+        if cursor:
+            kwargs["range_key_condition"] = ActivityModel.at < cursor
+        try:
+            items = list(ActivityModel.query(f"{tenant_id}/{gameserver_id}", **kwargs))
+        except PynamoDBException as error:
+            raise StoreError(f"could not read the history of {tenant_id}/{gameserver_id}: {error}") from error
+        entries = tuple(activity_from_item(i) for i in items[:limit])
+        return HistoryPage(entries, entries[-1].cursor if len(items) > limit else None)
+
+
+def _cancelled(error: TransactWriteError) -> bool:
+    return getattr(error, "cause_response_code", None) == "TransactionCanceledException"
+
+
+def _pause(attempt: int) -> None:
+    """A short, jittered wait before trying a collided transaction again."""
+    time.sleep(random.uniform(0, 0.02 * (2**attempt)))
+
+
+__all__ = ["DynamoStore", "unreadable_record"]

@@ -1,5 +1,6 @@
-"""An in-memory `DesiredStore` with the same write semantics as the DynamoDB one (generation bumps,
-optimistic concurrency, status-only writes), for the functional tests, the property test and the benchmark."""
+"""An in-memory `DesiredStore` with the same semantics as the DynamoDB one (conditional writes on generation
+and incarnation, the quota counter, account claims, status-only writes, history per incarnation), for the
+functional and API tests, the property test and the benchmark; the store contract suite holds both to it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ from datetime import datetime
 from typing import Any
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
-from reconciler.ports import DesiredRead
-from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
+from models.records import ActivityEntry, DesiredServer, Phase, ServerStatus, Tenant, WriteTrail, now_iso
+from reconciler.desired import account_taken_message, quota_exceeded
+from reconciler.ports import DesiredRead, HistoryPage, ServerPage
+from reconciler.writes import (
+    AccountTakenError,
+    ConcurrentWriteError,
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    TenantExistsError,
+)
 
 
 class _ServerTable(dict[tuple[str, str], DesiredServer]):
@@ -61,10 +70,17 @@ class _ServerTable(dict[tuple[str, str], DesiredServer]):
 
 
 class MemoryStore:
+    """Every `DesiredStore` operation under one lock, which makes each write as atomic as its DynamoDB
+    transaction: the quota counter, the account claims and the record change together or not at all."""
+
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
         self.servers = _ServerTable()
         self.activity: list[tuple[str, str, str, str, int | None, str]] = []
+        #: Every activity entry as stored (the tuples above are the short form the engine tests read).
+        self.entries: list[tuple[str, str, ActivityEntry]] = []
+        self.accounts: dict[str, str] = {}  # account id -> tenant id
+        self.counts: dict[str, int] = {}  # tenant id -> live game servers
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
         self._lock = threading.RLock()
@@ -72,8 +88,10 @@ class MemoryStore:
     # --- tenants ---------------------------------------------------------------------------------
 
     def put_tenant(self, tenant: Tenant, at: datetime | None = None) -> None:
+        """Seed a tenant directly (tests, the benchmark): no rule is checked."""
         with self._lock:
             self.tenants[tenant.tenant_id] = tenant
+            self.accounts.setdefault(tenant.account_id, tenant.tenant_id)
 
     def list_tenants(self) -> list[Tenant]:
         with self._lock:
@@ -83,6 +101,45 @@ class MemoryStore:
         with self._lock:
             return self.tenants.get(tenant_id)
 
+    def create_tenant(self, tenant: Tenant, at: datetime) -> None:
+        with self._lock:
+            if tenant.tenant_id in self.tenants:
+                raise TenantExistsError(f"tenant {tenant.tenant_id!r} is already registered; change it with an update")
+            owner = self.accounts.get(tenant.account_id)
+            if owner is not None and owner != tenant.tenant_id:
+                raise AccountTakenError(account_taken_message(tenant.account_id, owner))
+            self.tenants[tenant.tenant_id] = tenant
+            self.accounts[tenant.account_id] = tenant.tenant_id
+            self.counts[tenant.tenant_id] = 0
+
+    def update_tenant(
+        self,
+        tenant_id: str,
+        *,
+        tier: str | None = None,
+        template_version: str | None = None,
+        regions: tuple[str, ...] | list[str] | None = None,
+        paused: bool | None = None,
+    ) -> Tenant | None:
+        with self._lock:
+            tenant = self.tenants.get(tenant_id)
+            if tenant is None:
+                return None
+            changes: dict[str, Any] = {}
+            if tier is not None:
+                changes["tier"] = tier
+            if template_version is not None:
+                changes["template_version"] = template_version
+            if regions is not None:
+                changes["regions"] = tuple(regions)
+            if paused is not None:
+                changes["paused"] = paused
+            if tier is not None and tenant.unreadable is not None and tenant.tier != tier:
+                changes["unreadable"] = None  # the unknown tier was the problem, and it is replaced
+            updated = replace(tenant, **changes)
+            self.tenants[tenant_id] = updated
+            return updated
+
     def set_quarantine(self, tenant_id: str, reason: str | None, at: datetime) -> None:
         with self._lock:
             tenant = self.tenants.get(tenant_id)
@@ -90,6 +147,10 @@ class MemoryStore:
                 self.tenants[tenant_id] = replace(
                     tenant, quarantined=reason, quarantined_at=now_iso(at) if reason else None
                 )
+
+    def live_server_count(self, tenant_id: str) -> int | None:
+        with self._lock:
+            return self.counts.get(tenant_id)
 
     # --- desired records -------------------------------------------------------------------------
 
@@ -104,11 +165,93 @@ class MemoryStore:
         with self._lock:
             return self.servers.get((tenant_id, gameserver_id))
 
+    def page_servers(
+        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+    ) -> ServerPage:
+        with self._lock:
+            servers = [
+                s
+                for s in self.servers.tenant(tenant_id)
+                if (after is None or s.gameserver_id > after) and (username is None or s.username == username)
+            ]
+        page = tuple(servers[:limit])
+        return ServerPage(page, page[-1].gameserver_id if len(servers) > limit else None)
+
+    def _count(self, tenant_id: str) -> int:
+        """The tenant's counter; a tenant seeded without one starts from its live records."""
+        if tenant_id not in self.counts:
+            self.counts[tenant_id] = sum(1 for s in self.servers.tenant(tenant_id) if not s.deletion_requested)
+        return self.counts[tenant_id]
+
+    def create_server(self, server: DesiredServer, *, tier: str, max_servers: int) -> DesiredServer:
+        with self._lock:
+            key = (server.tenant_id, server.gameserver_id)
+            if key in self.servers:
+                raise ConflictError(f"game server {server.gameserver_id!r} was created concurrently; read it again")
+            tenant = self.tenants.get(server.tenant_id)
+            if tenant is None:
+                raise NotFoundError(server.tenant_id)
+            live = self._count(server.tenant_id)
+            if tenant.tier != tier:
+                raise ConcurrentWriteError(f"tenant {tenant.tenant_id!r} changed tier meanwhile; retry")
+            if live >= max_servers:
+                raise quota_exceeded(tenant, live)
+            self.servers[key] = server
+            self.counts[server.tenant_id] = live + 1
+            return server
+
+    def _still(self, current: DesiredServer) -> DesiredServer:
+        """The stored record, if it is still `current` (same generation, same incarnation)."""
+        stored = self.servers.get((current.tenant_id, current.gameserver_id))
+        if stored is None or (stored.generation, stored.incarnation) != (current.generation, current.incarnation):
+            raise PreconditionFailedError(current.gameserver_id, stored, given=False)
+        return stored
+
+    def replace_server(
+        self,
+        current: DesiredServer,
+        *,
+        config: GameServerConfig,
+        region: str | None,
+        trail: WriteTrail,
+        at: datetime,
+    ) -> DesiredServer:
+        with self._lock:
+            stored = self._still(current)
+            server = replace(
+                stored,
+                config=config,
+                raw_config=config.model_dump(),
+                unreadable=None,
+                region=region,
+                generation=stored.generation + 1,
+                updated_at=now_iso(at),
+                trail=trail,
+            )
+            self.servers[(current.tenant_id, current.gameserver_id)] = server
+            return server
+
+    def request_deletion(self, current: DesiredServer, *, trail: WriteTrail, at: datetime) -> DesiredServer:
+        with self._lock:
+            stored = self._still(current)
+            server = replace(
+                stored,
+                deletion_requested=True,
+                generation=stored.generation + 1,
+                updated_at=now_iso(at),
+                status=replace(stored.status, phase=Phase.DELETING),
+                trail=trail,
+            )
+            live = self._count(current.tenant_id)
+            self.servers[(current.tenant_id, current.gameserver_id)] = server
+            self.counts[current.tenant_id] = max(0, live - 1)
+            return server
+
     def write_status(self, server: DesiredServer, status: ServerStatus) -> bool:
         with self._lock:
             key = (server.tenant_id, server.gameserver_id)
             current = self.servers.get(key)
-            if current is None or current.generation != server.generation:
+            if current is None or (current.generation, current.incarnation) != (server.generation, server.incarnation):
                 return False
             self.servers[key] = replace(current, status=status)
             self.status_writes += 1
@@ -118,10 +261,17 @@ class MemoryStore:
         with self._lock:
             key = (server.tenant_id, server.gameserver_id)
             current = self.servers.get(key)
-            if current is None or current.generation != server.generation or not current.deletion_requested:
+            if (
+                current is None
+                or (current.generation, current.incarnation) != (server.generation, server.incarnation)
+                or not current.deletion_requested
+            ):
                 return False
+            # Its slot was given back when its deletion was requested.
             del self.servers[key]
             return True
+
+    # --- history ---------------------------------------------------------------------------------
 
     def append_activity(
         self,
@@ -131,75 +281,40 @@ class MemoryStore:
         message: str,
         generation: int | None,
         at: datetime,
+        *,
+        incarnation: str | None = None,
+        trail: WriteTrail | None = None,
     ) -> None:
         with self._lock:
+            stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            entry = ActivityEntry(
+                at=stamp,
+                kind=kind,
+                message=message[:1000],
+                generation=generation,
+                actor=trail.actor if trail else None,
+                door=trail.door if trail else None,
+                correlation_id=trail.correlation_id if trail else None,
+                incarnation=incarnation,
+                cursor=f"{stamp}#{len(self.entries):08x}",
+            )
             self.activity.append((tenant_id, gameserver_id, kind, message, generation, now_iso(at)))
+            self.entries.append((tenant_id, gameserver_id, entry))
 
-    # --- writers (the API, the CLI) ---------------------------------------------------------------
-
-    def put_server(
-        self,
-        tenant_id: str,
-        gameserver_id: str,
-        username: str,
-        config: GameServerConfig,
-        at: datetime,
-        *,
-        region: str | None = None,
-        expected_generation: int | None = None,
-    ) -> WriteResult:
+    def history(
+        self, tenant_id: str, gameserver_id: str, incarnation: str, *, limit: int = 50, cursor: str | None = None
+    ) -> HistoryPage:
         with self._lock:
-            key = (tenant_id, gameserver_id)
-            current = self.servers.get(key)
-            if expected_generation is not None and (current is None or current.generation != expected_generation):
-                raise PreconditionFailedError(tenant_id, gameserver_id, current.generation if current else None)
-            if current is None:
-                server = DesiredServer(
-                    tenant_id,
-                    gameserver_id,
-                    username,
-                    config,
-                    generation=1,
-                    created_at=now_iso(at),
-                    updated_at=now_iso(at),
-                    region=region,
-                )
-                self.servers[key] = server
-                return WriteResult(server, created=True, changed=True)
-            if current.username != username:
-                raise ConflictError(f"game server {gameserver_id} belongs to another player")
-            if current.config == config and current.region == region and not current.deletion_requested:
-                return WriteResult(current, created=False, changed=False)
-            server = replace(
-                current,
-                config=config,
-                region=region,
-                generation=current.generation + 1,
-                updated_at=now_iso(at),
-                deletion_requested=False,
-                config_error=None,
+            mine = sorted(
+                (
+                    e
+                    for t, g, e in self.entries
+                    if (t, g) == (tenant_id, gameserver_id) and e.incarnation == incarnation
+                ),
+                key=lambda e: e.cursor,
+                reverse=True,
             )
-            self.servers[key] = server
-            return WriteResult(server, created=False, changed=True)
-
-    def request_deletion(
-        self, tenant_id: str, gameserver_id: str, at: datetime, *, expected_generation: int | None = None
-    ) -> WriteResult:
-        with self._lock:
-            key = (tenant_id, gameserver_id)
-            current = self.servers.get(key)
-            if current is None:
-                raise NotFoundError(tenant_id, gameserver_id)
-            if expected_generation is not None and current.generation != expected_generation:
-                raise PreconditionFailedError(tenant_id, gameserver_id, current.generation)
-            if current.deletion_requested:
-                return WriteResult(current, created=False, changed=False)
-            server = replace(
-                current,
-                deletion_requested=True,
-                generation=current.generation + 1,
-                updated_at=now_iso(at),
-                status=replace(current.status, phase=Phase.DELETING),
-            )
-            self.servers[key] = server
-            return WriteResult(server, created=False, changed=True)
+        if cursor is not None:
+            mine = [e for e in mine if e.cursor < cursor]
+        page = tuple(mine[:limit])
+        return HistoryPage(page, page[-1].cursor if len(mine) > limit else None)

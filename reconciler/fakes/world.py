@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.config import GameServerConfig
 from models.records import DesiredServer, Tenant, role_arn_for
-from reconciler.engine import Engine, EngineSettings
+from reconciler.desired import DesiredWrites, trail
+from reconciler.engine import Engine
 from reconciler.fakes.cloud import FakeClock, FakeCloud, FakeConnector
 from reconciler.fakes.memory import MemoryStore
 from reconciler.fakes.templates import StaticTemplateCatalog
+from reconciler.planner import PlanSettings
 from reconciler.writes import WriteResult
 
 
@@ -20,7 +21,7 @@ class FakeWorld:
     cloud: FakeCloud = field(init=False)
     store: MemoryStore = field(default_factory=MemoryStore)
     templates: StaticTemplateCatalog = field(default_factory=StaticTemplateCatalog)
-    settings: EngineSettings = field(default_factory=EngineSettings)
+    settings: PlanSettings = field(default_factory=PlanSettings)
     latency_s: float = 0.0
     rate_per_account: float | None = None
 
@@ -28,6 +29,7 @@ class FakeWorld:
         self.cloud = FakeCloud(self.clock, latency_s=self.latency_s, rate_per_account=self.rate_per_account)
         self.connector = FakeConnector(self.cloud)
         self.engine = Engine(self.store, self.connector, self.templates, settings=self.settings, clock=self.clock)
+        self.writes = DesiredWrites(self.store, clock=self.clock)
 
     def add_tenant(
         self,
@@ -54,13 +56,20 @@ class FakeWorld:
         self.store.put_tenant(tenant)
         return tenant
 
-    def put(self, tenant_id: str, gameserver_id: str, owner: str = "player", **config: object) -> WriteResult:
-        return self.store.put_server(
-            tenant_id, gameserver_id, owner, GameServerConfig.model_validate(config), self.clock()
+    def put(
+        self, tenant_id: str, gameserver_id: str, owner: str = "player", *, region: str | None = None, **config: object
+    ) -> WriteResult:
+        """A whole config (PUT), through the write service, as the player `owner`."""
+        tenant = self.store.get_tenant(tenant_id)
+        assert tenant is not None, f"no tenant {tenant_id}"
+        return self.writes.put_server(
+            tenant, gameserver_id, owner, dict(config), trail=trail(owner, "test"), region=region
         )
 
     def delete(self, tenant_id: str, gameserver_id: str) -> WriteResult:
-        return self.store.request_deletion(tenant_id, gameserver_id, self.clock())
+        tenant = self.store.get_tenant(tenant_id)
+        assert tenant is not None, f"no tenant {tenant_id}"
+        return self.writes.delete_server(tenant, gameserver_id, trail=trail("admin", "test"))
 
     def server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None:
         return self.store.get_server(tenant_id, gameserver_id)

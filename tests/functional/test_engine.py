@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from models.records import Phase
-from reconciler.engine import EngineSettings
+from reconciler.planner import PlanSettings
 from reconciler.errors import ThrottledError
 from reconciler.fakes.world import FakeWorld
 
@@ -193,7 +193,7 @@ def test_deletion_brake_holds_deletes_when_the_desired_read_was_incomplete(world
 
 
 def test_deletion_brake_caps_deletions_per_pass_until_an_admin_confirms() -> None:
-    world = FakeWorld(settings=EngineSettings(max_deletions=2))
+    world = FakeWorld(settings=PlanSettings(max_deletions=2))
     converged_tenant(world, servers=5)
     for index in range(5):
         del world.store.servers[("alpha", f"s{index}")]
@@ -367,7 +367,7 @@ def test_invalid_stored_config_fails_the_record_and_keeps_its_stack(world: FakeW
 
     converged_tenant(world, servers=1)
     key = ("alpha", "s0")
-    world.store.servers[key] = replace(world.store.servers[key], config_error="stored config.seed: bad")
+    world.store.servers[key] = replace(world.store.servers[key], unreadable="stored config.seed: bad")
     world.cloud.reset_calls()
     world.engine.reconcile_tenant("alpha")
     server = world.server("alpha", "s0")
@@ -410,6 +410,8 @@ def test_a_region_dropped_from_the_tenant_is_still_looked_at_until_our_stacks_th
     # it was never listed again: s0 was created anew in the remaining region and the old stack ran on, unseen.
     world.add_tenant("alpha", ACCOUNT_A, regions=("us-east-1", "eu-west-1"))
     world.put("alpha", "s0")
+    key = ("alpha", "s0")
+    world.store.servers[key] = replace(world.store.servers[key], region=None)  # written before regions were kept
     world.converge("alpha")
     tenant = world.store.get_tenant("alpha")
     assert tenant is not None

@@ -116,7 +116,7 @@ def test_invalid_config_is_marked_failed_and_acknowledged(installed: FakeWorld, 
     installed.add_tenant("alpha", ACCOUNT_A)
     installed.put("alpha", "arena")
     key = ("alpha", "arena")
-    installed.store.servers[key] = replace(installed.store.servers[key], config_error="stored config.seed: too long")
+    installed.store.servers[key] = replace(installed.store.servers[key], unreadable="stored config.seed: too long")
     response = stream.handler(
         {"Records": [stream_record("INSERT", "alpha", "arena", "8", new=image("alpha", "arena"))]}, context
     )

@@ -29,7 +29,8 @@ def test_server_moved_to_another_region_does_not_leave_its_old_stack_behind() ->
     server = world.server("alpha", "s0")
     assert server is not None
 
-    world.store.put_server("alpha", "s0", server.username, server.config, world.clock(), region=SECONDARY)
+    assert server.config is not None
+    world.put("alpha", "s0", server.username, region=SECONDARY, **server.config.model_dump())
     converge(world)
 
     assert [(s.region, s.name) for s in world.cloud.stacks(ACCOUNT)] == [(SECONDARY, NAME)]

@@ -4,7 +4,7 @@ Hypothesis drives a `FakeWorld` of three tenants in three accounts (one tenant h
 servers already converged, through random sequences of:
 
 - desired-state writes, as the API and the CLI make them: put (a new server, a change, a re-create of an
-  id whose deletion is pending or already finalized, an owner conflict), config changes, moves to the
+  id whose deletion is pending (refused) or already finalized, an owner conflict), config changes, moves to the
   other region, deletion requests, and removal of a record behind the reconciler's back (what a REMOVE
   stream event reports: its stack becomes an orphan);
 - the three triggers. Every write queues a "stream event"; `deliver_event` delivers any queued event
@@ -79,13 +79,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from models.config import GameServerConfig
 from models.records import DesiredServer, Phase
 from reconciler import naming
-from reconciler.engine import EngineSettings, TenantResult
+from reconciler.engine import TenantResult
 from reconciler.errors import TransientError
 from reconciler.fakes.cloud import Call
 from reconciler.fakes.world import FakeWorld
-from reconciler.planner import ActionKind, HoldReason
+from reconciler.desired import trail
+from reconciler.planner import ActionKind, HoldReason, PlanSettings
 from reconciler.stacks import RECREATE_STATUSES, STABLE_STATUSES, ObservedStack
-from reconciler.writes import ConflictError, NotFoundError
+from reconciler.writes import DeletionPendingError, NotFoundError, NotOwnedError
 
 INSTALLATION = "stackherd"
 PRIMARY = "us-east-1"
@@ -100,7 +101,7 @@ ACCOUNT_TENANT = {account: tenant for tenant, (account, _) in TENANTS.items()}
 SERVER_IDS = ("s0", "s1", "s2")
 OWNERS = ("ann", "bob")
 TEMPLATE_VERSIONS = ("v1", "v2")
-SETTINGS = EngineSettings(installation=INSTALLATION, max_deletions=1, delete_retry_limit=1)
+SETTINGS = PlanSettings(installation=INSTALLATION, max_deletions=1, delete_retry_limit=1)
 
 # What a stuck operation is ended in by hand: during the run any of these, at teardown the first.
 UNSTICK: dict[str, tuple[str, ...]] = {
@@ -319,17 +320,27 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self._sync_finalized()
         key = (tenant_id, server_id)
         current = self.model.get(key)
+        tenant = self.store.get_tenant(tenant_id)
+        assert tenant is not None
         try:
-            result = self.store.put_server(tenant_id, server_id, owner, config, self.world.clock(), region=region)
-        except ConflictError:
+            result = self.world.writes.put_server(
+                tenant, server_id, owner, config.model_dump(), trail=trail(owner, "test"), region=region
+            )
+        except NotOwnedError:
             assert current is not None and current.owner != owner
             return
+        except DeletionPendingError:
+            # A deletion stands until the stack is gone: the id can only be created again after that.
+            assert current is not None and current.deletion_requested
+            return
         if current is None:
-            expected = Want(owner, config, region, 1)
-        elif current.config == config and current.region == region and not current.deletion_requested:
-            expected = current
+            expected = Want(owner, config, region or TENANTS[tenant_id][1][0], 1)
         else:
-            expected = Want(owner, config, region, current.generation + 1)
+            where = region if region is not None else current.region
+            if current.config == config and current.region == where:
+                expected = current
+            else:
+                expected = Want(owner, config, where, current.generation + 1)
         assert current is None or current.owner == owner
         assert result.server.generation == expected.generation
         self.model[key] = expected
@@ -341,7 +352,9 @@ class ReconcilerMachine(RuleBasedStateMachine):
         key = (tenant_id, server_id)
         current = self.model.get(key)
         try:
-            result = self.store.request_deletion(tenant_id, server_id, self.world.clock())
+            tenant = self.store.get_tenant(tenant_id)
+            assert tenant is not None
+            result = self.world.writes.delete_server(tenant, server_id, trail=trail("admin", "test"))
         except NotFoundError:
             assert current is None
             return
@@ -377,7 +390,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), config=configs)
     def change_config(self, data: st.DataObject, config: GameServerConfig) -> None:
-        """The owner changes an existing server; on one whose deletion is pending this re-creates it."""
+        """The owner changes an existing server; on one whose deletion is pending this is refused."""
         self.healthy = False
         key = self._existing(data)
         if key is not None:
@@ -386,7 +399,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def recreate_deleted(self, data: st.DataObject) -> None:
-        """The owner asks for a server again, unchanged, while its deletion is still pending."""
+        """The owner asks for a server again, unchanged, while its deletion is still pending (refused)."""
         self.healthy = False
         key = self._existing(data, only="deleted")
         if key is not None:

@@ -163,11 +163,20 @@ def test_validate_id_rejects_naming_what_and_value(value: Any) -> None:
     assert str(caught.value).startswith(f"game server id {value!r} is invalid")
 
 
-def test_parse_assignments_keeps_values_as_strings_for_the_schema() -> None:
+def test_parse_assignments_parses_each_value_as_the_schemas_type() -> None:
     raw = parse_assignments(["difficulty=hard", " player_count = 8 ", "seed=a=b"])
 
-    assert raw == {"difficulty": "hard", "player_count": "8", "seed": "a=b"}
+    assert raw == {"difficulty": "hard", "player_count": 8, "seed": "a=b"}
     assert validate_config({k: v for k, v in raw.items() if k != "seed"}).player_count == 8
+
+
+@pytest.mark.parametrize("value", ["abc", "1_0", "8.0", "-1", "0x8", "", "８"])
+def test_set_player_count_that_is_not_an_integer_says_it_must_be_an_integer(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_assignments([f"player_count={value}"])
+
+    assert "player_count must be an integer" in str(caught.value)
+    assert (caught.value.field, caught.value.rule) == ("config.player_count", "int_type")
 
 
 def test_parse_assignments_later_value_wins() -> None:

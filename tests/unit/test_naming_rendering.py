@@ -31,6 +31,7 @@ def server(**changes: object) -> DesiredServer:
         "username": "alice",
         "config": GameServerConfig(difficulty="hard", player_count=16, seed="Xyz9"),
         "generation": 4,
+        "incarnation": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
     }
     fields.update(changes)
     return DesiredServer(**fields)  # type: ignore[arg-type]
@@ -146,6 +147,7 @@ def test_render_maps_config_to_parameters_and_sets_ownership_tags() -> None:
         "stackherd:generation": "4",
         "stackherd:template-version": "v7",
         "stackherd:owner": "alice",
+        "stackherd:incarnation": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
     }
     assert naming.is_owned(spec.tags, "stackherd", "acme")
 

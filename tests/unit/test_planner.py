@@ -35,12 +35,18 @@ H, F, R = ActionKind.HOLD, ActionKind.FAIL, ActionKind.REPORT
 
 
 def server(gid: str = "gs-1", **changes: Any) -> DesiredServer:
-    base = DesiredServer(tenant_id="acme", gameserver_id=gid, username="alice", config=CONFIG, generation=1)
+    base = DesiredServer(
+        tenant_id="acme", gameserver_id=gid, username="alice", config=CONFIG, generation=1, incarnation=INCARNATION
+    )
     return replace(base, **changes)
+
+
+INCARNATION = "5f0c2a9e41d84b7c9a3e6d1f2b8c7a40"
 
 
 def owned_tags(gid: str = "gs-1", **overrides: str) -> dict[str, str]:
     tags = {
+        naming.TAG_INCARNATION: INCARNATION,
         naming.TAG_INSTALLATION: INSTALLATION,
         naming.TAG_TENANT: "acme",
         naming.TAG_GAMESERVER: gid,
@@ -212,6 +218,20 @@ ROWS = [
         id="update-template-version-differs",
     ),
     row(
+        "a stack tagged for an earlier incarnation of the id is retagged for this one",
+        [server()],
+        [stack(tags=owned_tags(**{naming.TAG_INCARNATION: "0" * 32}))],
+        [want(U, diff=f"tags.stackherd:incarnation: '{'0' * 32}' -> '{INCARNATION}'")],
+        id="update-incarnation-differs",
+    ),
+    row(
+        "a stack created before incarnations were tagged gets the tag",
+        [server()],
+        [stack(tags={k: v for k, v in owned_tags().items() if k != naming.TAG_INCARNATION})],
+        [want(U, diff=f"tags.stackherd:incarnation: None -> '{INCARNATION}'")],
+        id="update-incarnation-missing",
+    ),
+    row(
         "a stack edited by hand that lost a parameter gets it back",
         [server()],
         [stack(params={"Difficulty": "easy", "PlayerCount": "4"})],
@@ -310,7 +330,7 @@ ROWS = [
     ),
     row(
         "a record that no longer validates may still be deleted when its player asks",
-        [server(deletion_requested=True, config_error="stored config.seed: bad")],
+        [server(deletion_requested=True, unreadable="stored config.seed: bad")],
         [stack()],
         [want(D)],
         id="deletion-requested-with-invalid-config",
@@ -408,7 +428,7 @@ ROWS = [
     # --- invalid config and missing template: fail, never delete ---------------------------------------
     row(
         "a stored config that no longer validates fails the record and keeps its stack",
-        [server(config_error="stored config.seed: String should match pattern")],
+        [server(unreadable="stored config.seed: String should match pattern")],
         [stack()],
         [want(F, code="InvalidConfig", reason="stored config.seed: String should match pattern")],
         id="invalid-stored-config-fails-keeps-stack",

@@ -1,0 +1,79 @@
+"""stackherd's configuration: one settings model, read once from `STACKHERD_*` and the standard AWS variables.
+
+It lives in the models layer so that the table models take their names from it; the runtime builds every
+collaborator (and the planner's settings) from the same object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value stackherd cannot use."""
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, over a given mapping instead of `os.environ` (tests pass one)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # What pydantic-settings does with os.environ: names compared without case, empty values unset.
+        return {
+            (name if self.case_sensitive else name.lower()): value
+            for name, value in self._env.items()
+            if not (self.env_ignore_empty and value == "")
+        }
+
+
+class Settings(BaseSettings):
+    """Configuration, read from `STACKHERD_*` (an empty variable counts as unset) and `AWS_REGION`."""
+
+    model_config = SettingsConfigDict(env_prefix="STACKHERD_", env_ignore_empty=True, frozen=True, extra="ignore")
+
+    tenants_table: str = "stackherd-tenants"
+    gameservers_table: str = "stackherd-gameservers"
+    activity_table: str = "stackherd-activity"
+    template_bucket: str = "stackherd-templates"
+    installation: str = Field(default="stackherd", pattern=r"^[a-z][a-z0-9]{0,19}$")
+    region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    requeue_queue_url: str | None = None
+    sweep_concurrency: int = Field(default=8, ge=1, le=64)
+    max_deletions: int = Field(default=10, ge=0)
+    delete_retry_limit: int = Field(default=3, ge=1)
+    requeue_after_s: int = Field(
+        default=30, ge=1, le=900, validation_alias=AliasChoices("STACKHERD_REQUEUE_AFTER_SECONDS", "requeue_after_s")
+    )
+    account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """The settings in `env` (default: the process environment); raises SettingsError naming the variable."""
+        values = _MappingEnvSource(cls, os.environ if env is None else env)()
+        try:
+            return cls.model_validate({**values, **overrides})
+        except ValidationError as error:
+            problems = "; ".join(f"{_variable(str(e['loc'][0]))}: {e['msg']}" for e in error.errors())
+            raise SettingsError(f"invalid configuration in the environment: {problems}") from None
+
+
+def _variable(field: str) -> str:
+    """The environment variable a field is read from, for error messages."""
+    if field.isupper():
+        return field  # already an alias (AWS_REGION, STACKHERD_REQUEUE_AFTER_SECONDS)
+    return {"region": "AWS_REGION", "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS"}.get(
+        field, f"STACKHERD_{field.upper()}"
+    )
+
+
+def settings() -> Settings:
+    """The process environment's settings (read on each call; the runtime keeps the one it was built with)."""
+    return Settings.from_env()
