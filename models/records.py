@@ -6,12 +6,13 @@ and from DynamoDB.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from models.config import DEFAULT_TIER, GameServerConfig, TenantSpec
+from models.config import ACCOUNT_PATTERN, DEFAULT_TIER, TIERS, ConfigError, GameServerConfig, TenantSpec, validate_id
 
 
 class Phase(StrEnum):
@@ -172,6 +173,21 @@ class ActivityEntry:
     incarnation: str | None = None
     #: The position to continue a listing after (opaque to callers).
     cursor: str = ""
+
+
+def tenant_problem(tenant: Tenant) -> str | None:
+    """Why a stored tenant cannot be used as it is, or None."""
+    try:
+        validate_id(tenant.tenant_id, "tenant id")
+    except ConfigError as error:
+        return f"stored {error}"
+    if tenant.tier not in TIERS:
+        return f"stored tier {tenant.tier!r} is not one of {', '.join(sorted(TIERS))}; set a tier with an update"
+    if not isinstance(tenant.account_id, str) or not re.fullmatch(ACCOUNT_PATTERN, tenant.account_id):
+        return f"stored account id {tenant.account_id!r} is not 12 digits"
+    if not tenant.regions:
+        return "stored tenant has no regions; give it one with an update"
+    return None
 
 
 def now_iso(moment: datetime) -> str:

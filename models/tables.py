@@ -26,8 +26,17 @@ from pynamodb.attributes import (
 from pynamodb.constants import MAP, PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE, STRING
 from pynamodb.models import Model
 
-from models.config import TIERS, ConfigError, GameServerConfig, describe_validation_error, validate_id
-from models.records import ActivityEntry, Condition, DesiredServer, Phase, ServerStatus, Tenant, WriteTrail
+from models.config import ConfigError, GameServerConfig, describe_validation_error, validate_id
+from models.records import (
+    ActivityEntry,
+    Condition,
+    DesiredServer,
+    Phase,
+    ServerStatus,
+    Tenant,
+    WriteTrail,
+    tenant_problem,
+)
 from models.settings import Settings
 
 _DEFAULTS = {name: info.default for name, info in Settings.model_fields.items()}
@@ -216,25 +225,6 @@ def tenant_from_item(item: TenantModel) -> Tenant:
     from dataclasses import replace
 
     return replace(tenant, unreadable=problem)
-
-
-def tenant_problem(tenant: Tenant) -> str | None:
-    """Why a stored tenant cannot be used as it is, or None."""
-    import re
-
-    from models.config import ACCOUNT_PATTERN
-
-    try:
-        validate_id(tenant.tenant_id, "tenant id")
-    except ConfigError as error:
-        return f"stored {error}"
-    if tenant.tier not in TIERS:
-        return f"stored tier {tenant.tier!r} is not one of {', '.join(sorted(TIERS))}; set a tier with an update"
-    if not isinstance(tenant.account_id, str) or not re.fullmatch(ACCOUNT_PATTERN, tenant.account_id):
-        return f"stored account id {tenant.account_id!r} is not 12 digits"
-    if not tenant.regions:
-        return "stored tenant has no regions; give it one with an update"
-    return None
 
 
 def tenant_to_item(tenant: Tenant, created_at: str | None = None) -> TenantModel:

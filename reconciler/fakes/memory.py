@@ -10,7 +10,16 @@ from datetime import datetime
 from typing import Any
 
 from models.config import GameServerConfig
-from models.records import ActivityEntry, DesiredServer, Phase, ServerStatus, Tenant, WriteTrail, now_iso
+from models.records import (
+    ActivityEntry,
+    DesiredServer,
+    Phase,
+    ServerStatus,
+    Tenant,
+    WriteTrail,
+    now_iso,
+    tenant_problem,
+)
 from reconciler.desired import account_taken_message, quota_exceeded
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage
 from reconciler.writes import (
@@ -134,9 +143,8 @@ class MemoryStore:
                 changes["regions"] = tuple(regions)
             if paused is not None:
                 changes["paused"] = paused
-            if tier is not None and tenant.unreadable is not None and tenant.tier != tier:
-                changes["unreadable"] = None  # the unknown tier was the problem, and it is replaced
-            updated = replace(tenant, **changes)
+            updated = replace(tenant, **changes, unreadable=None)
+            updated = replace(updated, unreadable=tenant_problem(updated))
             self.tenants[tenant_id] = updated
             return updated
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from models.records import Phase
-from reconciler.planner import PlanSettings
 from reconciler.errors import ThrottledError
 from reconciler.fakes.world import FakeWorld
+from reconciler.planner import PlanSettings
 
 ACCOUNT_A, ACCOUNT_B = "111111111111", "222222222222"
 MUTATING = ("CreateStack", "UpdateStack", "DeleteStack", "ContinueUpdateRollback")

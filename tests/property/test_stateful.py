@@ -79,11 +79,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from models.config import GameServerConfig
 from models.records import DesiredServer, Phase
 from reconciler import naming
+from reconciler.desired import trail
 from reconciler.engine import TenantResult
 from reconciler.errors import TransientError
 from reconciler.fakes.cloud import Call
 from reconciler.fakes.world import FakeWorld
-from reconciler.desired import trail
 from reconciler.planner import ActionKind, HoldReason, PlanSettings
 from reconciler.stacks import RECREATE_STATUSES, STABLE_STATUSES, ObservedStack
 from reconciler.writes import DeletionPendingError, NotFoundError, NotOwnedError
