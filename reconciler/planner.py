@@ -260,7 +260,7 @@ def _in_sync(
         and tags.get(naming.TAG_TENANT) == tenant.tenant_id
         and tags.get(naming.TAG_GAMESERVER) == server.gameserver_id
         and tags.get(naming.TAG_TEMPLATE_VERSION) == tenant.template_version
-        and tags.get(naming.TAG_INCARNATION) == server.incarnation
+        and tags.get(naming.TAG_INCARNATION) == (server.incarnation or None)
         and _config_problem(tenant, server) is None
         and server.config is not None
         and stack.parameters == server.config.parameters()

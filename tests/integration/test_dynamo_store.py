@@ -160,6 +160,14 @@ def test_a_tenant_registered_before_counters_gets_one_from_its_records(store: Dy
 
 
 def race(n: int, fn: Callable[[int], object]) -> list[BaseException | None]:
+    """Run `fn(0)` ... `fn(n - 1)` in threads started together; what each raised (None: it succeeded)."""
+    from tests.moto_atomic import serialized_moto_dynamodb
+
+    with serialized_moto_dynamodb():
+        return _race(n, fn)
+
+
+def _race(n: int, fn: Callable[[int], object]) -> list[BaseException | None]:
     barrier = threading.Barrier(n)
     outcomes: list[BaseException | None] = [None] * n
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from models.config import GameServerConfig
 from models.records import Phase, Tenant, role_arn_for
 from reconciler import naming
 from reconciler.adapters.dynamo import DynamoStore
+from reconciler.desired import DesiredWrites, trail
 from reconciler.engine import Engine, TenantResult
 from tests.conftest import REGION
 
@@ -81,10 +81,17 @@ class MotoWorld:
         self.store.put_tenant(tenant, datetime.now(UTC))
         return tenant
 
-    def put(self, tenant_id: str, gameserver_id: str, owner: str = "steve", **config: Any) -> None:
-        self.store.put_server(
-            tenant_id, gameserver_id, owner, GameServerConfig.model_validate(config), datetime.now(UTC)
-        )
+    def put(
+        self, tenant_id: str, gameserver_id: str, owner: str = "steve", *, request: str = "req-0", **config: Any
+    ) -> None:
+        tenant = self.store.get_tenant(tenant_id)
+        assert tenant is not None
+        DesiredWrites(self.store).put_server(tenant, gameserver_id, owner, config, trail=trail(owner, "api", request))
+
+    def delete(self, tenant_id: str, gameserver_id: str) -> None:
+        tenant = self.store.get_tenant(tenant_id)
+        assert tenant is not None
+        DesiredWrites(self.store).delete_server(tenant, gameserver_id, trail=trail("root", "cli"))
 
     def reconcile(self, tenant_id: str) -> TenantResult:
         result = self.engine.reconcile_tenant(tenant_id)
@@ -282,7 +289,7 @@ def test_stacks_without_our_tags_survive(three_tenants: MotoWorld) -> None:
 
 def test_deleting_a_server_removes_its_stack_then_its_record(three_tenants: MotoWorld) -> None:
     store = three_tenants.store
-    store.request_deletion("alpha", "gs-1", datetime.now(UTC))
+    three_tenants.delete("alpha", "gs-1")
 
     first = three_tenants.reconcile("alpha")
 
@@ -363,15 +370,22 @@ def test_a_stored_invalid_config_fails_its_server_and_leaves_its_stack(three_ten
     assert "config.difficulty" in server.status.last_error
 
 
-def test_activity_is_recorded_newest_first(three_tenants: MotoWorld) -> None:
+def test_history_is_one_trail_from_each_request_to_the_stack(three_tenants: MotoWorld) -> None:
     three_tenants.reconcile("alpha")
-    three_tenants.put("alpha", "gs-1", difficulty="hard", player_count=4, seed="alpha1")
+    three_tenants.put("alpha", "gs-1", request="req-2", difficulty="hard", player_count=4, seed="alpha1")
     three_tenants.reconcile("alpha")
+    server = three_tenants.store.get_server("alpha", "gs-1")
+    assert server is not None
 
-    history, _ = three_tenants.store.history("alpha", "gs-1")
+    history = three_tenants.store.history("alpha", "gs-1", server.incarnation).entries
 
-    assert [a.kind for a in history] == ["update", "ready", "create"]
-    assert [a.generation for a in history] == [2, 1, 1]
+    assert [(a.kind, a.generation, a.door, a.correlation_id) for a in history] == [
+        ("update", 2, "reconciler", "req-2"),
+        ("desired", 2, "api", "req-2"),
+        ("ready", 1, "reconciler", "req-0"),
+        ("create", 1, "reconciler", "req-0"),
+        ("desired", 1, "api", "req-0"),
+    ]
 
 
 def test_one_assume_role_per_tenant_across_passes(three_tenants: MotoWorld) -> None:
