@@ -144,6 +144,8 @@ def test_each_tenants_stacks_land_only_in_its_own_account(three_tenants: MotoWor
 
 def test_stacks_carry_ownership_tags_and_mapped_parameters(three_tenants: MotoWorld) -> None:
     stack = stacks_in(ACCOUNTS["charlie"])[stack_name("charlie", "gs-9")]
+    record = three_tenants.store.get_server("charlie", "gs-9")
+    assert record is not None and len(record.incarnation) == 32
 
     assert stack["parameters"] == {"Difficulty": "peaceful", "PlayerCount": "2", "Seed": "charlie9"}
     assert stack["tags"] == {
@@ -153,6 +155,7 @@ def test_stacks_carry_ownership_tags_and_mapped_parameters(three_tenants: MotoWo
         naming.TAG_GENERATION: "1",
         naming.TAG_TEMPLATE_VERSION: "v1",
         naming.TAG_OWNER: "alex",
+        naming.TAG_INCARNATION: record.incarnation,
     }
 
 
