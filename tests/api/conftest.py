@@ -132,12 +132,12 @@ def build_event(
 
 
 class ApiClient:
-    """Calls `handlers.api.handler` in-process, the way API Gateway would."""
+    """Calls `handlers.api.app.handler` in-process, the way API Gateway would."""
 
     def __init__(self) -> None:
-        import handlers.api
+        import handlers.api.app
 
-        self.handler = handlers.api.handler
+        self.handler = handlers.api.app.handler
 
     def send(self, event: dict[str, Any]) -> ApiResponse:
         raw = self.handler(event, LambdaContext())

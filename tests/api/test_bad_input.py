@@ -44,7 +44,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], Caller, int, str, str]] = [
         ALICE,
         422,
         "config.player_count",
-        "int_parsing",
+        "int_type",
     ),
     (
         "player_count a boolean",
@@ -548,7 +548,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], Caller, int, str, str]] = [
         ROOT,
         422,
         "paused",
-        "bool_parsing",
+        "bool_type",
     ),
     (
         "tenant PATCH account id",

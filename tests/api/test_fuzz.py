@@ -33,7 +33,7 @@ FUZZ = settings(
 
 @cache
 def document() -> dict[str, Any]:
-    from handlers.api import openapi_document
+    from handlers.api.app import openapi_document
 
     data: dict[str, Any] = json.loads(openapi_document())
     return data

@@ -19,10 +19,10 @@ from tests.api.conftest import ANON, ApiClient, put_config
 @contextmanager
 def captured_logs() -> Iterator[list[dict[str, Any]]]:
     """The API logger's JSON lines while the block runs (its handler keeps the stdout it was created with)."""
-    import handlers.api
+    from handlers.observability import logger
 
     buffer = io.StringIO()
-    handler = handlers.api.logger.registered_handler
+    handler = logger.registered_handler
     previous = handler.setStream(buffer)  # type: ignore[attr-defined]
     lines: list[dict[str, Any]] = []
     try:
@@ -75,7 +75,7 @@ def test_state_does_not_leak_between_requests(api: ApiClient) -> None:
 
 def test_importing_the_handler_loads_no_aws_sdk_pynamodb_or_moto() -> None:
     code = (
-        "import sys, handlers.api; "
+        "import sys, handlers.api.app; "
         "print(sorted(m for m in ('boto3', 'botocore.session', 'pynamodb', 'moto', 'handlers.runtime', "
         "'reconciler.adapters.dynamo', 'aws_lambda_powertools.event_handler.openapi.models') if m in sys.modules))"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("boto3", "handlers.stream", "handlers.sweep", "handlers.admin", "handlers.requeue", "handlers.api")
+MODULES = ("boto3", "handlers.stream", "handlers.sweep", "handlers.admin", "handlers.requeue", "handlers.api.app")
 PROBE = (
     "import time, importlib, sys; t = time.perf_counter(); importlib.import_module(sys.argv[1]); "
     "print(time.perf_counter() - t)"
@@ -29,7 +29,7 @@ def measure_import_ratios(runs: int = 10) -> dict[str, Any]:
     samples: dict[str, list[float]] = {m: [] for m in MODULES}
     for _ in range(runs):  # interleaved, so drifting machine load hits every module alike
         for module in MODULES:
-            if module == "handlers.api" and not (ROOT / "handlers" / "api.py").exists():
+            if module == "handlers.api.app" and not (ROOT / "handlers" / "api").is_dir():
                 continue
             samples[module].append(import_seconds(module))
     medians = {m: statistics.median(v) for m, v in samples.items() if v}

@@ -17,8 +17,8 @@ FUNCTIONS = {
     "StreamFunction": "handlers.stream.handler",
     "SweepFunction": "handlers.sweep.handler",
     "AdminFunction": "handlers.admin.handler",
-    "ApiFunction": "handlers.api.handler",
-    "AdminApiFunction": "handlers.api.handler",
+    "ApiFunction": "handlers.api.app.handler",
+    "AdminApiFunction": "handlers.api.app.handler",
     "RequeueFunction": "handlers.requeue.handler",
 }
 RECONCILERS = ("StreamFunction", "SweepFunction", "AdminFunction", "RequeueFunction", "AdminApiFunction")

@@ -1,24 +1,27 @@
-"""The player and admin API's request and response shapes (pydantic), shared by the handler and its OpenAPI
+"""The player and admin API's request and response shapes (pydantic), shared by the routes and the OpenAPI
 document.
 
-Request models reject unknown keys and explicit nulls, so a typo is an error and not a silent no-op.
-Response models document what the handler returns; optional fields are left out of a body when they are
-empty rather than sent as null.
+Request models are strict: unknown keys and explicit nulls are refused, so a typo is an error and not a
+silent no-op, and a number or a boolean must be a JSON number or a JSON boolean (no "8" for 8, no "yes" for
+true). Response models document what the routes return; optional fields are left out of a body when they
+are empty rather than sent as null.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from models.config import (
     ACCOUNT_PATTERN,
@@ -29,11 +32,36 @@ from models.config import (
     VERSION_PATTERN,
     Difficulty,
     GameServerConfig,
+    TenantSpec,
 )
 
 MAX_PLAYER_COUNT = max(t.max_player_count for t in TIERS.values())
 Region = Annotated[str, Field(pattern=REGION_PATTERN, max_length=32, examples=["us-east-1"])]
 Tier = Literal["free", "standard", "premium"]
+
+
+def _json_integer(value: Any) -> Any:
+    """A whole number given as a JSON number: pydantic's lax mode would read "1_0" as 10, " 8 " as 8 and
+    true as 1."""
+    if isinstance(value, str):
+        raise PydanticCustomError(
+            "int_type", "must be a JSON number such as 8, not the string {given}", {"given": repr(value)[:40]}
+        )
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true or false")
+    return value
+
+
+def _json_boolean(value: Any) -> Any:
+    """A flag given as a JSON boolean: lax mode would read "yes", "on", "1" and 1 as true."""
+    if not isinstance(value, bool):
+        given = json.dumps(value)[:40] if isinstance(value, str | int | float) else type(value).__name__
+        raise PydanticCustomError("bool_type", "must be true or false, not {given}", {"given": given})
+    return value
+
+
+JsonInteger = Annotated[int, BeforeValidator(_json_integer)]
+JsonBoolean = Annotated[bool, BeforeValidator(_json_boolean)]
 
 
 def _not_nullable(schema: dict[str, Any]) -> None:
@@ -75,10 +103,22 @@ class _StrictInput(BaseModel):
 # --- requests ----------------------------------------------------------------------------------------
 
 
+class ConfigPut(GameServerConfig):
+    """A game server's whole config as a request gives it; keys left out take their defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    player_count: JsonInteger = Field(default=4, ge=1, le=MAX_PLAYER_COUNT)
+
+    def desired(self) -> GameServerConfig:
+        """The config to store (the stored type, so equal configs compare equal)."""
+        return GameServerConfig(**self.model_dump())
+
+
 class ServerPut(_StrictInput):
     """The whole desired state of a game server. Config keys left out take their defaults."""
 
-    config: GameServerConfig
+    config: ConfigPut
     region: Region | None = optional(
         description="one of the tenant's regions; left out, the server's current region, or for a new server "
         "the tenant's primary region",
@@ -89,15 +129,8 @@ class ConfigPatch(_StrictInput):
     """Some config keys; the others keep their current values."""
 
     difficulty: Difficulty | None = optional()
-    player_count: int | None = optional(ge=1, le=MAX_PLAYER_COUNT)
+    player_count: Annotated[int, Field(ge=1, le=MAX_PLAYER_COUNT), BeforeValidator(_json_integer)] | None = optional()
     seed: str | None = optional(pattern=SEED_PATTERN)
-
-    @field_validator("player_count", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("player_count must be a whole number, not true or false")
-        return value
 
 
 class ServerPatch(_StrictInput):
@@ -119,13 +152,24 @@ class TenantPatch(_StrictInput):
     tier: Tier | None = optional()
     template_version: str | None = optional(pattern=VERSION_PATTERN)
     regions: tuple[Region, ...] | None = optional(min_length=1, max_length=8)
-    paused: bool | None = optional()
+    paused: JsonBoolean | None = optional()
 
     @model_validator(mode="after")
     def _something(self) -> TenantPatch:
         if not self.model_fields_set:
             raise ValueError("nothing to change: give tier, template_version, regions or paused")
         return self
+
+
+class TenantCreate(TenantSpec):
+    """A tenant to register, as a request gives it (`paused` must be a JSON boolean)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    paused: JsonBoolean = False
+
+    def spec(self) -> TenantSpec:
+        return TenantSpec(**self.model_dump())
 
 
 # --- responses ---------------------------------------------------------------------------------------

@@ -1,0 +1,166 @@
+"""The admin routes (`/tenants`): register and change tenants, list any tenant's servers, and plan or force a
+reconcile. The two routes that plan or reconcile call the engine; every other route only reads or writes
+DynamoDB."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
+
+from handlers.api.errors import ApiConflictError, ApiNotFoundError
+from handlers.api.models import PlanView, ServerPage, TenantCreate, TenantList, TenantPatch, TenantView
+from handlers.api.routing import (
+    ADMIN_ERRORS,
+    BODY_ERRORS,
+    DEFAULT_PAGE,
+    ConfirmDeletions,
+    Limit,
+    NextToken,
+    TenantId,
+    admin_tenant,
+    caller,
+    decode_token,
+    encode_token,
+    json_response,
+    now,
+    responses,
+    store,
+)
+from handlers.api.views import server_view, tenant_view
+from handlers.observability import logger
+from models.records import tenant_from_spec
+from reconciler.desired import check_account_free, check_regions_removable
+
+router = Router()
+
+
+@router.get(
+    "/tenants",
+    summary="List tenants",
+    tags=["tenants"],
+    responses=responses({200: ("every tenant", TenantList)}, ADMIN_ERRORS),
+)
+def list_tenants() -> Response[TenantList]:
+    return json_response(TenantList(items=[tenant_view(t) for t in store().list_tenants()]))
+
+
+@router.post(
+    "/tenants",
+    summary="Register a tenant",
+    description="201 with the tenant, including the external id its execution role must require.",
+    tags=["tenants"],
+    responses=responses(
+        {201: ("registered", TenantView)},
+        {**ADMIN_ERRORS, **BODY_ERRORS, 409: "the tenant is already registered, or its account is another tenant's"},
+    ),
+)
+def create_tenant(body: Annotated[TenantCreate, Body()]) -> Response[TenantView]:
+    caller(router)
+    tenant = tenant_from_spec(body.spec())
+    check_account_free(store(), tenant)
+    if not store().create_tenant(tenant, now()):
+        raise ApiConflictError(
+            f"tenant {tenant.tenant_id!r} is already registered; change it with PATCH /tenants/{tenant.tenant_id}",
+            field="tenant_id",
+            rule="unique",
+        )
+    return json_response(tenant_view(tenant), 201, {"Location": f"/tenants/{tenant.tenant_id}"})
+
+
+@router.get(
+    "/tenants/<tenant_id>",
+    summary="Read a tenant",
+    tags=["tenants"],
+    responses=responses({200: ("the tenant", TenantView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
+)
+def get_tenant(tenant_id: TenantId) -> Response[TenantView]:
+    return json_response(tenant_view(admin_tenant(tenant_id)))
+
+
+@router.patch(
+    "/tenants/<tenant_id>",
+    summary="Change a tenant's tier, template version, regions or paused flag",
+    tags=["tenants"],
+    responses=responses(
+        {200: ("the changed tenant", TenantView)},
+        {
+            **ADMIN_ERRORS,
+            **BODY_ERRORS,
+            404: "no such tenant",
+            409: "the new regions drop one that some of the tenant's game servers are in",
+        },
+    ),
+)
+def patch_tenant(tenant_id: TenantId, body: Annotated[TenantPatch, Body()]) -> Response[TenantView]:
+    identity = caller(router)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("regions") is not None:
+        check_regions_removable(store(), admin_tenant(tenant_id), changes["regions"])
+    tenant = store().update_tenant(tenant_id, **changes)
+    if tenant is None:
+        raise ApiNotFoundError(f"tenant {tenant_id!r} not found")
+    logger.info("tenant changed", changed_tenant=tenant_id, changes=changes, by=identity.user)
+    return json_response(tenant_view(tenant))
+
+
+@router.get(
+    "/tenants/<tenant_id>/servers",
+    summary="List a tenant's game servers (every player's)",
+    tags=["tenants"],
+    responses=responses(
+        {200: ("one page of the tenant's servers, in id order", ServerPage)},
+        {**ADMIN_ERRORS, 400: "next_token is not one this listing returned", 404: "no such tenant"},
+    ),
+)
+def list_tenant_servers(
+    tenant_id: TenantId, limit: Limit = DEFAULT_PAGE, next_token: NextToken = None
+) -> Response[ServerPage]:
+    tenant = admin_tenant(tenant_id)
+    after = decode_token("servers", next_token)
+    servers, last = store().page_servers(tenant.tenant_id, limit=limit, after=after)
+    page = ServerPage(
+        items=[server_view(s, tenant) for s in servers],
+        next_token=encode_token("servers", last) if last is not None else None,
+    )
+    return json_response(page)
+
+
+@router.get(
+    "/tenants/<tenant_id>/plan",
+    summary="Dry run: what a reconcile of this tenant would do now",
+    description="Observes the tenant's stacks and plans; changes nothing. An unreachable account is reported in "
+    "`error`, not as an HTTP error.",
+    tags=["tenants"],
+    responses=responses({200: ("the plan: actions and diffs", PlanView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
+)
+def plan_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False) -> Response[PlanView]:
+    from handlers.runtime import runtime
+
+    admin_tenant(tenant_id)
+    result = runtime().engine.reconcile_tenant(tenant_id, dry_run=True, confirm_deletions=confirm_deletions)
+    return json_response(PlanView.model_validate(result.to_dict()))
+
+
+@router.post(
+    "/tenants/<tenant_id>/reconcile",
+    summary="Reconcile this tenant now and return the actions taken",
+    tags=["tenants"],
+    responses=responses({200: ("the actions taken", PlanView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
+)
+def reconcile_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False) -> Response[PlanView]:
+    from handlers.runtime import runtime
+
+    identity = caller(router)
+    admin_tenant(tenant_id)
+    rt = runtime()
+    result = rt.engine.reconcile_tenant(tenant_id, confirm_deletions=confirm_deletions)
+    try:
+        requeued = rt.requeue(tenant_id, result.requeue)
+    except Exception:  # the sweep is the backstop for a lost requeue
+        logger.exception("could not requeue", reconciled_tenant=tenant_id)
+        requeued = 0
+    logger.info("tenant reconciled by an admin", reconciled_tenant=tenant_id, by=identity.user, ok=result.ok)
+    return json_response(PlanView.model_validate({**result.to_dict(), "requeued": requeued}))
