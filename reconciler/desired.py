@@ -83,7 +83,7 @@ class Version:
 #: If-Match: None (no condition), "*" (any existing record), or the versions the caller read.
 Expected = Literal["*"] | frozenset[Version] | None
 
-_ETAG_RE = re.compile(r'^(?:W/)?"([0-9]{1,12})-([0-9a-f]{8,32})"$')
+_ETAG_RE = re.compile(r'^(?:W/)?(?:"([0-9]{1,12})-([0-9a-f]{8,32})"|([0-9]{1,12})-([0-9a-f]{8,32}))$')
 
 
 def etag(server: DesiredServer) -> str:
@@ -93,7 +93,8 @@ def etag(server: DesiredServer) -> str:
 
 
 def parse_if_match(value: str | None) -> Expected:
-    """`*`, or one or more ETags of reads (`"3-1a2b3c4d5e6f"`, weak ones too). Raises ConfigError otherwise."""
+    """`*`, or one or more ETags of reads (`"3-1a2b3c4d5e6f"`, weak or unquoted ones too). Raises ConfigError
+    otherwise: an ETag of the older form (`"3"`, a generation alone) could match another incarnation."""
     if value is None:
         return None
     text = value.strip()
@@ -108,7 +109,8 @@ def parse_if_match(value: str | None) -> Expected:
                 field="If-Match",
                 rule="etag_format",
             )
-        found.add(Version(int(match.group(1)), match.group(2)))
+        generation, incarnation = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+        found.add(Version(int(generation), incarnation))
     return frozenset(found)
 
 
@@ -188,16 +190,20 @@ class DesiredWrites:
         *,
         trail: WriteTrail,
         merge: bool = False,
+        must_exist: bool = False,
         region: str | None = None,
         expected: Expected = None,
     ) -> WriteResult:
         """Create a game server, or replace (`merge=False`: PUT) or change (`merge=True`: PATCH, `servers put
-        --set`) its desired config and region. Writing what is already there changes nothing."""
+        --set`) its desired config and region. Writing what is already there changes nothing. `must_exist`:
+        only change one (PATCH), NotFoundError otherwise."""
         validate_id(gameserver_id, "gameserver id")
         validate_owner(owner)
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
+        if current is None and must_exist:
+            raise NotFoundError(tenant.tenant_id, gameserver_id)
         if current is not None and current.username != owner:
-            raise NotOwnedError(f"game server {gameserver_id!r} belongs to another player")
+            raise NotOwnedError(gameserver_id)
         check_expected(expected, current, gameserver_id)
         if current is not None:
             _refuse_if_deleting(current)
@@ -271,7 +277,7 @@ class DesiredWrites:
         if current is None:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
         if owner is not None and current.username != owner:
-            raise NotOwnedError(f"game server {gameserver_id!r} belongs to another player")
+            raise NotOwnedError(gameserver_id)
         check_expected(expected, current, gameserver_id)
         if current.deletion_requested:
             return WriteResult(current, created=False, changed=False)

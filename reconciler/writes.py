@@ -108,6 +108,10 @@ class NotOwnedError(ConflictError):
 
     rule = "owner"
 
+    def __init__(self, gameserver_id: str) -> None:
+        super().__init__(f"game server {gameserver_id!r} belongs to another player")
+        self.gameserver_id = gameserver_id
+
 
 class ConcurrentWriteError(ConflictError):
     """Another writer changed the record between this write's read and its conditional write."""

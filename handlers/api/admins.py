@@ -10,7 +10,6 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
-from handlers.api.errors import ApiConflictError, ApiNotFoundError
 from handlers.api.models import PlanView, ServerPage, TenantCreate, TenantList, TenantPatch, TenantView
 from handlers.api.routing import (
     ADMIN_ERRORS,
@@ -25,14 +24,13 @@ from handlers.api.routing import (
     decode_token,
     encode_token,
     json_response,
-    now,
+    request_trail,
     responses,
     store,
+    writes,
 )
 from handlers.api.views import server_view, tenant_view
 from handlers.observability import logger
-from models.records import tenant_from_spec
-from reconciler.desired import check_account_free, check_regions_removable
 
 router = Router()
 
@@ -58,15 +56,8 @@ def list_tenants() -> Response[TenantList]:
     ),
 )
 def create_tenant(body: Annotated[TenantCreate, Body()]) -> Response[TenantView]:
-    caller(router)
-    tenant = tenant_from_spec(body.spec())
-    check_account_free(store(), tenant)
-    if not store().create_tenant(tenant, now()):
-        raise ApiConflictError(
-            f"tenant {tenant.tenant_id!r} is already registered; change it with PATCH /tenants/{tenant.tenant_id}",
-            field="tenant_id",
-            rule="unique",
-        )
+    identity = caller(router)
+    tenant, _ = writes().register_tenant(body.spec(), trail=request_trail(router, identity))
     return json_response(tenant_view(tenant), 201, {"Location": f"/tenants/{tenant.tenant_id}"})
 
 
@@ -97,11 +88,7 @@ def get_tenant(tenant_id: TenantId) -> Response[TenantView]:
 def patch_tenant(tenant_id: TenantId, body: Annotated[TenantPatch, Body()]) -> Response[TenantView]:
     identity = caller(router)
     changes = body.model_dump(exclude_unset=True)
-    if changes.get("regions") is not None:
-        check_regions_removable(store(), admin_tenant(tenant_id), changes["regions"])
-    tenant = store().update_tenant(tenant_id, **changes)
-    if tenant is None:
-        raise ApiNotFoundError(f"tenant {tenant_id!r} not found")
+    tenant = writes().update_tenant(tenant_id, trail=request_trail(router, identity), **changes)
     logger.info("tenant changed", changed_tenant=tenant_id, changes=changes, by=identity.user)
     return json_response(tenant_view(tenant))
 
@@ -120,10 +107,10 @@ def list_tenant_servers(
 ) -> Response[ServerPage]:
     tenant = admin_tenant(tenant_id)
     after = decode_token("servers", next_token)
-    servers, last = store().page_servers(tenant.tenant_id, limit=limit, after=after)
+    found = store().page_servers(tenant.tenant_id, limit=limit, after=after)
     page = ServerPage(
-        items=[server_view(s, tenant) for s in servers],
-        next_token=encode_token("servers", last) if last is not None else None,
+        items=[server_view(s, tenant) for s in found.servers],
+        next_token=encode_token("servers", found.after) if found.after is not None else None,
     )
     return json_response(page)
 

@@ -17,9 +17,15 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from models.config import ConfigError
-from reconciler.desired import AccountTakenError, QuotaExceededError, RegionInUseError
+from reconciler.desired import etag
 from reconciler.errors import StoreError
-from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError
+from reconciler.writes import (
+    ConflictError,
+    NotFoundError,
+    NotOwnedError,
+    PreconditionFailedError,
+    QuotaExceededError,
+)
 
 
 class ApiError(Exception):
@@ -99,6 +105,8 @@ STATUS: dict[type[BaseException], tuple[HTTPStatus, str]] = {
     MethodNotAllowedError: (HTTPStatus.METHOD_NOT_ALLOWED, "MethodNotAllowed"),
     ApiConflictError: (HTTPStatus.CONFLICT, "Conflict"),
     ConflictError: (HTTPStatus.CONFLICT, "Conflict"),
+    # Another player's server is reported exactly like a missing one (404, never 403 or 409).
+    NotOwnedError: (HTTPStatus.NOT_FOUND, "NotFound"),
     QuotaExceededError: (HTTPStatus.CONFLICT, "QuotaExceeded"),
     ApiPreconditionError: (HTTPStatus.PRECONDITION_FAILED, "PreconditionFailed"),
     PreconditionFailedError: (HTTPStatus.PRECONDITION_FAILED, "PreconditionFailed"),
@@ -162,12 +170,13 @@ def _describe(error: BaseException) -> tuple[str, list[dict[str, Any]], dict[str
         return "send JSON with Content-Type: application/json", [], {}
     if isinstance(error, ConfigError):
         return str(error), [_detail(error.field or "body", "body", error.rule, str(error), error.limit)], {}
+    if isinstance(error, NotOwnedError):
+        return f"game server {error.gameserver_id!r} not found", [], {}
     if isinstance(error, QuotaExceededError):
         return str(error), [_detail("tier", "tenant", "tier_max_servers", str(error), error.limit)], {}
-    if isinstance(error, AccountTakenError):
-        return str(error), [_detail("account_id", "body", "account_taken", str(error))], {}
-    if isinstance(error, RegionInUseError):
-        return str(error), [_detail("regions", "body", "region_in_use", str(error))], {}
+    if isinstance(error, ConflictError):
+        location = "path" if error.field == "gameserver_id" else "body"
+        return str(error), [_detail(error.field, location, error.rule, str(error))], {}
     if isinstance(error, PreconditionFailedError):
         headers = {"ETag": etag(error.current)} if error.current is not None else {}
         return str(error), [_detail("If-Match", "header", "etag_mismatch", str(error))], headers
@@ -183,10 +192,6 @@ def _detail(field: str, location: str, rule: str, message: str, limit: int | Non
     if limit is not None:
         detail["limit"] = limit
     return detail
-
-
-def etag(generation: int) -> str:
-    return f'"{generation}"'
 
 
 _LOCATIONS = {"path", "query", "header", "body", "cookie"}

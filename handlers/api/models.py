@@ -24,8 +24,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from models.config import (
-    ACCOUNT_PATTERN,
-    ID_PATTERN,
     REGION_PATTERN,
     SEED_PATTERN,
     TIERS,
@@ -208,17 +206,28 @@ class StatusView(_Out):
 
 
 class ServerView(_Out):
-    tenant_id: str = Field(pattern=ID_PATTERN)
-    gameserver_id: str = Field(pattern=ID_PATTERN)
+    # Ids are shown as stored (not checked against today's pattern): one item written around stackherd
+    # must not turn a listing into an error.
+    tenant_id: str
+    gameserver_id: str
     username: str
-    config: GameServerConfig
+    config: GameServerConfig | None = Field(
+        default=None, description="the desired config; absent when the stored one no longer validates"
+    )
+    stored_config: dict[str, Any] | None = Field(
+        default=None, description="the stored config as it is, when it no longer validates (config_error says why)"
+    )
     region: str = Field(description="the region the stack lives in")
-    generation: int = Field(description="bumped by every desired-state change; the ETag")
+    generation: int = Field(description="bumped by every desired-state change (the ETag names it)")
+    incarnation: str = Field(description="this creation of the id; a server deleted and created again has a new one")
     created_at: str
     updated_at: str
     deletion_requested: bool
     status: StatusView
-    config_error: str | None = Field(default=None, description="present when the stored config no longer validates")
+    config_error: str | None = Field(
+        default=None,
+        description="present when the stored server no longer validates: why. Change it only with a whole PUT",
+    )
 
 
 class ServerPage(_Out):
@@ -232,6 +241,11 @@ class HistoryEntry(_Out):
     message: str
     generation: int | None = None
     actor: str | None = None
+    door: str | None = Field(default=None, description="how the change came in: api, cli, demo, or the reconciler")
+    correlation_id: str | None = Field(
+        default=None,
+        description="the request id of the desired write; the reconciler's entries for its generation carry it too",
+    )
 
 
 class HistoryPage(_Out):
@@ -245,17 +259,21 @@ class TierView(_Out):
 
 
 class TenantView(_Out):
-    tenant_id: str = Field(pattern=ID_PATTERN)
-    account_id: str = Field(pattern=ACCOUNT_PATTERN)
+    # Shown as stored (an unknown tier too, with `unreadable` saying why): one odd item never fails a listing.
+    tenant_id: str
+    account_id: str
     regions: list[str]
     role_arn: str
     external_id: str
-    tier: Tier
+    tier: str = Field(description="free, standard or premium")
     limits: TierView
     template_version: str
     paused: bool
     quarantined: str | None = None
     quarantined_at: str | None = None
+    unreadable: str | None = Field(
+        default=None, description="present when the stored tenant no longer validates: why (fix it with a PATCH)"
+    )
 
 
 class TenantList(_Out):

@@ -6,14 +6,12 @@ converges CloudFormation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
-from handlers.api.errors import ApiConflictError, ApiNotFoundError, etag
 from handlers.api.models import HistoryPage, ServerPage, ServerPatch, ServerPut, ServerView
 from handlers.api.routing import (
     BODY_ERRORS,
@@ -24,23 +22,20 @@ from handlers.api.routing import (
     Limit,
     NextToken,
     caller,
-    check_if_match,
     decode_token,
     encode_token,
     json_response,
-    now,
     own_server,
     parse_if_match,
     player_tenant,
+    request_trail,
     responses,
     store,
+    writes,
 )
 from handlers.api.views import history_entry, server_view
-from handlers.observability import logger
-from models.config import GameServerConfig, check_tier
 from models.records import DesiredServer, Tenant
-from reconciler.desired import check_region, check_server_quota
-from reconciler.writes import PreconditionFailedError, WriteResult
+from reconciler.desired import etag
 
 router = Router()
 
@@ -69,36 +64,15 @@ def put_server(
 ) -> Response[ServerView]:
     identity = caller(router)
     tenant = player_tenant(identity)
-    expected = parse_if_match(if_match)
-    current = store().get_server(tenant.tenant_id, gameserver_id)
-    if current is not None and current.username != identity.user:
-        raise ApiNotFoundError(f"game server {gameserver_id!r} not found")
-    check_if_match(expected, current, gameserver_id)
-    if current is not None:
-        _refuse_if_deleting(current)
-    config = body.config.desired()
-    check_region(tenant, body.region)
-    check_tier(config, tenant.tier)
-    if current is None:
-        check_server_quota(store(), tenant)
-    result = _write(
-        lambda: store().put_server(
-            tenant.tenant_id,
-            gameserver_id,
-            identity.user,
-            config,
-            now(),
-            # Left out: where the server is (a replace does not move it), or the primary region for a new one,
-            # pinned so that reordering the tenant's regions never moves a running server.
-            region=body.region or (current.region if current is not None else tenant.primary_region),
-            expected_generation=current.generation if current is not None else None,
-        ),
+    result = writes().put_server(
+        tenant,
         gameserver_id,
-        if_match,
+        identity.user,
+        body.config.desired().model_dump(),
+        trail=request_trail(router, identity),
+        region=body.region,
+        expected=parse_if_match(if_match),
     )
-    if result.changed:
-        verb = "created" if result.created else "replaced"
-        _log_activity(result.server, "desired", f"{verb}: {_config_text(result.server.config)}", identity.user)
     return _server_response(result.server, tenant, 201 if result.created else 200)
 
 
@@ -122,30 +96,18 @@ def patch_server(
 ) -> Response[ServerView]:
     identity = caller(router)
     tenant = player_tenant(identity)
-    expected = parse_if_match(if_match)
-    current = own_server(tenant, identity, gameserver_id)
-    check_if_match(expected, current, gameserver_id)
-    _refuse_if_deleting(current)
     changes = body.config.model_dump(exclude_unset=True) if body.config is not None else {}
-    config = GameServerConfig.model_validate({**current.config.model_dump(), **changes})
-    region = body.region if body.region is not None else current.region
-    check_region(tenant, body.region)
-    check_tier(config, tenant.tier)
-    result = _write(
-        lambda: store().put_server(
-            tenant.tenant_id,
-            gameserver_id,
-            identity.user,
-            config,
-            now(),
-            region=region,
-            expected_generation=current.generation,
-        ),
+    result = writes().put_server(
+        tenant,
         gameserver_id,
-        if_match,
+        identity.user,
+        changes,
+        trail=request_trail(router, identity),
+        merge=True,
+        must_exist=True,
+        region=body.region,
+        expected=parse_if_match(if_match),
     )
-    if result.changed:
-        _log_activity(result.server, "desired", f"changed: {_config_text(result.server.config)}", identity.user)
     return _server_response(result.server, tenant)
 
 
@@ -162,10 +124,10 @@ def list_servers(limit: Limit = DEFAULT_PAGE, next_token: NextToken = None) -> R
     identity = caller(router)
     tenant = player_tenant(identity)
     after = decode_token("servers", next_token)
-    servers, last = store().page_servers(tenant.tenant_id, username=identity.user, limit=limit, after=after)
+    found = store().page_servers(tenant.tenant_id, username=identity.user, limit=limit, after=after)
     page = ServerPage(
-        items=[server_view(s, tenant) for s in servers],
-        next_token=encode_token("servers", last) if last is not None else None,
+        items=[server_view(s, tenant) for s in found.servers],
+        next_token=encode_token("servers", found.after) if found.after is not None else None,
     )
     return json_response(page)
 
@@ -195,18 +157,13 @@ def get_server(gameserver_id: GameServerId) -> Response[ServerView]:
 def delete_server(gameserver_id: GameServerId, if_match: IfMatch = None) -> Response[ServerView]:
     identity = caller(router)
     tenant = player_tenant(identity)
-    expected = parse_if_match(if_match)
-    current = own_server(tenant, identity, gameserver_id)
-    check_if_match(expected, current, gameserver_id)
-    result = _write(
-        lambda: store().request_deletion(
-            tenant.tenant_id, gameserver_id, now(), expected_generation=current.generation
-        ),
+    result = writes().delete_server(
+        tenant,
         gameserver_id,
-        if_match,
+        trail=request_trail(router, identity),
+        owner=identity.user,
+        expected=parse_if_match(if_match),
     )
-    if result.changed:
-        _log_activity(result.server, "desired", "deletion requested", identity.user)
     return _server_response(result.server, tenant, 202)
 
 
@@ -224,58 +181,18 @@ def get_history(gameserver_id: GameServerId, limit: Limit = 50, next_token: Next
     tenant = player_tenant(identity)
     server = own_server(tenant, identity, gameserver_id)
     after = decode_token("history", next_token)
-    items, _ = store().history(server.tenant_id, server.gameserver_id, limit=limit + 1, cursor=after)
-    page = items[:limit]
+    # Only this incarnation's entries: an id deleted and created again shows nothing of its predecessor.
+    found = store().history(server.tenant_id, server.gameserver_id, server.incarnation, limit=limit, cursor=after)
     return json_response(
         HistoryPage(
-            items=[history_entry(item) for item in page],
-            next_token=encode_token("history", page[-1].at) if len(items) > limit else None,
+            items=[history_entry(entry) for entry in found.entries],
+            next_token=encode_token("history", found.cursor) if found.cursor is not None else None,
         )
     )
 
 
-def _write(fn: Callable[[], WriteResult], gameserver_id: str, if_match: str | None) -> WriteResult:
-    """Run a conditional write. Losing a race to another writer is a 412 when the caller gave If-Match (their
-    precondition no longer holds), otherwise a 409 asking them to read again and retry."""
-    try:
-        return fn()
-    except PreconditionFailedError:
-        if if_match is not None:
-            raise
-        raise ApiConflictError(
-            f"game server {gameserver_id!r} was changed by another request; read it again and retry",
-            field="gameserver_id",
-            location="path",
-            rule="concurrent_write",
-        ) from None
-
-
-def _refuse_if_deleting(server: DesiredServer) -> None:
-    if server.deletion_requested:
-        raise ApiConflictError(
-            f"game server {server.gameserver_id!r} is being deleted; create it again once it is gone",
-            field="gameserver_id",
-            location="path",
-            rule="deleting",
-        )
-
-
-def _log_activity(server: DesiredServer, kind: str, message: str, actor: str) -> None:
-    """Best effort: the write has happened; a missing history line must not turn it into an error."""
-    try:
-        store().append_activity(
-            server.tenant_id, server.gameserver_id, kind, message, server.generation, now(), actor=actor
-        )
-    except Exception:
-        logger.exception("could not append to the activity log")
-
-
-def _config_text(config: GameServerConfig) -> str:
-    return ", ".join(f"{k}={v}" for k, v in config.model_dump().items())
-
-
 def _server_response(server: DesiredServer, tenant: Tenant, status: int = 200) -> Response[ServerView]:
-    headers = {"ETag": etag(server.generation)}
+    headers = {"ETag": etag(server)}
     if status == 201:
         headers["Location"] = f"/servers/{server.gameserver_id}"
     return Response(

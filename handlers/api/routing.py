@@ -8,29 +8,24 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 
-from handlers.api.errors import (
-    ApiNotFoundError,
-    ApiPreconditionError,
-    BadRequestError,
-    ForbiddenError,
-    UnauthorizedError,
-    etag,
-)
+from handlers.api.errors import ApiNotFoundError, BadRequestError, ForbiddenError, UnauthorizedError
 from handlers.api.identity import Identity
 from handlers.api.models import ErrorBody
-from models.config import ID_PATTERN
+from models.config import ID_PATTERN, ConfigError
+from reconciler import desired
+from reconciler.desired import DesiredWrites, Expected
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.api_gateway import Router
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-    from models.records import DesiredServer, Tenant
-    from reconciler.adapters.dynamo import DynamoStore
+    from models.records import DesiredServer, Tenant, WriteTrail
+    from reconciler.ports import DesiredStore
 
 DEFAULT_PAGE = 25
 MAX_PAGE = 100
@@ -38,10 +33,25 @@ _ID_RE = re.compile(ID_PATTERN)
 Body = TypeVar("Body")
 
 
-def store() -> DynamoStore:
+def store() -> DesiredStore:
     from handlers.runtime import runtime
 
     return runtime().store
+
+
+def writes() -> DesiredWrites:
+    """The one writer of desired state: every rule of a write is there, none here."""
+    from handlers.runtime import runtime
+
+    return runtime().writes
+
+
+def request_trail(router: Router, identity: Identity) -> WriteTrail:
+    """Who writes (the token's user), through the API, under the request's id (the id error bodies and logs
+    carry, and the reconciler's history entries for the write)."""
+    context = router.current_event.raw_event.get("requestContext")
+    request_id = context.get("requestId") if isinstance(context, dict) else None
+    return desired.trail(identity.user, "api", request_id if isinstance(request_id, str) and request_id else None)
 
 
 def now() -> datetime:
@@ -85,49 +95,12 @@ def admin_tenant(tenant_id: str) -> Tenant:
     return tenant
 
 
-_ETAG_RE = re.compile(r'^(?:W/)?(?:"([0-9]{1,12})"|([0-9]{1,12}))$')
-
-
-def parse_if_match(value: str | None) -> set[int] | Literal["*"] | None:
-    """`If-Match`: `*`, or one or more generations as ETags (`"3"`, `W/"3"`, or a bare `3`)."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text == "*":
-        return "*"
-    found: set[int] = set()
-    for part in text.split(","):
-        match = _ETAG_RE.match(part.strip())
-        if match is None:
-            raise BadRequestError(
-                'If-Match must be "*" or the ETag of a read, for example "3"',
-                field="If-Match",
-                location="header",
-                rule="etag_format",
-            )
-        found.add(int(match.group(1) or match.group(2)))
-    return found
-
-
-def check_if_match(expected: set[int] | Literal["*"] | None, current: DesiredServer | None, gameserver_id: str) -> None:
-    if expected is None:
-        return
-    if current is None:
-        raise ApiPreconditionError(
-            f"game server {gameserver_id!r} does not exist; drop If-Match to create it",
-            field="If-Match",
-            location="header",
-            rule="etag_mismatch",
-        )
-    if expected != "*" and current.generation not in expected:
-        raise ApiPreconditionError(
-            f"game server {gameserver_id!r} is at generation {current.generation}, not the one in If-Match; "
-            "read it again and retry",
-            field="If-Match",
-            location="header",
-            rule="etag_mismatch",
-            headers={"ETag": etag(current.generation)},
-        )
+def parse_if_match(value: str | None) -> Expected:
+    """`If-Match`: `*`, or one or more ETags of reads; a malformed one is a 400 saying what an ETag looks like."""
+    try:
+        return desired.parse_if_match(value)
+    except ConfigError as error:
+        raise BadRequestError(str(error), field="If-Match", location="header", rule="etag_format") from None
 
 
 def json_response(body: Body, status: int = 200, headers: dict[str, str] | None = None) -> Response[Body]:
@@ -200,7 +173,8 @@ IfMatch = Annotated[
     Header(
         alias="If-Match",
         max_length=200,
-        description='the ETag of a read ("3"): the write happens only if the server is still at that generation',
+        description='the ETag of a read ("3-1a2b3c4d5e6f"): the write happens only if the server is still at '
+        "that generation of that creation of its id",
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]

@@ -6,7 +6,7 @@ decide what is valid), so one odd item cannot turn a listing into an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from handlers.api.models import (
     ConditionView,
@@ -19,22 +19,7 @@ from handlers.api.models import (
 from models.config import TIERS
 
 if TYPE_CHECKING:
-    from models.records import DesiredServer, Tenant
-
-
-class ActivityEntry(Protocol):
-    """One line of a server's activity log, as the store returns it."""
-
-    @property
-    def at(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def generation(self) -> float | None: ...
-    @property
-    def actor(self) -> str | None: ...
+    from models.records import ActivityEntry, DesiredServer, Tenant
 
 
 def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
@@ -45,8 +30,10 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
         gameserver_id=server.gameserver_id,
         username=server.username,
         config=server.config,
+        stored_config=server.raw_config if server.config is None else None,
         region=region,
         generation=server.generation,
+        incarnation=server.incarnation,
         created_at=server.created_at,
         updated_at=server.updated_at or server.created_at,
         deletion_requested=server.deletion_requested,
@@ -69,7 +56,7 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
             next_retry_at=status.next_retry_at,
             drift=status.drift,
         ),
-        config_error=server.config_error,
+        config_error=server.unreadable,
     )
 
 
@@ -87,14 +74,17 @@ def tenant_view(tenant: Tenant) -> TenantView:
         paused=tenant.paused,
         quarantined=tenant.quarantined,
         quarantined_at=tenant.quarantined_at,
+        unreadable=tenant.unreadable,
     )
 
 
-def history_entry(item: ActivityEntry) -> HistoryEntry:
+def history_entry(entry: ActivityEntry) -> HistoryEntry:
     return HistoryEntry(
-        at=item.at.split("#", 1)[0],
-        kind=item.kind,
-        message=item.message,
-        generation=int(item.generation) if item.generation is not None else None,
-        actor=item.actor,
+        at=entry.at,
+        kind=entry.kind,
+        message=entry.message,
+        generation=entry.generation,
+        actor=entry.actor,
+        door=entry.door,
+        correlation_id=entry.correlation_id,
     )

@@ -156,7 +156,12 @@ def requests(draw: st.DrawFn, method: str, template: str) -> dict[str, Any]:
             value = draw(st.one_of(from_schema(schema), st.text(max_size=20)))
             query[name] = json.dumps(value) if isinstance(value, bool) and draw(st.booleans()) else str(value)
         elif where == "header" and draw(st.booleans()):
-            headers[name] = draw(st.one_of(st.sampled_from(['"1"', '"2"', "*", 'W/"1"', '"1", "2"']), HEADER_TEXT))
+            headers[name] = draw(
+                st.one_of(
+                    st.sampled_from(['"1-0123456789ab"', '"2"', "*", 'W/"1-0123456789ab"', '"1-0123456789ab", "2"']),
+                    HEADER_TEXT,
+                )
+            )
     kwargs: dict[str, Any] = {"query": query or None, "headers": headers}
     if "requestBody" in operation:
         schema = operation["requestBody"]["content"]["application/json"]["schema"]

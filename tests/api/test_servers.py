@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import ALICE, BOB, ROOT, ApiClient, put_config
+from tests.api.test_concurrency import etag_for
 
 
 def test_put_creates_with_201_etag_and_location(api: ApiClient) -> None:
     response = api.put("/servers/alpha-1", put_config(difficulty="hard", player_count=8))
     assert response.status == 201
-    assert response.etag == '"1"'
+    assert response.etag == etag_for(response.json(), 1)
     assert response.header("Location") == "/servers/alpha-1"
     body = response.json()
     assert body["config"] == {"difficulty": "hard", "player_count": 8, "seed": "abc"}
@@ -33,7 +34,7 @@ def test_repeated_identical_put_changes_nothing(api: ApiClient) -> None:
     first = api.put("/servers/alpha-1", put_config())
     again = api.put("/servers/alpha-1", put_config())
     assert again.status == 200
-    assert again.etag == first.etag == '"1"'
+    assert again.etag == first.etag == etag_for(first.json(), 1)
     assert again.json()["updated_at"] == first.json()["updated_at"]
     history = api.get("/servers/alpha-1/history").json()["items"]
     assert len(history) == 1  # the no-op wrote nothing
@@ -43,7 +44,7 @@ def test_put_with_a_new_config_replaces_and_bumps_the_generation(api: ApiClient)
     api.put("/servers/alpha-1", put_config(player_count=10, seed="one"))
     response = api.put("/servers/alpha-1", {"config": {"difficulty": "hard"}})
     assert response.status == 200
-    assert response.etag == '"2"'
+    assert response.etag == etag_for(response.json(), 2)
     # replace, not merge: keys left out go back to their defaults
     assert response.json()["config"] == {"difficulty": "hard", "player_count": 4, "seed": "default"}
 
@@ -66,7 +67,7 @@ def test_patch_changes_only_the_given_keys(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config(difficulty="hard", player_count=10, seed="keep"))
     response = api.patch("/servers/alpha-1", {"config": {"player_count": 12}})
     assert response.status == 200
-    assert response.etag == '"2"'
+    assert response.etag == etag_for(response.json(), 2)
     assert response.json()["config"] == {"difficulty": "hard", "player_count": 12, "seed": "keep"}
 
 
@@ -108,7 +109,7 @@ def test_patch_with_the_current_values_changes_nothing(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config(difficulty="hard"))
     response = api.patch("/servers/alpha-1", {"config": {"difficulty": "hard"}})
     assert response.status == 200
-    assert response.etag == '"1"'
+    assert response.etag == etag_for(response.json(), 1)
 
 
 def test_patch_of_a_missing_server_is_404(api: ApiClient) -> None:
@@ -119,7 +120,7 @@ def test_get_shows_desired_config_generation_and_status(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config())
     response = api.get("/servers/alpha-1")
     assert response.status == 200
-    assert response.etag == '"1"'
+    assert response.etag == etag_for(response.json(), 1)
     body = response.json()
     assert set(body) >= {"config", "generation", "status", "created_at", "updated_at", "deletion_requested"}
     assert set(body["status"]) >= {"phase", "observed_generation", "conditions"}
@@ -160,7 +161,7 @@ def test_delete_is_202_and_the_record_shows_deleting(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config())
     response = api.delete("/servers/alpha-1")
     assert response.status == 202
-    assert response.etag == '"2"'
+    assert response.etag == etag_for(response.json(), 2)
     assert response.json()["status"]["phase"] == "Deleting"
     assert response.json()["deletion_requested"] is True
     read = api.get("/servers/alpha-1").json()
@@ -168,7 +169,7 @@ def test_delete_is_202_and_the_record_shows_deleting(api: ApiClient) -> None:
     # asking again is harmless
     again = api.delete("/servers/alpha-1")
     assert again.status == 202
-    assert again.etag == '"2"'
+    assert again.etag == etag_for(again.json(), 2)
 
 
 def test_a_server_being_deleted_cannot_be_changed(api: ApiClient) -> None:
