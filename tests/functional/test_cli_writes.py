@@ -1,0 +1,117 @@
+"""The CLI's writes go through the one write service, on the fake world: the same rules and errors as the API."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import pytest
+
+from handlers.local import cli
+from reconciler.fakes.world import FakeWorld
+
+ACCOUNT = "111111111111"
+
+
+def run(*argv: str, door: str = "cli") -> tuple[int, str]:
+    out = io.StringIO()
+    return cli.main(list(argv), out=out, door=door), out.getvalue()
+
+
+@pytest.fixture
+def alpha(installed: FakeWorld) -> FakeWorld:
+    installed.add_tenant("alpha", ACCOUNT, tier="free")
+    return installed
+
+
+def test_servers_put_on_a_server_whose_deletion_was_requested_is_refused_like_the_api(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`servers put` used to clear the deletion request (the next pass re-created the server); the API
+    refused the same change with 409."""
+    assert run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "seed=abc")[0] == cli.EXIT_OK
+    assert run("servers", "delete", "alpha", "s0")[0] == cli.EXIT_OK
+    deleting = alpha.server("alpha", "s0")
+
+    code, _ = run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "seed=other")
+
+    assert code == cli.EXIT_ERROR
+    assert "stackherd: game server 's0' is being deleted; create it again once it is gone" in capsys.readouterr().err
+    assert alpha.server("alpha", "s0") == deleting
+    assert deleting is not None and deleting.deletion_requested
+
+
+def test_servers_put_set_on_an_unreadable_config_is_refused_and_writes_no_defaults(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stored config that no longer validates (a migration wrote a seed with a space) used to be merged with
+    the defaults: `--set seed=fixed` wrote player_count 4 over the stored 7 and shrank the running server."""
+    run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "player_count=7", "--set", "difficulty=hard")
+    key = ("alpha", "s0")
+    stored = {"difficulty": "hard", "player_count": 7, "seed": "has space"}
+    alpha.store.servers[key] = replace(
+        alpha.store.servers[key], config=None, raw_config=stored, unreadable="stored config.seed: bad pattern"
+    )
+
+    code, _ = run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "seed=fixed")
+
+    assert code == cli.EXIT_ERROR
+    assert "replace the whole config" in capsys.readouterr().err
+    assert alpha.store.servers[key].raw_config == stored
+    shown = json.loads(run("servers", "show", "alpha", "s0", "--json")[1])
+    assert (shown["config"], shown["unreadable"]) == (stored, "stored config.seed: bad pattern")
+
+
+def test_servers_put_set_parses_values_as_the_schemas_types(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "player_count=abc")
+
+    assert code == cli.EXIT_ERROR
+    assert "player_count must be an integer" in capsys.readouterr().err
+    assert alpha.server("alpha", "s0") is None
+    assert run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "player_count=8")[0] == cli.EXIT_OK
+    server = alpha.server("alpha", "s0")
+    assert server is not None and server.config is not None and server.config.player_count == 8
+
+
+def test_the_quota_and_the_account_rule_hold_for_the_cli_too(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for index in range(3):
+        assert run("servers", "put", "alpha", f"s{index}", "--owner", "ana")[0] == cli.EXIT_OK
+    assert run("servers", "put", "alpha", "s3", "--owner", "ana")[0] == cli.EXIT_ERROR
+    assert "free tier's maximum of 3" in capsys.readouterr().err
+
+    assert run("tenants", "add", "bravo", "--account", ACCOUNT)[0] == cli.EXIT_ERROR
+    assert "already tenant 'alpha'" in capsys.readouterr().err
+
+
+def test_every_cli_write_records_the_operator_the_door_and_a_correlation_id(alpha: FakeWorld) -> None:
+    run("servers", "put", "alpha", "s0", "--owner", "ana")
+    run("servers", "put", "alpha", "s1", "--owner", "ana", door="demo")
+
+    s0, s1 = alpha.server("alpha", "s0"), alpha.server("alpha", "s1")
+    assert s0 is not None and s0.trail is not None and s1 is not None and s1.trail is not None
+    assert (s0.trail.door, s1.trail.door) == ("cli", "demo")
+    assert s0.trail.actor and len(s0.trail.correlation_id) == 32
+    assert s0.trail.correlation_id != s1.trail.correlation_id
+    entry = alpha.store.history("alpha", "s0", s0.incarnation).entries[0]
+    assert (entry.door, entry.correlation_id) == ("cli", s0.trail.correlation_id)
+
+
+def test_pause_resume_and_retry_go_through_the_write_service(alpha: FakeWorld) -> None:
+    assert run("tenants", "pause", "alpha")[0] == cli.EXIT_OK
+    tenant = alpha.store.get_tenant("alpha")
+    assert tenant is not None and tenant.paused
+    assert run("tenants", "resume", "alpha")[0] == cli.EXIT_OK
+    run("servers", "put", "alpha", "s0", "--owner", "ana")
+    server = alpha.server("alpha", "s0")
+    assert server is not None
+    alpha.store.write_status(server, replace(server.status, attempts=3))
+
+    assert run("servers", "retry", "alpha", "s0")[0] == cli.EXIT_OK
+
+    retried = alpha.server("alpha", "s0")
+    assert retried is not None and retried.status.attempts == 0
