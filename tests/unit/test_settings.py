@@ -1,0 +1,86 @@
+"""One settings model (`models.settings.Settings`), read once from the environment; the tables and the engine
+take theirs from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.settings import Settings, SettingsError
+
+EVERY_VARIABLE = {
+    "STACKHERD_TENANTS_TABLE": "t-tenants",
+    "STACKHERD_GAMESERVERS_TABLE": "t-servers",
+    "STACKHERD_ACTIVITY_TABLE": "t-activity",
+    "STACKHERD_TEMPLATE_BUCKET": "t-bucket",
+    "STACKHERD_INSTALLATION": "prod",
+    "STACKHERD_REQUEUE_QUEUE_URL": "https://sqs.example/queue",
+    "STACKHERD_SWEEP_CONCURRENCY": "4",
+    "STACKHERD_MAX_DELETIONS": "2",
+    "STACKHERD_DELETE_RETRY_LIMIT": "5",
+    "STACKHERD_REQUEUE_AFTER_SECONDS": "45",
+    "STACKHERD_ACCOUNT_CALLS_PER_SECOND": "2.5",
+    "AWS_REGION": "eu-west-1",
+}
+
+
+def test_every_stackherd_variable_keeps_its_name() -> None:
+    settings = Settings.from_env(EVERY_VARIABLE)
+
+    assert settings.model_dump() == {
+        "tenants_table": "t-tenants",
+        "gameservers_table": "t-servers",
+        "activity_table": "t-activity",
+        "template_bucket": "t-bucket",
+        "installation": "prod",
+        "region": "eu-west-1",
+        "requeue_queue_url": "https://sqs.example/queue",
+        "sweep_concurrency": 4,
+        "max_deletions": 2,
+        "delete_retry_limit": 5,
+        "requeue_after_s": 45,
+        "account_calls_per_second": 2.5,
+    }
+
+
+def test_defaults_and_empty_variables() -> None:
+    settings = Settings.from_env({"STACKHERD_MAX_DELETIONS": "", "AWS_DEFAULT_REGION": "ap-south-1"})
+
+    assert (settings.max_deletions, settings.region, settings.tenants_table) == (10, "ap-south-1", "stackherd-tenants")
+    assert Settings.from_env({"AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "eu-west-1"}).region == "us-west-2"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STACKHERD_SWEEP_CONCURRENCY", "many"),
+        ("STACKHERD_SWEEP_CONCURRENCY", "0"),
+        ("STACKHERD_REQUEUE_AFTER_SECONDS", "901"),
+        ("STACKHERD_INSTALLATION", "Prod!"),
+        ("STACKHERD_ACCOUNT_CALLS_PER_SECOND", "-1"),
+    ],
+)
+def test_a_bad_value_is_a_settings_error_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"invalid configuration in the environment: {variable}: "):
+        Settings.from_env({variable: value})
+
+
+def test_the_tables_take_their_names_from_the_settings() -> None:
+    from models import tables
+
+    try:
+        tables.configure(Settings.from_env(EVERY_VARIABLE))
+        assert (tables.TenantModel.Meta.table_name, tables.AccountModel.Meta.table_name) == ("t-tenants", "t-tenants")
+        assert tables.GameServerModel.Meta.table_name == "t-servers"
+        assert tables.ActivityModel.Meta.table_name == "t-activity"
+        assert tables.GameServerModel.Meta.region == "eu-west-1"
+    finally:
+        tables.configure(Settings.from_env({}))
+
+
+def test_the_engine_is_given_the_planners_settings() -> None:
+    from handlers.runtime import plan_settings
+    from reconciler.planner import PlanSettings
+
+    assert plan_settings(Settings.from_env(EVERY_VARIABLE)) == PlanSettings(
+        installation="prod", max_deletions=2, delete_retry_limit=5, requeue_after_s=45
+    )
