@@ -7,7 +7,7 @@ and from DynamoDB.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -137,9 +137,6 @@ class DesiredServer:
     incarnation: str = ""
     #: The last desired write: who, through which door, under which correlation id.
     trail: WriteTrail | None = None
-
-    def with_status(self, status: ServerStatus) -> DesiredServer:
-        return replace(self, status=status)
 
     def valid_config(self) -> GameServerConfig:
         """The config of a readable record; raises `UnreadableRecordError` for an unreadable one."""

@@ -72,8 +72,3 @@ def _variable(field: str) -> str:
     return {"region": "AWS_REGION", "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS"}.get(
         field, f"STACKHERD_{field.upper()}"
     )
-
-
-def settings() -> Settings:
-    """The process environment's settings (read on each call; the runtime keeps the one it was built with)."""
-    return Settings.from_env()

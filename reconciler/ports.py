@@ -7,7 +7,6 @@ with the same request token; observing never mutates. Implementations: `reconcil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -179,7 +178,3 @@ class DesiredStore(Protocol):
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
-
-
-def servers_by_id(servers: Sequence[DesiredServer]) -> dict[str, DesiredServer]:
-    return {s.gameserver_id: s for s in servers}
