@@ -24,8 +24,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from models.config import (
-    ACCOUNT_PATTERN,
-    ID_PATTERN,
     REGION_PATTERN,
     SEED_PATTERN,
     TIERS,
@@ -208,8 +206,11 @@ class StatusView(_Out):
 
 
 class ServerView(_Out):
-    tenant_id: str = Field(pattern=ID_PATTERN)
-    gameserver_id: str = Field(pattern=ID_PATTERN)
+    """A stored game server as it is stored: ids and values are shown as read, never re-validated, so one
+    item written around the API cannot break a listing (`unreadable` then says what is wrong with it)."""
+
+    tenant_id: str
+    gameserver_id: str
     username: str
     config: GameServerConfig
     region: str = Field(description="the region the stack lives in")
@@ -219,6 +220,11 @@ class ServerView(_Out):
     deletion_requested: bool
     status: StatusView
     config_error: str | None = Field(default=None, description="present when the stored config no longer validates")
+    unreadable: str | None = Field(
+        default=None,
+        description="present when the stored item no longer validates (an id outside today's pattern, a config "
+        "that does not validate): what is wrong with it and how to correct it",
+    )
 
 
 class ServerPage(_Out):
@@ -245,17 +251,25 @@ class TierView(_Out):
 
 
 class TenantView(_Out):
-    tenant_id: str = Field(pattern=ID_PATTERN)
-    account_id: str = Field(pattern=ACCOUNT_PATTERN)
+    """A registered tenant as it is stored, never re-validated (`unreadable` says what is wrong with an item
+    that no longer validates, such as a tier that does not exist)."""
+
+    tenant_id: str
+    account_id: str = Field(description="12-digit AWS account id")
     regions: list[str]
     role_arn: str
     external_id: str
-    tier: Tier
-    limits: TierView
+    tier: str = Field(description="free, standard or premium (as stored)")
+    limits: TierView | None = Field(
+        default=None, description="the tier's limits; absent for a tier that does not exist"
+    )
     template_version: str
     paused: bool
     quarantined: str | None = None
     quarantined_at: str | None = None
+    unreadable: str | None = Field(
+        default=None, description="present when the stored item no longer validates: what is wrong with it"
+    )
 
 
 class TenantList(_Out):
