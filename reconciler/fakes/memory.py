@@ -1,10 +1,12 @@
-"""An in-memory `DesiredStore` with the same write semantics as the DynamoDB one (generation bumps,
-optimistic concurrency, status-only writes), for the functional tests, the property test and the benchmark."""
+"""An in-memory `DesiredStore` with the same semantics as the DynamoDB one (generation bumps, optimistic
+concurrency, status-only writes, pages, the activity log, tenant registration), for the functional and API
+tests, the property test and the benchmark."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +14,19 @@ from models.config import GameServerConfig
 from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
 from reconciler.ports import DesiredRead
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
+
+
+@dataclass(frozen=True)
+class ActivityEntry:
+    """One line of a server's activity log, keyed like the DynamoDB one (`at` sorts by time)."""
+
+    tenant_id: str
+    gameserver_id: str
+    at: str
+    kind: str
+    message: str
+    generation: int | None = None
+    actor: str | None = None
 
 
 class _ServerTable(dict[tuple[str, str], DesiredServer]):
@@ -64,7 +79,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
         self.servers = _ServerTable()
-        self.activity: list[tuple[str, str, str, str, int | None, str]] = []
+        self.activity: list[ActivityEntry] = []
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
         self._lock = threading.RLock()
@@ -131,9 +146,84 @@ class MemoryStore:
         message: str,
         generation: int | None,
         at: datetime,
+        actor: str | None = None,
     ) -> None:
         with self._lock:
-            self.activity.append((tenant_id, gameserver_id, kind, message, generation, now_iso(at)))
+            self.activity.append(
+                ActivityEntry(
+                    tenant_id,
+                    gameserver_id,
+                    f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{uuid.uuid4().hex[:8]}",
+                    kind,
+                    message[:1000],
+                    generation,
+                    actor,
+                )
+            )
+
+    def history(
+        self, tenant_id: str, gameserver_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[ActivityEntry], str | None]:
+        """Newest first; `cursor` is the `at` to continue after. Like a DynamoDB query with a limit, a full
+        page returns its last `at` even when nothing follows."""
+        with self._lock:
+            entries = sorted(
+                (e for e in self.activity if (e.tenant_id, e.gameserver_id) == (tenant_id, gameserver_id)),
+                key=lambda e: e.at,
+                reverse=True,
+            )
+        if cursor:
+            entries = [e for e in entries if e.at < cursor]
+        page = entries[:limit]
+        return page, (page[-1].at if len(page) == limit else None)
+
+    def list_servers(self, tenant_id: str) -> list[DesiredServer]:
+        return list(self.read_servers(tenant_id).servers)
+
+    def page_servers(
+        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+    ) -> tuple[list[DesiredServer], str | None]:
+        """One page of a tenant's records in id order (only `username`'s when given), and the id to continue
+        after, or None at the end."""
+        with self._lock:
+            matching = [
+                s
+                for s in self.servers.tenant(tenant_id)
+                if (after is None or s.gameserver_id > after) and (username is None or s.username == username)
+            ][: limit + 1]
+        return matching[:limit], (matching[limit - 1].gameserver_id if len(matching) > limit else None)
+
+    def create_tenant(self, tenant: Tenant, at: datetime) -> bool:
+        """Register a tenant; False (and nothing written) when one with that id exists."""
+        with self._lock:
+            if tenant.tenant_id in self.tenants:
+                return False
+            self.tenants[tenant.tenant_id] = tenant
+            return True
+
+    def update_tenant(
+        self,
+        tenant_id: str,
+        *,
+        tier: str | None = None,
+        template_version: str | None = None,
+        regions: tuple[str, ...] | list[str] | None = None,
+        paused: bool | None = None,
+    ) -> Tenant | None:
+        """Change the given fields of a registered tenant; None when it is not registered."""
+        with self._lock:
+            current = self.tenants.get(tenant_id)
+            if current is None:
+                return None
+            changed = replace(
+                current,
+                tier=current.tier if tier is None else tier,
+                template_version=current.template_version if template_version is None else template_version,
+                regions=current.regions if regions is None else tuple(regions),
+                paused=current.paused if paused is None else paused,
+            )
+            self.tenants[tenant_id] = changed
+            return changed
 
     # --- writers (the API, the CLI) ---------------------------------------------------------------
 
@@ -167,8 +257,13 @@ class MemoryStore:
                 self.servers[key] = server
                 return WriteResult(server, created=True, changed=True)
             if current.username != username:
-                raise ConflictError(f"game server {gameserver_id} belongs to another player")
-            if current.config == config and current.region == region and not current.deletion_requested:
+                raise ConflictError(f"game server {gameserver_id!r} belongs to another player")
+            if (
+                current.config == config
+                and current.region == region
+                and not current.deletion_requested
+                and current.config_error is None
+            ):
                 return WriteResult(current, created=False, changed=False)
             server = replace(
                 current,

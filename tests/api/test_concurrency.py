@@ -9,7 +9,7 @@ import pytest
 
 from models.config import GameServerConfig
 from reconciler.writes import WriteResult
-from tests.api.conftest import ApiClient, put_config
+from tests.api.conftest import ON_BOTH_STORES, ApiClient, put_config
 
 
 @pytest.fixture
@@ -41,6 +41,7 @@ def test_a_stale_if_match_is_412_with_the_current_etag(server: ApiClient, method
     assert (after["generation"], after["config"]["seed"], after["deletion_requested"]) == (2, "movedon", False)
 
 
+@ON_BOTH_STORES
 def test_two_writers_from_the_same_read_the_second_loses(server: ApiClient) -> None:
     etag = server.get("/servers/alpha-1").etag
     assert etag is not None
@@ -79,6 +80,7 @@ def test_a_malformed_if_match_is_400(server: ApiClient, if_match: str) -> None:
     }
 
 
+@ON_BOTH_STORES
 @pytest.mark.parametrize(
     ("headers", "status"), [({}, 409), ({"If-Match": '"1"'}, 412)], ids=["no If-Match", "If-Match"]
 )

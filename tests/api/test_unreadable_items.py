@@ -6,7 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.api.conftest import ALICE, ROOT, ApiClient, put_config
+
+pytestmark = pytest.mark.integration  # items written around the models, straight into DynamoDB
 
 
 def _write_server_around_the_api(gameserver_id: str, username: str = "alice") -> None:
