@@ -126,6 +126,7 @@ class StreamBatch:
         from concurrent.futures import ThreadPoolExecutor
 
         from handlers.runtime import runtime
+        from reconciler.engine import Outcome
 
         rt = runtime()
         by_tenant: dict[str, set[str]] = {}
@@ -143,7 +144,9 @@ class StreamBatch:
                     extra={"tenant_id": tenant_id, "error": result.error},
                 )
                 self._mark_failed(tenant_id, servers, result.error, result.error_code or "Failed")
-            failed = {r.action.gameserver_id: r.detail for r in result.results if r.outcome == "failed" and r.retryable}
+            failed = {
+                r.action.gameserver_id: r.detail for r in result.results if r.outcome is Outcome.FAILED and r.retryable
+            }
             for server in servers:
                 self.outcome[(tenant_id, server)] = transient or failed.get(server)
             rt.requeue(tenant_id, result.requeue)
