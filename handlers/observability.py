@@ -16,4 +16,4 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Stackherd")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-copy_config_to_registered_loggers(source_logger=logger, include={"stackherd.engine"})
+copy_config_to_registered_loggers(source_logger=logger, include={"stackherd.engine", "stackherd.requeue"})

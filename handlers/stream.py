@@ -149,7 +149,6 @@ class StreamBatch:
             }
             for server in servers:
                 self.outcome[(tenant_id, server)] = transient or failed.get(server)
-            rt.requeue(tenant_id, result.requeue)
 
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_tenant) or 1))) as pool:
             list(pool.map(one, sorted(by_tenant.items())))

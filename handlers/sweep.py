@@ -22,8 +22,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     result = rt.engine.sweep(concurrency=rt.settings.sweep_concurrency)
     for tenant in result.results:
-        if tenant.requeue:
-            rt.requeue(tenant.tenant_id, tenant.requeue)
         if tenant.error:
             logger.warning(
                 "tenant failed in sweep",

@@ -30,7 +30,7 @@ from reconciler.errors import (
     TransientError,
 )
 from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
-from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
+from reconciler.ports import AccountConnector, DesiredStore, Requeuer, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
 from reconciler.stacks import ObservedStack, stack_region
 from reconciler.status import backoff_seconds, needs_write, next_status
@@ -99,6 +99,7 @@ class TenantResult:
     error_code: str | None = None
     retryable: bool = False
     requeue: list[tuple[str, int]] = field(default_factory=list)
+    requeued: int = 0  # how many of the requeue requests the requeuer accepted
 
     @property
     def ok(self) -> bool:
@@ -180,12 +181,14 @@ class Engine:
         *,
         settings: EngineSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        requeuer: Requeuer | None = None,
     ) -> None:
         self.store = store
         self.connector = connector
         self.templates = templates
         self.settings = settings or EngineSettings()
         self.clock = clock
+        self.requeuer = requeuer
 
     # --- entry points ----------------------------------------------------------------------------
 
@@ -214,7 +217,25 @@ class Engine:
                 "InternalError",
                 True,
             )
+        if not dry_run:
+            result.requeued = self._requeue(tenant_id, result.requeue)
         return result
+
+    def _requeue(self, tenant_id: str, delays: list[tuple[str, int]]) -> int:
+        """Ask for another look at every server a pass waits on or backs off from. Best effort: the sweep is
+        the backstop, so a failure to send is logged and never hides what the pass did."""
+        if self.requeuer is None or not delays:
+            return 0
+        try:
+            return self.requeuer.requeue(tenant_id, delays)
+        except Exception as error:
+            log.warning(
+                "could not requeue tenant %s; the next sweep covers it: %s",
+                tenant_id,
+                error,
+                extra={"tenant_id": tenant_id},
+            )
+            return 0
 
     def sweep(self, *, concurrency: int = 8, progress: Callable[[TenantResult], None] | None = None) -> SweepResult:
         """Reconcile every tenant that is not quarantined, `concurrency` tenants at a time.

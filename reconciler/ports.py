@@ -102,3 +102,15 @@ class Clock(Protocol):
 
 def servers_by_id(servers: Sequence[DesiredServer]) -> dict[str, DesiredServer]:
     return {s.gameserver_id: s for s in servers}
+
+
+class Requeuer(Protocol):
+    """Asks for another look at some of a tenant's servers after a delay, without waiting for the sweep.
+
+    Best effort: the sweep is the backstop, so a requeue that is lost only delays a look. Implementations:
+    `reconciler.adapters.sqs` (an SQS queue with per-message delays) and `reconciler.fakes.queue`.
+    """
+
+    def requeue(self, tenant_id: str, delays: Sequence[tuple[str, int]]) -> int:
+        """Ask to look at each (server id, delay in seconds) again; returns how many requests were accepted.
+        May raise; the engine logs the failure and carries on."""

@@ -453,7 +453,6 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     _tenant(args.tenant)
     rt = runtime()
     result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions)
-    rt.requeue(args.tenant, result.requeue)
     data = result.to_dict()
     if args.json:
         _print_json(data, out)
@@ -480,8 +479,6 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
     result = rt.engine.sweep(concurrency=args.concurrency or rt.settings.sweep_concurrency, progress=progress)
     if progress is not None:
         sys.stderr.write("\n")
-    for tenant in result.results:
-        rt.requeue(tenant.tenant_id, tenant.requeue)
     summary = result.summary()
     if args.json:
         _print_json(summary.to_dict(), out)

@@ -10,6 +10,7 @@ from models.records import DesiredServer, Tenant, role_arn_for
 from reconciler.engine import Engine, EngineSettings
 from reconciler.fakes.cloud import FakeClock, FakeCloud, FakeConnector
 from reconciler.fakes.memory import MemoryStore
+from reconciler.fakes.queue import MemoryRequeuer
 from reconciler.fakes.templates import StaticTemplateCatalog
 from reconciler.writes import WriteResult
 
@@ -23,11 +24,14 @@ class FakeWorld:
     settings: EngineSettings = field(default_factory=EngineSettings)
     latency_s: float = 0.0
     rate_per_account: float | None = None
+    requeuer: MemoryRequeuer = field(default_factory=MemoryRequeuer)
 
     def __post_init__(self) -> None:
         self.cloud = FakeCloud(self.clock, latency_s=self.latency_s, rate_per_account=self.rate_per_account)
         self.connector = FakeConnector(self.cloud)
-        self.engine = Engine(self.store, self.connector, self.templates, settings=self.settings, clock=self.clock)
+        self.engine = Engine(
+            self.store, self.connector, self.templates, settings=self.settings, clock=self.clock, requeuer=self.requeuer
+        )
 
     def add_tenant(
         self,

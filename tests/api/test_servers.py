@@ -310,7 +310,8 @@ def test_plan_is_a_dry_run_and_reconcile_acts(api: ApiClient, memory_world: Fake
     done = api.post("/tenants/acme/reconcile").json()
     assert done["dry_run"] is False
     assert [(a["kind"], a["outcome"]) for a in done["actions"]] == [("create", "done")]
-    assert done["requeued"] == 0  # no queue configured
+    assert done["requeued"] == 1  # the engine asked for another look once the create is under way
+    assert memory_world.requeuer.sent == [("acme", "alpha-1", 30)]
     assert api.get("/servers/alpha-1").json()["status"]["stack_id"]
 
     memory_world.cloud.settle_all()  # CloudFormation finishes creating the stack
