@@ -32,8 +32,6 @@ def run(request: AdminRequest) -> dict[str, Any]:
     result = rt.engine.reconcile_tenant(
         request.tenant_id, dry_run=request.dry_run, confirm_deletions=request.confirm_deletions
     )
-    if not request.dry_run:
-        rt.requeue(request.tenant_id, result.requeue)
     return {"ok": result.error is None, **result.to_dict()}
 
 

@@ -45,7 +45,6 @@ def handle_record(record: SQSRecord) -> None:
         return
     rt = runtime()
     result = rt.engine.reconcile_tenant(message.tenant_id, scope=message.gameserver_ids)
-    rt.requeue(message.tenant_id, result.requeue)
     if result.error and result.retryable:
         raise RetryLaterError(result.error)
 

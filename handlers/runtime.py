@@ -8,13 +8,10 @@ is imported, which keeps cold starts short.
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.settings import Settings, SettingsError
-
-_log = logging.getLogger("stackherd.runtime")
 
 if TYPE_CHECKING:
     from reconciler.adapters.aws import AwsConnector
@@ -48,7 +45,6 @@ class Runtime:
     connector: AwsConnector | Any
     templates: S3TemplateCatalog | Any
     engine: Engine
-    sqs: Any = None
 
     @property
     def writes(self) -> DesiredWrites:
@@ -56,48 +52,6 @@ class Runtime:
         from reconciler.desired import DesiredWrites
 
         return DesiredWrites(self.store)
-
-    def requeue(self, tenant_id: str, delays: list[tuple[str, int]]) -> int:
-        """Ask to look at these servers again after a delay (SQS DelaySeconds); the sweep is the backstop, so
-        a queue that cannot be reached is logged, never raised. Returns how many messages were accepted."""
-        url = self.settings.requeue_queue_url
-        if not url or not delays:
-            return 0
-        if self.sqs is None:
-            import boto3
-
-            from reconciler.adapters.aws import CLIENT_CONFIG
-
-            self.sqs = boto3.client("sqs", region_name=self.settings.region, config=CLIENT_CONFIG)
-        by_delay: dict[int, list[str]] = {}
-        for server_id, delay in delays:
-            by_delay.setdefault(min(900, max(0, delay)), []).append(server_id)
-        import json
-
-        entries = [
-            {
-                "Id": str(index),
-                "MessageBody": json.dumps({"tenant_id": tenant_id, "gameserver_ids": sorted(set(ids))}),
-                "DelaySeconds": delay,
-            }
-            for index, (delay, ids) in enumerate(sorted(by_delay.items()))
-        ]
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        sent = 0
-        for start in range(0, len(entries), 10):
-            batch = entries[start : start + 10]
-            try:
-                response = self.sqs.send_message_batch(QueueUrl=url, Entries=batch)
-            except (ClientError, BotoCoreError) as error:
-                # Best effort: the pass has already acted, and the sweep looks at every server again.
-                _log.warning("could not requeue; the next sweep covers these servers", extra={"error": str(error)})
-                continue
-            failed = response.get("Failed", [])
-            if failed:
-                _log.warning("some requeue messages were refused", extra={"failed": failed})
-            sent += len(batch) - len(failed)
-        return sent
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -107,6 +61,7 @@ def build_runtime(settings: Settings) -> Runtime:
     from reconciler.adapters.aws import AwsConnector, s3_client
     from reconciler.adapters.dynamo import DynamoStore
     from reconciler.adapters.s3 import S3TemplateCatalog
+    from reconciler.adapters.sqs import SqsRequeuer
     from reconciler.engine import Engine
 
     configure(settings)
@@ -119,7 +74,15 @@ def build_runtime(settings: Settings) -> Runtime:
         limiter = AccountRateLimiter(settings.account_calls_per_second)
     connector = AwsConnector(session, limiter=limiter)
     templates = S3TemplateCatalog(s3_client(session), settings.template_bucket)
-    engine = Engine(store, connector, templates, settings=plan_settings(settings))
+    engine = Engine(
+        store,
+        connector,
+        templates,
+        settings=plan_settings(settings),
+        requeuer=SqsRequeuer(settings.requeue_queue_url, region=settings.region)
+        if settings.requeue_queue_url
+        else None,
+    )
     return Runtime(settings, store, connector, templates, engine)
 
 

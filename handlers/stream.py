@@ -1,7 +1,8 @@
 """DynamoDB stream handler: INSERT, MODIFY and REMOVE of desired records trigger a reconcile.
 
 The batch goes through Powertools' `BatchProcessor`, which returns `{"batchItemFailures": [...]}`.
-Records are decoded and grouped by tenant first, so each tenant is reconciled (and its role assumed)
+Records are decoded with Powertools' DynamoDB stream record classes (`DynamoDBRecord`, whose images are
+deserialised to Python values) and grouped by tenant first, so each tenant is reconciled (and its role assumed)
 once per batch, for only the servers that changed. A change that touched only `status` (the
 reconciler's own write) triggers nothing. A record that cannot be decoded, names an unknown tenant
 or carries an invalid config is logged, marked Failed where a record exists, and acknowledged; only
@@ -16,7 +17,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+    DynamoDBRecordEventName,
+    StreamRecord,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import logger, metrics
@@ -48,28 +53,52 @@ def is_status_only(old_image: object, new_image: object) -> bool:
     return desired(old_image) == desired(new_image)
 
 
+#: What Powertools' deserialiser raises for a value that is not a DynamoDB attribute value: not a map
+#: (AttributeError), an empty one (IndexError), an unknown type (TypeError), a bad number (ArithmeticError).
+_UNDECODABLE = (AttributeError, IndexError, KeyError, TypeError, ValueError, ArithmeticError)
+
+
+def _decoded_images(record: StreamRecord) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Both images as Python values, or None when either is missing or cannot be decoded (a MODIFY is then
+    reconciled: the engine reads the record itself)."""
+    if not isinstance(record.get("OldImage"), dict) or not isinstance(record.get("NewImage"), dict):
+        return None  # a stream without images (KEYS_ONLY), or images that are not maps
+    try:
+        return record.old_image, record.new_image
+    except _UNDECODABLE:
+        return None
+
+
 def changed_key(raw: dict[str, Any]) -> ChangedKey | None:
     """The key a stream record names, or None when it needs no reconcile (a status-only change).
 
     Raises ValueError with a clear message when the record cannot be decoded.
     """
-    event = raw.get("eventName")
-    if event not in ("INSERT", "MODIFY", "REMOVE"):
-        raise ValueError(f"unsupported eventName {event!r}: expected INSERT, MODIFY or REMOVE")
-    body = raw.get("dynamodb")
-    if not isinstance(body, dict):
-        raise ValueError("record has no 'dynamodb' section")
-    keys = body.get("Keys")
+    record = DynamoDBRecord(raw)
     try:
-        tenant_id = keys["tenant_id"]["S"]  # type: ignore[index]
-        gameserver_id = keys["gameserver_id"]["S"]  # type: ignore[index]
-    except (KeyError, TypeError):
-        raise ValueError("record keys must be {'tenant_id': {'S': ...}, 'gameserver_id': {'S': ...}}") from None
+        event = record.event_name
+    except KeyError:
+        event = None
+    if event is None:
+        raise ValueError(f"unsupported eventName {raw.get('eventName')!r}: expected INSERT, MODIFY or REMOVE")
+    body = record.dynamodb
+    if body is None or not isinstance(raw.get("dynamodb"), dict):
+        raise ValueError("record has no 'dynamodb' section")
+    expected = "record keys must be {'tenant_id': {'S': ...}, 'gameserver_id': {'S': ...}}"
+    if not isinstance(body.get("Keys"), dict):
+        raise ValueError(expected)
+    try:
+        keys = body.keys
+    except _UNDECODABLE:
+        raise ValueError(expected) from None
+    tenant_id, gameserver_id = keys.get("tenant_id"), keys.get("gameserver_id")
     if not isinstance(tenant_id, str) or not isinstance(gameserver_id, str):
-        raise ValueError("record keys must be strings")
-    if event == "MODIFY" and is_status_only(body.get("OldImage"), body.get("NewImage")):
-        return None
-    return ChangedKey(tenant_id, gameserver_id, event)
+        raise ValueError(expected)
+    if event is DynamoDBRecordEventName.MODIFY:
+        images = _decoded_images(body)
+        if images is not None and is_status_only(*images):
+            return None
+    return ChangedKey(tenant_id, gameserver_id, event.name)
 
 
 def _identity(raw: dict[str, Any]) -> str:
@@ -97,6 +126,7 @@ class StreamBatch:
         from concurrent.futures import ThreadPoolExecutor
 
         from handlers.runtime import runtime
+        from reconciler.engine import Outcome
 
         rt = runtime()
         by_tenant: dict[str, set[str]] = {}
@@ -114,10 +144,11 @@ class StreamBatch:
                     extra={"tenant_id": tenant_id, "error": result.error},
                 )
                 self._mark_failed(tenant_id, servers, result.error, result.error_code or "Failed")
-            failed = {r.action.gameserver_id: r.detail for r in result.results if r.outcome == "failed" and r.retryable}
+            failed = {
+                r.action.gameserver_id: r.detail for r in result.results if r.outcome is Outcome.FAILED and r.retryable
+            }
             for server in servers:
                 self.outcome[(tenant_id, server)] = transient or failed.get(server)
-            rt.requeue(tenant_id, result.requeue)
 
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_tenant) or 1))) as pool:
             list(pool.map(one, sorted(by_tenant.items())))

@@ -22,8 +22,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     result = rt.engine.sweep(concurrency=rt.settings.sweep_concurrency)
     for tenant in result.results:
-        if tenant.requeue:
-            rt.requeue(tenant.tenant_id, tenant.requeue)
         if tenant.error:
             logger.warning(
                 "tenant failed in sweep",
@@ -31,8 +29,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             )
     summary = result.summary()
     metrics.add_metric(name="SweepTenants", unit=MetricUnit.Count, value=len(result.results))
-    metrics.add_metric(name="SweepTenantFailures", unit=MetricUnit.Count, value=len(summary["failures"]))  # type: ignore[arg-type]
-    for kind, count in dict(summary["actions"]).items():  # type: ignore[call-overload]
+    metrics.add_metric(name="SweepTenantFailures", unit=MetricUnit.Count, value=len(summary.failures))
+    for kind, count in summary.actions.items():
         metrics.add_metric(name=f"Actions_{kind}", unit=MetricUnit.Count, value=count)
-    logger.info("sweep finished", extra={"summary": summary})
-    return summary
+    answer = summary.to_dict()
+    logger.info("sweep finished", extra={"summary": answer})
+    return answer

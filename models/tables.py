@@ -11,6 +11,7 @@ record that is created or whose deletion is requested: the tier's quota is a con
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -26,7 +27,7 @@ from pynamodb.attributes import (
 from pynamodb.constants import MAP, PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE, STRING
 from pynamodb.models import Model
 
-from models.config import ConfigError, GameServerConfig, describe_validation_error, validate_id
+from models.config import ID_PATTERN, ConfigError, GameServerConfig, describe_validation_error
 from models.records import (
     ActivityEntry,
     Condition,
@@ -48,6 +49,8 @@ DEFAULT_REGION: str = _DEFAULTS["region"]
 #: Key prefix of the account items in the tenants table; `#` is outside every tenant id, so they never collide.
 ACCOUNT_PREFIX = "account#"
 
+
+_ID_RE = re.compile(ID_PATTERN)
 
 #: Key under which `ConfigMap` reports a stored config that is not a map at all.
 NOT_A_MAP = "__not_a_map__"
@@ -330,14 +333,17 @@ def legacy_incarnation(tenant_id: str, gameserver_id: str, created_at: str) -> s
 def server_from_item(item: GameServerModel) -> DesiredServer:
     """Map an item to a record. One that no longer validates (an id outside today's pattern, a config the
     schema refuses) comes back marked unreadable, with the reason and the stored config as it is."""
-    problem: str | None = None
+    problems: list[str] = []
     config: GameServerConfig | None = None
     raw = config_from_map(item.config)
+    if not _ID_RE.fullmatch(item.gameserver_id or ""):
+        problems.append(
+            f"the stored gameserver_id {item.gameserver_id!r} is not 1-40 lowercase letters, digits or inner hyphens"
+        )
     try:
-        validate_id(item.gameserver_id, "gameserver id")
         config = config_from_item(item)
     except ConfigError as error:
-        problem = str(error) if str(error).startswith("stored") else f"stored {error}"
+        problems.append(str(error))
     trail = (
         WriteTrail(actor=item.actor, door=item.door or "", correlation_id=item.correlation_id or "")
         if item.actor
@@ -354,7 +360,7 @@ def server_from_item(item: GameServerModel) -> DesiredServer:
         deletion_requested=bool(item.deletion_requested),
         region=item.region,
         status=status_from_map(item.status),
-        unreadable=problem,
+        unreadable="; ".join(problems) or None,
         raw_config=None if NOT_A_MAP in raw else raw,
         incarnation=item.incarnation or legacy_incarnation(item.tenant_id, item.gameserver_id, item.created_at or ""),
         trail=trail,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import TypeVar
 
 from models.records import DesiredServer, Tenant, WriteTrail, now_iso
@@ -30,7 +31,7 @@ from reconciler.errors import (
     UnreadableItemError,
 )
 from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
-from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
+from reconciler.ports import AccountConnector, DesiredStore, Requeuer, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
 from reconciler.stacks import ObservedStack, stack_region
 from reconciler.status import backoff_seconds, needs_write, next_status
@@ -49,16 +50,25 @@ class TenantUnavailableError(ReconcileError):
     code = "TenantUnavailable"
 
 
+class Outcome(StrEnum):
+    """What became of one planned action."""
+
+    PLANNED = "planned"  # a dry run: nothing was done
+    DONE = "done"
+    SKIPPED = "skipped"  # the record changed since planning; the next pass re-plans
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class ActionResult:
     action: Action
-    outcome: str  # planned | done | skipped | failed
+    outcome: Outcome
     detail: str | None = None
     retryable: bool = False
 
     def to_dict(self) -> dict[str, object]:
         data = self.action.to_dict()
-        data["outcome"] = self.outcome
+        data["outcome"] = self.outcome.value
         if self.detail:
             data["detail"] = self.detail
         return data
@@ -73,17 +83,18 @@ class TenantResult:
     error_code: str | None = None
     retryable: bool = False
     requeue: list[tuple[str, int]] = field(default_factory=list)
+    requeued: int = 0  # how many of the requeue requests the requeuer accepted
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(r.outcome != "failed" for r in self.results)
+        return self.error is None and all(r.outcome is not Outcome.FAILED for r in self.results)
 
     @property
     def in_sync(self) -> bool:
         return self.error is None and all(r.action.kind in (ActionKind.NOOP, ActionKind.REPORT) for r in self.results)
 
     def kinds(self) -> Counter[str]:
-        return Counter(r.action.kind.value for r in self.results if r.outcome in ("done", "planned"))
+        return Counter(r.action.kind.value for r in self.results if r.outcome in (Outcome.DONE, Outcome.PLANNED))
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -99,26 +110,50 @@ class TenantResult:
         return data
 
 
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a sweep did, for its logs, metrics, the CLI and the sweep handler's answer."""
+
+    tenants: int  # registered
+    reconciled: int  # not skipped
+    skipped: list[str]  # quarantined, in id order
+    actions: dict[str, int]  # kind -> how many were done (or planned)
+    failed_actions: int
+    failures: dict[str, str]  # tenant -> why its pass failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.failed_actions
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tenants": self.tenants,
+            "reconciled": self.reconciled,
+            "skipped": list(self.skipped),
+            "actions": dict(self.actions),
+            "failed_actions": self.failed_actions,
+            "failures": dict(self.failures),
+        }
+
+
 @dataclass
 class SweepResult:
     tenants: int = 0
     skipped: list[str] = field(default_factory=list)
     results: list[TenantResult] = field(default_factory=list)
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> SweepSummary:
         actions: Counter[str] = Counter()
         for result in self.results:
             actions.update(result.kinds())
-        failures = {r.tenant_id: r.error for r in self.results if r.error}
-        failed_actions = sum(1 for r in self.results for a in r.results if a.outcome == "failed")
-        return {
-            "tenants": self.tenants,
-            "reconciled": len(self.results),
-            "skipped": sorted(self.skipped),
-            "actions": dict(sorted(actions.items())),
-            "failed_actions": failed_actions,
-            "failures": failures,
-        }
+        return SweepSummary(
+            tenants=self.tenants,
+            reconciled=len(self.results),
+            skipped=sorted(self.skipped),
+            actions=dict(sorted(actions.items())),
+            failed_actions=sum(1 for r in self.results for a in r.results if a.outcome is Outcome.FAILED),
+            failures={r.tenant_id: r.error for r in self.results if r.error},
+        )
 
 
 class Engine:
@@ -130,12 +165,14 @@ class Engine:
         *,
         settings: PlanSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        requeuer: Requeuer | None = None,
     ) -> None:
         self.store = store
         self.connector = connector
         self.templates = templates
         self.settings = settings or PlanSettings()
         self.clock = clock
+        self.requeuer = requeuer
 
     # --- entry points ----------------------------------------------------------------------------
 
@@ -166,7 +203,25 @@ class Engine:
                 "InternalError",
                 True,
             )
+        if not dry_run:
+            result.requeued = self._requeue(tenant_id, result.requeue)
         return result
+
+    def _requeue(self, tenant_id: str, delays: list[tuple[str, int]]) -> int:
+        """Ask for another look at every server a pass waits on or backs off from. Best effort: the sweep is
+        the backstop, so a failure to send is logged and never hides what the pass did."""
+        if self.requeuer is None or not delays:
+            return 0
+        try:
+            return self.requeuer.requeue(tenant_id, delays)
+        except Exception as error:
+            log.warning(
+                "could not requeue tenant %s; the next sweep covers it: %s",
+                tenant_id,
+                error,
+                extra={"tenant_id": tenant_id},
+            )
+            return 0
 
     def sweep(self, *, concurrency: int = 8, progress: Callable[[TenantResult], None] | None = None) -> SweepResult:
         """Reconcile every tenant that is not quarantined, `concurrency` tenants at a time.
@@ -230,7 +285,7 @@ class Engine:
             scope=scope,
         )
         if dry_run:
-            result.results = [ActionResult(a, "planned") for a in the_plan.actions]
+            result.results = [ActionResult(a, Outcome.PLANNED) for a in the_plan.actions]
             return
         servers = {s.gameserver_id: s for s in read.servers}
         for action in the_plan.actions:
@@ -244,12 +299,12 @@ class Engine:
         """When to look at this server again without waiting for the sweep: after anything that started a
         CloudFormation operation, while one is in progress, and after a transient failure (with backoff)."""
         action = outcome.action
-        if outcome.outcome == "failed":
+        if outcome.outcome is Outcome.FAILED:
             if not outcome.retryable:
                 return None
             attempts = server.status.attempts + 1 if server is not None else 1
             return backoff_seconds(attempts)
-        if outcome.outcome == "skipped":
+        if outcome.outcome is Outcome.SKIPPED:
             return 1
         if action.requeue_after_s or action.mutating:
             return action.requeue_after_s or self.settings.requeue_after_s
@@ -294,13 +349,15 @@ class Engine:
             # unchanged lives elsewhere (the server moved region): the stack left behind is still an orphan.
             fresh = self.store.get_server(tenant.tenant_id, action.gameserver_id)
             if action.orphan and fresh is not None and (server is None or fresh.generation != server.generation):
-                return ActionResult(action, "skipped", "a record appeared since planning; the next pass re-plans")
+                return ActionResult(action, Outcome.SKIPPED, "a record appeared since planning; the next pass re-plans")
             if not action.orphan and (
                 fresh is None
                 or fresh.generation != action.generation
                 or (server is not None and fresh.incarnation != server.incarnation)
             ):
-                return ActionResult(action, "skipped", "the record changed since planning; the next pass re-plans")
+                return ActionResult(
+                    action, Outcome.SKIPPED, "the record changed since planning; the next pass re-plans"
+                )
 
         if kind is ActionKind.FINALIZE:
             assert server is not None
@@ -308,8 +365,8 @@ class Engine:
                 self._log(
                     server.tenant_id, action.gameserver_id, "finalized", "stack gone; record removed", action, server
                 )
-                return ActionResult(action, "done")
-            return ActionResult(action, "skipped", "the record changed since planning")
+                return ActionResult(action, Outcome.DONE)
+            return ActionResult(action, Outcome.SKIPPED, "the record changed since planning")
 
         stack_id: str | None = None
         error: ReconcileError | None = None
@@ -368,10 +425,10 @@ class Engine:
             self._log(tenant.tenant_id, action.gameserver_id or action.stack_name, "orphan", text, effective)
 
         if error is not None:
-            return ActionResult(effective, "failed", str(error), retryable=error.retryable)
+            return ActionResult(effective, Outcome.FAILED, str(error), retryable=error.retryable)
         if effective is not action:
-            return ActionResult(effective, "done", effective.reason)
-        return ActionResult(action, "done")
+            return ActionResult(effective, Outcome.DONE, effective.reason)
+        return ActionResult(action, Outcome.DONE)
 
     def _mutate(self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action, now: datetime) -> str | None:
         name, gen = action.stack_name, action.generation if action.generation is not None else "orphan"

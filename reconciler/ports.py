@@ -7,6 +7,7 @@ with the same request token; observing never mutates. Implementations: `reconcil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -178,3 +179,15 @@ class DesiredStore(Protocol):
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
+
+
+class Requeuer(Protocol):
+    """Asks for another look at some of a tenant's servers after a delay, without waiting for the sweep.
+
+    Best effort: the sweep is the backstop, so a requeue that is lost only delays a look. Implementations:
+    `reconciler.adapters.sqs` (an SQS queue with per-message delays) and `reconciler.fakes.queue`.
+    """
+
+    def requeue(self, tenant_id: str, delays: Sequence[tuple[str, int]]) -> int:
+        """Ask to look at each (server id, delay in seconds) again; returns how many requests were accepted.
+        May raise; the engine logs the failure and carries on."""

@@ -144,10 +144,5 @@ def reconcile_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = 
     admin_tenant(tenant_id)
     rt = runtime()
     result = rt.engine.reconcile_tenant(tenant_id, confirm_deletions=confirm_deletions)
-    try:
-        requeued = rt.requeue(tenant_id, result.requeue)
-    except Exception:  # the sweep is the backstop for a lost requeue
-        logger.exception("could not requeue", reconciled_tenant=tenant_id)
-        requeued = 0
     logger.info("tenant reconciled by an admin", reconciled_tenant=tenant_id, by=identity.user, ok=result.ok)
-    return json_response(PlanView.model_validate({**result.to_dict(), "requeued": requeued}))
+    return json_response(PlanView.model_validate({**result.to_dict(), "requeued": result.requeued}))

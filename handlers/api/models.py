@@ -206,8 +206,9 @@ class StatusView(_Out):
 
 
 class ServerView(_Out):
-    # Ids are shown as stored (not checked against today's pattern): one item written around stackherd
-    # must not turn a listing into an error.
+    """A stored game server as it is stored: ids and values are shown as read, never re-validated, so one
+    item written around the API cannot break a listing (`unreadable` then says what is wrong with it)."""
+
     tenant_id: str
     gameserver_id: str
     username: str
@@ -226,7 +227,12 @@ class ServerView(_Out):
     status: StatusView
     config_error: str | None = Field(
         default=None,
-        description="present when the stored server no longer validates: why. Change it only with a whole PUT",
+        description="present when the stored config no longer validates: why (only a whole PUT replaces it)",
+    )
+    unreadable: str | None = Field(
+        default=None,
+        description="present when the stored item no longer validates (an id outside today's pattern, a config "
+        "that does not validate): what is wrong with it and how to correct it",
     )
 
 
@@ -259,20 +265,24 @@ class TierView(_Out):
 
 
 class TenantView(_Out):
-    # Shown as stored (an unknown tier too, with `unreadable` saying why): one odd item never fails a listing.
+    """A registered tenant as it is stored, never re-validated (`unreadable` says what is wrong with an item
+    that no longer validates, such as a tier that does not exist)."""
+
     tenant_id: str
-    account_id: str
+    account_id: str = Field(description="12-digit AWS account id")
     regions: list[str]
     role_arn: str
     external_id: str
-    tier: str = Field(description="free, standard or premium")
-    limits: TierView
+    tier: str = Field(description="free, standard or premium (as stored)")
+    limits: TierView | None = Field(
+        default=None, description="the tier's limits; absent for a tier that does not exist"
+    )
     template_version: str
     paused: bool
     quarantined: str | None = None
     quarantined_at: str | None = None
     unreadable: str | None = Field(
-        default=None, description="present when the stored tenant no longer validates: why (fix it with a PATCH)"
+        default=None, description="present when the stored item no longer validates: what is wrong with it"
     )
 
 

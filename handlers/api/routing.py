@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE = 25
 MAX_PAGE = 100
-_ID_RE = re.compile(ID_PATTERN)
 Body = TypeVar("Body")
 
 
@@ -111,6 +110,9 @@ def json_response(body: Body, status: int = 200, headers: dict[str, str] | None 
 # user: those always come from the token and the path, so a forged token can only move within the caller's
 # own listing.
 _HISTORY_POSITION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,20}Z#[0-9a-f]{8}$")
+# An id a listing can end a page on: today's ids, and ids stored outside today's pattern (capitals,
+# underscores, dots), so listing past such an item works like listing past any other.
+_SERVER_POSITION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
 def encode_token(kind: str, position: str) -> str:
@@ -126,7 +128,7 @@ def decode_token(kind: str, token: str | None) -> str | None:
     except (ValueError, binascii.Error):
         data = None
     position = data.get("p") if isinstance(data, dict) and data.get("k") == kind else None
-    valid = _HISTORY_POSITION if kind == "history" else _ID_RE
+    valid = _HISTORY_POSITION if kind == "history" else _SERVER_POSITION
     if not isinstance(position, str) or not valid.fullmatch(position):
         raise BadRequestError(
             "next_token is not one this listing returned; start again without it",

@@ -1,7 +1,7 @@
 """What the API shows of stored records: each view is the response model itself, built from a record.
 
-A view never re-validates what it is given: a record is shown as it is stored (the planner and the store
-decide what is valid), so one odd item cannot turn a listing into an error.
+A view never re-validates what it is given: a record is shown as it is stored (the store marks one that no
+longer validates `unreadable`, with the reason), so one odd item cannot turn a listing into an error.
 """
 
 from __future__ import annotations
@@ -21,10 +21,31 @@ from models.config import TIERS
 if TYPE_CHECKING:
     from models.records import ActivityEntry, DesiredServer, Tenant
 
+#: The condition a view of an item that no longer validates carries, beside whatever the reconciler recorded.
+READABLE = "Readable"
+
 
 def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
+    """Any record as a view: its values as stored, never re-validated, and a false `Readable` condition and
+    `unreadable` saying why when it no longer validates (its config as stored in `stored_config` when that
+    is what no longer validates)."""
     status = server.status
     region = server.region or (tenant.primary_region if tenant is not None and tenant.regions else "")
+    unreadable = None
+    conditions = [
+        ConditionView(
+            type=c.type,
+            status=c.status,
+            reason=c.reason,
+            message=c.message,
+            last_transition_time=c.last_transition_time or None,
+        )
+        for c in status.conditions
+    ]
+    if server.unreadable:
+        unreadable = f"{server.unreadable}: correct the item in the table, or PUT a whole config if the server is yours"
+        conditions = [c for c in conditions if c.type != READABLE]
+        conditions.append(ConditionView(type=READABLE, status=False, reason="Unreadable", message=unreadable))
     return ServerView(
         tenant_id=server.tenant_id,
         gameserver_id=server.gameserver_id,
@@ -40,28 +61,22 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
         status=StatusView(
             phase=status.phase.value,
             observed_generation=status.observed_generation,
-            conditions=[
-                ConditionView(
-                    type=c.type,
-                    status=c.status,
-                    reason=c.reason,
-                    message=c.message,
-                    last_transition_time=c.last_transition_time or None,
-                )
-                for c in status.conditions
-            ],
+            conditions=conditions,
             stack_id=status.stack_id,
             stack_status=status.stack_status,
             last_error=status.last_error,
             next_retry_at=status.next_retry_at,
             drift=status.drift,
         ),
-        config_error=server.unreadable,
+        config_error=server.unreadable if server.config is None else None,
+        unreadable=unreadable,
     )
 
 
 def tenant_view(tenant: Tenant) -> TenantView:
-    limits = TIERS.get(tenant.tier) or TIERS["standard"]
+    """Any tenant as a view: its values as stored, never re-validated; `unreadable` says what is wrong with
+    one that no longer validates (an unknown tier has no limits to show)."""
+    limits = TIERS.get(tenant.tier)
     return TenantView(
         tenant_id=tenant.tenant_id,
         account_id=tenant.account_id,
@@ -69,12 +84,14 @@ def tenant_view(tenant: Tenant) -> TenantView:
         role_arn=tenant.role_arn,
         external_id=tenant.external_id,
         tier=tenant.tier,
-        limits=TierView(max_servers=limits.max_servers, max_player_count=limits.max_player_count),
+        limits=TierView(max_servers=limits.max_servers, max_player_count=limits.max_player_count) if limits else None,
         template_version=tenant.template_version,
         paused=tenant.paused,
         quarantined=tenant.quarantined,
         quarantined_at=tenant.quarantined_at,
-        unreadable=tenant.unreadable,
+        unreadable=f"{tenant.unreadable}: correct the item in the tenants table, or PATCH the tenant"
+        if tenant.unreadable
+        else None,
     )
 
 

@@ -437,7 +437,6 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     _tenant(args.tenant)
     rt = runtime()
     result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions)
-    rt.requeue(args.tenant, result.requeue)
     data = result.to_dict()
     if args.json:
         _print_json(data, out)
@@ -464,20 +463,17 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
     result = rt.engine.sweep(concurrency=args.concurrency or rt.settings.sweep_concurrency, progress=progress)
     if progress is not None:
         sys.stderr.write("\n")
-    for tenant in result.results:
-        rt.requeue(tenant.tenant_id, tenant.requeue)
     summary = result.summary()
     if args.json:
-        _print_json(summary, out)
+        _print_json(summary.to_dict(), out)
     else:
-        actions = ", ".join(f"{k} {v}" for k, v in dict(summary["actions"]).items()) or "none"  # type: ignore[call-overload]
-        out.write(f"swept {summary['reconciled']} of {summary['tenants']} tenants; actions: {actions}\n")
-        for tenant_id in summary["skipped"]:  # type: ignore[attr-defined]
+        actions = ", ".join(f"{k} {v}" for k, v in summary.actions.items()) or "none"
+        out.write(f"swept {summary.reconciled} of {summary.tenants} tenants; actions: {actions}\n")
+        for tenant_id in summary.skipped:
             out.write(f"  skipped {tenant_id}: quarantined\n")
-        for tenant_id, error in dict(summary["failures"]).items():  # type: ignore[call-overload]
+        for tenant_id, error in summary.failures.items():
             out.write(f"  failed  {tenant_id}: {error}\n")
-    failed = bool(summary["failures"]) or bool(summary["failed_actions"])
-    return EXIT_ERROR if failed else EXIT_OK
+    return EXIT_OK if summary.ok else EXIT_ERROR
 
 
 # --- parser ----------------------------------------------------------------------------------------

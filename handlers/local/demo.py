@@ -209,7 +209,7 @@ def run_demo(out: IO[str]) -> int:
     if not TEMPLATE.exists():
         out.write(f"stackherd demo: the game-server template {TEMPLATE} is missing\n")
         return 1
-    for name in ("stackherd.engine", "stackherd.store", "stackherd.desired", "stackherd.runtime"):
+    for name in ("stackherd.engine", "stackherd.store", "stackherd.desired", "stackherd.requeue"):
         logging.getLogger(name).setLevel(logging.ERROR)
     env = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR", "STACKHERD_REQUEUE_QUEUE_URL": ""}
     demo = Demo(out)

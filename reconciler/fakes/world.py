@@ -10,6 +10,7 @@ from reconciler.desired import DesiredWrites, trail
 from reconciler.engine import Engine
 from reconciler.fakes.cloud import FakeClock, FakeCloud, FakeConnector
 from reconciler.fakes.memory import MemoryStore
+from reconciler.fakes.queue import MemoryRequeuer
 from reconciler.fakes.templates import StaticTemplateCatalog
 from reconciler.planner import PlanSettings
 from reconciler.writes import WriteResult
@@ -24,11 +25,14 @@ class FakeWorld:
     settings: PlanSettings = field(default_factory=PlanSettings)
     latency_s: float = 0.0
     rate_per_account: float | None = None
+    requeuer: MemoryRequeuer = field(default_factory=MemoryRequeuer)
 
     def __post_init__(self) -> None:
         self.cloud = FakeCloud(self.clock, latency_s=self.latency_s, rate_per_account=self.rate_per_account)
         self.connector = FakeConnector(self.cloud)
-        self.engine = Engine(self.store, self.connector, self.templates, settings=self.settings, clock=self.clock)
+        self.engine = Engine(
+            self.store, self.connector, self.templates, settings=self.settings, clock=self.clock, requeuer=self.requeuer
+        )
         self.writes = DesiredWrites(self.store, clock=self.clock)
 
     def add_tenant(

@@ -1,5 +1,9 @@
-"""Fixtures for the HTTP API tests: a moto world with two tenants, callers with their JWT claims, and a
-client that turns requests into API Gateway HTTP API (payload 2.0) events built from tests/events/api/."""
+"""Fixtures for the HTTP API tests: a world with two tenants, callers with their JWT claims, and a client
+that turns requests into API Gateway HTTP API (payload 2.0) events built from tests/events/api/.
+
+The world is the in-memory store and the fake cloud (`reconciler.fakes`); a test marked `integration`
+runs on moto instead (DynamoDB, S3, CloudFormation), for the round trips through the real adapters.
+"""
 
 from __future__ import annotations
 
@@ -266,8 +270,35 @@ def world(moto_world: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def api(world: None) -> ApiClient:
+def memory_world() -> Iterator[Any]:
+    """The two tenants on the in-memory store and the fake cloud, for each test; the runtime built on them."""
+    from handlers.local.embedded import fake_runtime
+    from handlers.runtime import install_runtime, reset_runtime
+    from reconciler.fakes.cloud import FakeClock
+    from reconciler.fakes.world import FakeWorld
+
+    world = FakeWorld(clock=FakeClock(datetime.now(UTC)))
+    world.add_tenant("acme", ACME_ACCOUNT, regions=("us-east-1", "eu-west-1"), tier="standard")
+    world.add_tenant("globex", GLOBEX_ACCOUNT, tier="free")
+    install_runtime(fake_runtime(world, template_bucket=TEMPLATE_BUCKET, installation="stackherd", region=REGION))
+    yield world
+    reset_runtime()
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest) -> ApiClient:
+    """The API on the in-memory store, or on moto for a test marked `integration` (see ON_BOTH_STORES)."""
+    kind = getattr(request, "param", None) or (
+        "dynamodb" if request.node.get_closest_marker("integration") else "memory"
+    )
+    request.getfixturevalue("world" if kind == "dynamodb" else "memory_world")
     return ApiClient()
+
+
+#: Runs a test on the in-memory store and again on DynamoDB (moto): the round trips that keep the two honest.
+ON_BOTH_STORES = pytest.mark.parametrize(
+    "api", ["memory", pytest.param("dynamodb", marks=pytest.mark.integration)], indirect=True
+)
 
 
 def put_config(**config: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ApiClient, put_config
+from tests.api.conftest import ON_BOTH_STORES, ApiClient, put_config
 
 ETAG = re.compile(r'^"([0-9]+)-([0-9a-f]{12})"$')
 
@@ -53,6 +53,7 @@ def test_a_stale_if_match_is_412_with_the_current_etag(server: ApiClient, method
     assert (after["generation"], after["config"]["seed"], after["deletion_requested"]) == (2, "movedon", False)
 
 
+@ON_BOTH_STORES
 def test_two_writers_from_the_same_read_the_second_loses(server: ApiClient) -> None:
     etag = server.get("/servers/alpha-1").etag
     assert etag is not None
@@ -98,6 +99,7 @@ def test_a_malformed_if_match_is_400(server: ApiClient, if_match: str) -> None:
     }
 
 
+@ON_BOTH_STORES
 def test_an_etag_of_a_deleted_server_never_matches_the_server_created_again_under_its_id(api: ApiClient) -> None:
     """Alice's `arena` is deleted and Bob's is created: the generation restarts at 1, and Alice's old ETag
     (`"1"` before incarnations) passed If-Match on Bob's server."""
@@ -119,6 +121,7 @@ def test_an_etag_of_a_deleted_server_never_matches_the_server_created_again_unde
     assert api.get("/servers/arena", BOB).json()["config"]["seed"] == "bobs"
 
 
+@ON_BOTH_STORES
 @pytest.mark.parametrize(("if_match", "status"), [(False, 409), (True, 412)], ids=["no If-Match", "If-Match"])
 def test_a_write_that_loses_a_race_is_refused(
     server: ApiClient, monkeypatch: pytest.MonkeyPatch, if_match: bool, status: int

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from models.config import TIERS
-from tests.api.conftest import CAROL, ROOT, ApiClient, player, put_config
+from tests.api.conftest import CAROL, ON_BOTH_STORES, ROOT, ApiClient, player, put_config
 
 DAN = player("dan", "globex")  # a second player of globex: the quota is the tenant's, not the player's
 
 
+@ON_BOTH_STORES
 def test_the_server_quota_counts_every_player_of_the_tenant(api: ApiClient) -> None:
     assert api.put("/servers/c-1", put_config(), CAROL).status == 201
     assert api.put("/servers/c-2", put_config(), CAROL).status == 201
@@ -39,6 +40,7 @@ def test_replacing_or_changing_a_server_at_the_quota_is_allowed(api: ApiClient) 
     assert api.patch("/servers/c-2", {"config": {"player_count": 8}}, CAROL).status == 200
 
 
+@ON_BOTH_STORES
 def test_a_server_being_deleted_frees_its_slot(api: ApiClient) -> None:
     for server_id in ("c-1", "c-2", "c-3"):
         api.put(f"/servers/{server_id}", put_config(), CAROL)

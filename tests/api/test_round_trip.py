@@ -15,6 +15,8 @@ import pytest
 
 from tests.api.conftest import ACME_ACCOUNT, REGION, ROOT, ApiClient, LambdaContext, put_config
 
+pytestmark = pytest.mark.integration  # through the real adapters: DynamoDB streams, SQS, CloudFormation on moto
+
 MOTO_ACCOUNT = "123456789012"  # moto's default account, where the control plane's own tables live
 
 

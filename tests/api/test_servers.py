@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.api.conftest import ALICE, BOB, ROOT, ApiClient, put_config
+from tests.api.conftest import ALICE, BOB, ON_BOTH_STORES, ROOT, ApiClient, put_config
 from tests.api.test_concurrency import etag_for
 
+if TYPE_CHECKING:
+    from reconciler.fakes.world import FakeWorld
 
+
+@ON_BOTH_STORES
 def test_put_creates_with_201_etag_and_location(api: ApiClient) -> None:
     response = api.put("/servers/alpha-1", put_config(difficulty="hard", player_count=8))
     assert response.status == 201
@@ -63,6 +67,7 @@ def test_put_in_another_of_the_tenants_regions(api: ApiClient) -> None:
     }
 
 
+@ON_BOTH_STORES
 def test_patch_changes_only_the_given_keys(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config(difficulty="hard", player_count=10, seed="keep"))
     response = api.patch("/servers/alpha-1", {"config": {"player_count": 12}})
@@ -157,6 +162,7 @@ def test_get_shows_drift_and_last_error_when_the_reconciler_recorded_them(api: A
     ]
 
 
+@ON_BOTH_STORES
 def test_delete_is_202_and_the_record_shows_deleting(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config())
     response = api.delete("/servers/alpha-1")
@@ -187,6 +193,7 @@ def test_delete_of_a_missing_server_is_404(api: ApiClient) -> None:
     assert api.delete("/servers/nope-1").status == 404
 
 
+@ON_BOTH_STORES
 def test_list_pages_through_only_my_servers(api: ApiClient) -> None:
     mine = [f"a-{i}" for i in range(7)]
     for index, server_id in enumerate(mine):
@@ -225,6 +232,7 @@ def test_a_next_token_cannot_be_forged_or_reused_across_listings(api: ApiClient)
     assert api.get("/servers/a-1/history", query={"next_token": servers_token}).status == 400
 
 
+@ON_BOTH_STORES
 def test_history_is_newest_first_and_paginated(api: ApiClient) -> None:
     api.put("/servers/alpha-1", put_config(seed="one"))
     for seed in ("two", "three", "four", "five"):
@@ -241,6 +249,7 @@ def test_history_is_newest_first_and_paginated(api: ApiClient) -> None:
     assert [i["at"] for i in items] == sorted((i["at"] for i in items), reverse=True)
 
 
+@ON_BOTH_STORES
 def test_admin_sees_a_tenants_servers_paginated(api: ApiClient) -> None:
     for index in range(3):
         api.put(f"/servers/a-{index}", put_config())
@@ -252,6 +261,7 @@ def test_admin_sees_a_tenants_servers_paginated(api: ApiClient) -> None:
     assert {s["username"] for s in first["items"] + rest["items"]} == {"alice", "bob"}
 
 
+@ON_BOTH_STORES
 def test_admin_tenant_routes(api: ApiClient) -> None:
     created = api.post(
         "/tenants", {"tenant_id": "initech", "account_id": "333333333333", "regions": ["eu-west-1"], "tier": "free"}
@@ -286,7 +296,7 @@ def test_admin_tenant_routes(api: ApiClient) -> None:
     assert listed == ["acme", "globex", "initech"]
 
 
-def test_plan_is_a_dry_run_and_reconcile_acts(api: ApiClient) -> None:
+def test_plan_is_a_dry_run_and_reconcile_acts(api: ApiClient, memory_world: FakeWorld) -> None:
     api.put("/servers/alpha-1", put_config())
     plan = api.get("/tenants/acme/plan", ROOT)
     assert plan.status == 200
@@ -301,9 +311,11 @@ def test_plan_is_a_dry_run_and_reconcile_acts(api: ApiClient) -> None:
     done = api.post("/tenants/acme/reconcile").json()
     assert done["dry_run"] is False
     assert [(a["kind"], a["outcome"]) for a in done["actions"]] == [("create", "done")]
-    assert done["requeued"] == 0  # no queue configured
+    assert done["requeued"] == 1  # the engine asked for another look once the create is under way
+    assert memory_world.requeuer.sent == [("acme", "alpha-1", 30)]
     assert api.get("/servers/alpha-1").json()["status"]["stack_id"]
 
+    memory_world.cloud.settle_all()  # CloudFormation finishes creating the stack
     in_sync = api.get("/tenants/acme/plan", ROOT).json()
     assert in_sync["in_sync"] is True
 

@@ -134,7 +134,7 @@ def main() -> int:
         for server in range(servers_n):
             world.put(tenant_id, f"s{server:02d}", seed=f"seed{server}")
     tenants = world.store.list_tenants()
-    sweep = lambda: world.engine.sweep(concurrency=concurrency).summary()  # noqa: E731
+    sweep = lambda: world.engine.sweep(concurrency=concurrency).summary().to_dict()  # noqa: E731
     report: dict[str, Any] = {
         "tenants": tenants_n,
         "servers_per_tenant": servers_n,
@@ -154,7 +154,7 @@ def main() -> int:
     listings = steady["calls"].get("DescribeStacks", 0)
     wide_timer = PlanningTimer()
     with wide_timer.installed():
-        steady_wide = measure(world, lambda: world.engine.sweep(concurrency=wide).summary())
+        steady_wide = measure(world, lambda: world.engine.sweep(concurrency=wide).summary().to_dict())
     steady_wide["concurrency"] = wide
     steady_wide["planning_cpu_share"] = round(wide_timer.cpu_s / steady_wide["wall_s"], 4)
 

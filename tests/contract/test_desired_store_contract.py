@@ -382,7 +382,7 @@ def test_a_listing_survives_a_record_with_an_id_outside_todays_pattern(backend: 
 
     assert set(listed) == {"Legacy_Server", "gs-1"}
     legacy = listed["Legacy_Server"]
-    assert legacy.unreadable is not None and "gameserver id 'Legacy_Server' is invalid" in legacy.unreadable
+    assert legacy.unreadable is not None and "gameserver_id 'Legacy_Server' is not" in legacy.unreadable
     assert legacy.raw_config == {"difficulty": "easy"}
     assert listed["gs-1"].unreadable is None
 

@@ -71,7 +71,7 @@ def test_steady_state_sweep_makes_no_mutating_call_no_describe_and_no_status_wri
 
     summary = world.engine.sweep().summary()
 
-    assert summary["actions"] == {"no-op": 6}
+    assert summary.actions == {"no-op": 6}
     assert mutating_calls(world) == 0
     assert world.cloud.count("DescribeStack") == 0
     assert world.cloud.count("AssumeRole") == 0, "credentials are cached across passes"
@@ -270,12 +270,12 @@ def test_access_denied_quarantines_one_tenant_and_the_sweep_goes_on(world: FakeW
 
     summary = world.engine.sweep().summary()
 
-    assert "alpha" in summary["failures"]  # type: ignore[operator]
+    assert "alpha" in summary.failures
     assert world.cloud.stacks(ACCOUNT_B)[0].name == "stackherd-bravo-b1"
     tenant = world.store.get_tenant("alpha")
     assert tenant is not None and tenant.quarantined and "denied" in tenant.quarantined
     # A quarantined tenant is skipped until an operator releases it.
-    assert world.engine.sweep().summary()["skipped"] == ["alpha"]
+    assert world.engine.sweep().summary().skipped == ["alpha"]
     world.cloud.allow(ACCOUNT_A)
     world.store.set_quarantine("alpha", None, world.clock())
     world.engine.sweep()

@@ -208,18 +208,25 @@ def test_admin_rejects_bad_events_with_a_clear_message(
     assert result["ok"] is False and needle in result["error"]
 
 
+class UnreachableQueue:
+    def send_message_batch(self, **_: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue"}}, "SendMessageBatch")
+
+
+@pytest.mark.parametrize("queue", ["sqs", "raising"])
 def test_a_queue_that_cannot_be_reached_does_not_hide_what_the_pass_did(
-    world: FakeWorld, context: LocalContext
+    world: FakeWorld, context: LocalContext, queue: str
 ) -> None:
-    from botocore.exceptions import ClientError
+    from reconciler.adapters.sqs import SqsRequeuer
 
-    class UnreachableQueue:
-        def send_message_batch(self, **_: Any) -> dict[str, Any]:
-            raise ClientError({"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue"}}, "SendMessageBatch")
-
-    runtime = fake_runtime(world, requeue_queue_url="https://sqs.us-east-1.amazonaws.com/1/gone")
-    runtime.sqs = UnreachableQueue()
-    install_runtime(runtime)
+    if queue == "sqs":
+        url = "https://sqs.us-east-1.amazonaws.com/1/gone"
+        world.engine.requeuer = SqsRequeuer(url, region="us-east-1", client=UnreachableQueue())
+    else:
+        world.requeuer.unreachable = True
+    install_runtime(fake_runtime(world))
     try:
         world.add_tenant("alpha", "111111111111")
         world.put("alpha", "s0")

@@ -396,7 +396,7 @@ def test_one_assume_role_per_tenant_across_passes(three_tenants: MotoWorld) -> N
         for tenant_id in ACCOUNTS:
             three_tenants.reconcile(tenant_id)
         summary = three_tenants.engine.sweep(concurrency=3).summary()
-        assert summary["failures"] == {}
+        assert summary.failures == {}
 
     assert three_tenants.connector.cache.assume_calls == len(ACCOUNTS)
     assert sorted(three_tenants.assume_calls) == sorted(
@@ -429,8 +429,7 @@ def test_a_tenant_pointing_at_another_accounts_role_is_quarantined_and_the_sweep
 
     sweep = three_tenants.engine.sweep(concurrency=4)
 
-    failures = sweep.summary()["failures"]
-    assert isinstance(failures, dict)
+    failures = sweep.summary().failures
     assert set(failures) == {"delta"}
     delta = three_tenants.store.get_tenant("delta")
     assert delta is not None
