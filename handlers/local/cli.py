@@ -34,12 +34,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-#: Through which door the CLI's writes arrive: `cli`, or `demo` when the demo drives it (`main(door=...)`).
-_door = ["cli"]
-
-
-def _trail() -> WriteTrail:
-    """Who writes: the operator's login (the CLI has no other identity), the door, and a new correlation id."""
+def _trail(args: argparse.Namespace) -> WriteTrail:
+    """Who writes: the operator's login (the CLI has no other identity), the door it came through (`cli`, or
+    `demo` when the demo drives the CLI: `main(door=...)`), and a new correlation id."""
     import getpass
 
     from reconciler.desired import trail
@@ -48,7 +45,7 @@ def _trail() -> WriteTrail:
         actor = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container without a passwd entry)
         actor = "operator"
-    return trail(actor or "operator", _door[0])
+    return trail(actor or "operator", args.door)
 
 
 def _print_json(data: Any, out: IO[str]) -> None:
@@ -209,7 +206,7 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
         if value is not None:
             raw[key] = value
     spec = validate_tenant(raw)
-    tenant, created = runtime().writes.register_tenant(spec, trail=_trail(), repeat_ok=True)
+    tenant, created = runtime().writes.register_tenant(spec, trail=_trail(args), repeat_ok=True)
     if args.json:
         _print_json(tenant_dict(tenant), out)
     else:
@@ -227,7 +224,7 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
     tenant = _tenant(args.tenant)
     updated = runtime().writes.update_tenant(
         tenant.tenant_id,
-        trail=_trail(),
+        trail=_trail(args),
         tier=args.tier,
         template_version=args.template_version,
         regions=tuple(args.region) if args.region is not None else None,
@@ -275,7 +272,7 @@ def _set_tenant_flags(
     said = []
     if paused is not None:
         writes = runtime().writes
-        (writes.pause_tenant if paused else writes.resume_tenant)(tenant_id, trail=_trail())
+        (writes.pause_tenant if paused else writes.resume_tenant)(tenant_id, trail=_trail(args))
         said.append(f"tenant {tenant_id} {'paused' if paused else 'resumed'}")
     if clear_quarantine:
         store.set_quarantine(tenant_id, None, _now())
@@ -293,7 +290,7 @@ def cmd_servers_put(args: argparse.Namespace, out: IO[str]) -> int:
     tenant = _tenant(args.tenant)
     raw = parse_assignments(args.set or [])
     result = runtime().writes.put_server(
-        tenant, args.server, args.owner, raw, trail=_trail(), merge=True, region=args.region
+        tenant, args.server, args.owner, raw, trail=_trail(args), merge=True, region=args.region
     )
     if args.json:
         _print_json({**server_dict(result.server), "created": result.created, "changed": result.changed}, out)
@@ -371,7 +368,7 @@ def cmd_servers_delete(args: argparse.Namespace, out: IO[str]) -> int:
 
     tenant = _tenant(args.tenant)
     try:
-        result = runtime().writes.delete_server(tenant, args.server, trail=_trail())
+        result = runtime().writes.delete_server(tenant, args.server, trail=_trail(args))
     except NotFoundError:
         raise CliError(f"game server {args.tenant}/{args.server} not found") from None
     if args.json:
@@ -388,7 +385,7 @@ def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
 
     tenant = _tenant(args.tenant)
     try:
-        server = runtime().writes.retry_server(tenant, args.server, trail=_trail())
+        server = runtime().writes.retry_server(tenant, args.server, trail=_trail(args))
     except NotFoundError:
         raise CliError(f"game server {args.tenant}/{args.server} not found") from None
     if args.json:
@@ -571,8 +568,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, *, door:
     from reconciler.writes import WriteError
 
     out = out or sys.stdout
-    _door[0] = door
     args = build_parser().parse_args(argv)
+    args.door = door
     if getattr(args, "concurrency", None) is not None and not 1 <= args.concurrency <= 64:
         sys.stderr.write("stackherd: --concurrency must be between 1 and 64\n")
         return EXIT_ERROR
