@@ -252,8 +252,10 @@ def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
             ",".join(t.regions),
             t.tier,
             t.template_version,
-            "paused" if t.paused else ("quarantined" if t.quarantined else "active"),
-            t.quarantined or "",
+            "unreadable"
+            if t.unreadable
+            else ("paused" if t.paused else ("quarantined" if t.quarantined else "active")),
+            t.unreadable or t.quarantined or "",
         )
         for t in tenants
     ]

@@ -115,3 +115,14 @@ def test_pause_resume_and_retry_go_through_the_write_service(alpha: FakeWorld) -
 
     retried = alpha.server("alpha", "s0")
     assert retried is not None and retried.status.attempts == 0
+
+
+def test_tenants_list_shows_an_unreadable_tenant_and_why(alpha: FakeWorld) -> None:
+    tenant = alpha.store.get_tenant("alpha")
+    assert tenant is not None
+    alpha.store.tenants["alpha"] = replace(tenant, tier="gold", unreadable="stored tier 'gold' is not one of ...")
+
+    code, out = run("tenants", "list")
+
+    assert code == cli.EXIT_OK
+    assert "unreadable  stored tier 'gold'" in out
