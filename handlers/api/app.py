@@ -21,6 +21,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
@@ -74,8 +75,6 @@ def error_response(problem: Problem, request_id: str | None) -> Response[Any]:
 
 def _on_error(error: Exception) -> Response[Any]:
     """Every exception raised while resolving a request: the routes', validation's and routing's."""
-    from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
-
     if isinstance(error, RouteNotFoundError):
         error = _no_route(app.current_event.path, app.current_event.http_method.upper()) or error
     problem = problem_for(error)
@@ -87,7 +86,8 @@ def _on_error(error: Exception) -> Response[Any]:
     return error_response(problem, _request_id(app.current_event.raw_event))
 
 
-# Powertools' decorator is untyped; the handler for Exception also catches its routing and validation errors.
+# One handler for every exception: Powertools looks handlers up along the exception's class hierarchy, so this
+# one also receives its routing (no route) and validation errors.
 app.exception_handler(Exception)(_on_error)
 
 

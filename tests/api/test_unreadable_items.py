@@ -109,3 +109,30 @@ def test_a_stored_config_that_no_longer_validates_is_shown_as_unreadable(api: Ap
     view = api.get("/servers/alpha-1").json()
     assert "config.seed" in _unreadable(view)
     assert api.get("/servers").json()["items"][0]["unreadable"] == view["unreadable"]
+
+
+def test_a_server_item_that_cannot_be_read_at_all_is_listed_as_unreadable(api: ApiClient) -> None:
+    import boto3
+
+    from models.tables import GameServerModel
+
+    api.put("/servers/alpha-1", put_config())
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=GameServerModel.Meta.table_name,
+        Item={
+            "tenant_id": {"S": "acme"},
+            "gameserver_id": {"S": "bravo-1"},
+            "username": {"S": "alice"},
+            "created_at": {"S": "2026-01-01T00:00:00Z"},
+            "generation": {"N": "2"},
+            "status": {"M": {"phase": {"S": "Exploded"}}},
+        },
+    )
+
+    listed = api.get("/servers")
+    assert listed.status == 200, listed.text
+    items = {item["gameserver_id"]: item for item in listed.json()["items"]}
+    assert set(items) == {"alpha-1", "bravo-1"}
+    assert "cannot be read" in _unreadable(items["bravo-1"])
+    assert "unreadable" not in items["alpha-1"]
+    assert api.get("/tenants/acme/servers", ROOT).status == 200
