@@ -44,6 +44,7 @@ class Settings(BaseModel):
     requeue_queue_url: str | None = None
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     max_deletions: int = Field(default=10, ge=0)
+    deletion_window_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     delete_retry_limit: int = Field(default=3, ge=1)
     requeue_after_s: int = Field(default=30, ge=1, le=900)
     account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
@@ -60,6 +61,7 @@ class Settings(BaseModel):
             "requeue_queue_url": "STACKHERD_REQUEUE_QUEUE_URL",
             "sweep_concurrency": "STACKHERD_SWEEP_CONCURRENCY",
             "max_deletions": "STACKHERD_MAX_DELETIONS",
+            "deletion_window_s": "STACKHERD_DELETION_WINDOW_SECONDS",
             "delete_retry_limit": "STACKHERD_DELETE_RETRY_LIMIT",
             "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS",
             "account_calls_per_second": "STACKHERD_ACCOUNT_CALLS_PER_SECOND",
@@ -162,6 +164,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=EngineSettings(
             installation=settings.installation,
             max_deletions=settings.max_deletions,
+            deletion_window_s=settings.deletion_window_s,
             delete_retry_limit=settings.delete_retry_limit,
             requeue_after_s=settings.requeue_after_s,
         ),

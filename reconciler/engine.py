@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
-from models.records import DesiredServer, Tenant, now_iso
+from models.records import DeletionBrake, DesiredServer, HeldDeletion, Tenant, now_iso
 from reconciler import naming
 from reconciler.credentials import utcnow
 from reconciler.errors import (
@@ -28,7 +28,7 @@ from reconciler.errors import (
     TemplateNotFoundError,
     TransientError,
 )
-from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
+from reconciler.planner import Action, ActionKind, BrakeView, HoldReason, Plan, PlanSettings, brake_key, plan
 from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
 from reconciler.stacks import ObservedStack, stack_region
@@ -54,6 +54,8 @@ class EngineSettings:
     max_deletions: int = 10
     delete_retry_limit: int = 3
     requeue_after_s: int = 30
+    #: the deletion brake counts deletions over this window, so a slow leak trips it as a burst does
+    deletion_window_s: int = 3600
 
     def plan_settings(self, confirm_deletions: bool = False) -> PlanSettings:
         return PlanSettings(
@@ -62,6 +64,7 @@ class EngineSettings:
             delete_retry_limit=self.delete_retry_limit,
             requeue_after_s=self.requeue_after_s,
             confirm_deletions=confirm_deletions,
+            deletion_window_s=self.deletion_window_s,
         )
 
 
@@ -89,6 +92,10 @@ class TenantResult:
     error_code: str | None = None
     retryable: bool = False
     requeue: list[tuple[str, int]] = field(default_factory=list)
+    #: the deletion brake after this pass: held deletions, since when, deletions in the current window
+    brake: dict[str, object] | None = None
+    #: why the pass stopped changing the tenant part-way (paused or quarantined meanwhile)
+    stopped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,6 +119,10 @@ class TenantResult:
             data["error"] = self.error
             data["error_code"] = self.error_code
             data["retryable"] = self.retryable
+        if self.brake is not None:
+            data["deletion_brake"] = self.brake
+        if self.stopped:
+            data["stopped"] = self.stopped
         return data
 
 
@@ -135,6 +146,20 @@ class SweepResult:
             "failed_actions": failed_actions,
             "failures": failures,
         }
+
+
+def _brake_summary(brake: DeletionBrake, recent: tuple[str, ...], settings: EngineSettings) -> dict[str, object] | None:
+    """The brake as `plan` and a tenant's status show it; None when it holds nothing and nothing was deleted."""
+    if not brake.held and not recent:
+        return None
+    return {
+        "held": len(brake.held),
+        "held_since": brake.held_since,
+        "held_servers": sorted(h.gameserver_id for h in brake.held),
+        "deletions_in_window": len(recent),
+        "max_deletions": settings.max_deletions,
+        "window_seconds": settings.deletion_window_s,
+    }
 
 
 class Engine:
@@ -233,6 +258,17 @@ class Engine:
         if tenant.quarantined and not dry_run:
             self.store.set_quarantine(tenant.tenant_id, None, self.clock())
 
+        state = self.store.get_tenant_state(tenant.tenant_id)
+        now = self.clock()
+        stored = state.deletion_brake
+        window_start = now_iso(now - timedelta(seconds=self.settings.deletion_window_s))
+        recent = stored.in_window(window_start)
+        view = BrakeView(
+            allowance=max(0, self.settings.max_deletions - len(recent)),
+            held=stored.held_keys,
+            # Exactly what was held when the admin confirmed: a deletion that appears later is not released.
+            confirmed=stored.held_keys if confirm else frozenset(),
+        )
         the_plan: Plan = plan(
             tenant,
             read.servers,
@@ -242,17 +278,83 @@ class Engine:
             template_error=template_error,
             desired_complete=read.complete,
             scope=scope,
+            brake=view,
         )
+        actions = list(the_plan.actions)
+        brake = self._next_brake(stored, recent, actions, scope, read.complete, now)
         if dry_run:
-            result.results = [ActionResult(a, "planned") for a in the_plan.actions]
+            result.brake = _brake_summary(brake, recent, self.settings)
+            result.results = [ActionResult(a, "planned") for a in actions]
             return
+        if brake != stored and not self.store.put_deletion_brake(tenant.tenant_id, brake, stored.version):
+            # Another pass of this tenant wrote the brake since we read it: it may have spent the allowance.
+            actions = [
+                replace(
+                    a,
+                    kind=ActionKind.HOLD,
+                    code=HoldReason.DELETION_BRAKE.value,
+                    reason="deletion not started: another pass changed the deletion brake meanwhile; the next pass "
+                    "re-plans",
+                )
+                if a.kind is ActionKind.DELETE
+                else a
+                for a in actions
+            ]
+            brake = stored
+        result.brake = _brake_summary(brake, brake.in_window(window_start), self.settings)
         servers = {s.gameserver_id: s for s in read.servers}
-        for action in the_plan.actions:
+        for action in actions:
+            if (action.mutating or action.kind is ActionKind.FINALIZE) and result.stopped is None:
+                # Pause means stop: a pause (or quarantine) written while this pass runs ends its changes.
+                result.stopped = self.store.tenant_stop_reason(tenant.tenant_id)
+            if result.stopped and (action.mutating or action.kind is ActionKind.FINALIZE):
+                result.results.append(ActionResult(action, "skipped", f"not done: {result.stopped} during this pass"))
+                continue
             outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id))
             result.results.append(outcome)
             delay = self._requeue_delay(outcome, servers.get(action.gameserver_id))
             if delay is not None:
                 result.requeue.append((action.gameserver_id, delay))
+        if result.stopped:
+            skipped = sum(1 for r in result.results if r.outcome == "skipped")
+            log.info(
+                "pass stopped: %s; %d changes not made",
+                result.stopped,
+                skipped,
+                extra={"tenant_id": tenant.tenant_id},
+            )
+
+    def _next_brake(
+        self,
+        stored: DeletionBrake,
+        recent: tuple[str, ...],
+        actions: list[Action],
+        scope: frozenset[str] | None,
+        complete: bool,
+        now: datetime,
+    ) -> DeletionBrake:
+        """The brake after this plan: the deletions it starts are counted in the window, and the deletions
+        it holds are stored as held (keeping when each was first held). A held deletion this pass did not
+        plan (out of its scope, or not planned at all because the read was incomplete) stays held."""
+        if not complete:
+            return stored
+        since = {h.key: h.held_at for h in stored.held}
+        stamp = now_iso(now)
+        held = [
+            HeldDeletion(brake_key(a), a.gameserver_id, since.get(brake_key(a), stamp))
+            for a in actions
+            if a.kind is ActionKind.HOLD and a.code == HoldReason.DELETION_BRAKE.value
+        ]
+        if scope is not None:
+            held += [h for h in stored.held if h.gameserver_id not in scope]
+        started = sum(1 for a in actions if a.kind is ActionKind.DELETE)
+        if not started and {h.key for h in held} == stored.held_keys:
+            return stored  # nothing to record: old entries of the window are pruned on the next write
+        return replace(
+            stored,
+            held=tuple(sorted(held, key=lambda h: h.key)),
+            recent=(*recent, *([stamp] * started)),
+        )
 
     def _requeue_delay(self, outcome: ActionResult, server: DesiredServer | None) -> int | None:
         """When to look at this server again without waiting for the sweep: after anything that started a

@@ -66,6 +66,7 @@ class PlanSettings:
     delete_retry_limit: int = 3
     requeue_after_s: int = 30
     confirm_deletions: bool = False
+    deletion_window_s: int = 3600
 
 
 @dataclass(frozen=True)
@@ -198,11 +199,13 @@ def plan(
     template_error: str | None = None,
     desired_complete: bool = True,
     scope: frozenset[str] | None = None,
+    brake: BrakeView | None = None,
 ) -> Plan:
     """Decide what to do for one tenant. Pure: same inputs, same plan; never performs I/O.
 
     `observed` is everything the tenant's account lists (owned or not); `scope`, when given, limits the
-    plan to those game-server ids (the stream path), including orphans with those ids.
+    plan to those game-server ids (the stream path), including orphans with those ids. `brake` is what the
+    stored deletion brake allows (None: at most `settings.max_deletions` in this plan).
     """
     installation = settings.installation
     by_place = {(s.region, s.name): s for s in observed if s.status not in GONE_STATUSES}
@@ -235,7 +238,7 @@ def plan(
             continue
         actions.append(_plan_orphan(tenant, stack, server_id, settings))
 
-    return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete)))
+    return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete, brake)))
 
 
 def _orphan_id(stack: ObservedStack, installation: str, tenant_id: str) -> str:
@@ -385,9 +388,35 @@ def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings:
     return base
 
 
-def _apply_deletion_brake(actions: list[Action], settings: PlanSettings, complete: bool) -> list[Action]:
+@dataclass(frozen=True)
+class BrakeView:
+    """What the stored deletion brake allows in this pass: an input of `plan`, so the plan stays pure.
+
+    `allowance` is how many deletions the window still allows; `held` are the stacks held until an admin
+    confirms; `confirmed` are the held stacks an admin has released for this pass (exactly those: a
+    deletion that appears later is counted and held like any other)."""
+
+    allowance: int
+    held: frozenset[str] = frozenset()
+    confirmed: frozenset[str] = frozenset()
+
+
+def brake_key(action: Action) -> str:
+    """The stack a deletion is about, as the brake stores it: region and stack name."""
+    return f"{action.region}/{action.stack_name}"
+
+
+def _apply_deletion_brake(
+    actions: list[Action], settings: PlanSettings, complete: bool, brake: BrakeView | None
+) -> list[Action]:
+    if brake is None:  # no stored brake: the per-pass cap, lifted entirely by a confirmation
+        everything = frozenset(brake_key(a) for a in actions if a.kind is ActionKind.DELETE)
+        brake = BrakeView(
+            allowance=settings.max_deletions, confirmed=everything if settings.confirm_deletions else frozenset()
+        )
+    window = _duration(settings.deletion_window_s)
     result: list[Action] = []
-    deletions = 0
+    allowance = brake.allowance
     for action in actions:
         if action.kind is not ActionKind.DELETE:
             result.append(action)
@@ -402,22 +431,35 @@ def _apply_deletion_brake(actions: list[Action], settings: PlanSettings, complet
                 )
             )
             continue
-        deletions += 1
-        if deletions > settings.max_deletions and not settings.confirm_deletions:
-            result.append(
-                _replace(
-                    action,
-                    kind=ActionKind.HOLD,
-                    code=HoldReason.DELETION_BRAKE.value,
-                    reason=(
-                        f"deletion held by the brake: more than {settings.max_deletions} deletions in one "
-                        "pass; an admin confirms with `stackherd reconcile TENANT --confirm-deletions`"
-                    ),
-                )
-            )
+        key = brake_key(action)
+        if key in brake.confirmed:
+            result.append(_replace(action, reason=action.reason + "; released by an admin from the deletion brake"))
             continue
-        result.append(action)
+        if key not in brake.held and allowance > 0:
+            allowance -= 1
+            result.append(action)
+            continue
+        result.append(
+            _replace(
+                action,
+                kind=ActionKind.HOLD,
+                code=HoldReason.DELETION_BRAKE.value,
+                reason=(
+                    f"deletion held by the brake: more than {settings.max_deletions} deletions in {window}; it "
+                    "stays held until an admin confirms with `stackherd reconcile TENANT --confirm-deletions`"
+                ),
+            )
+        )
     return result
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return "an hour" if hours == 1 else f"{hours} hours"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
 
 
 def _replace(action: Action, **changes: object) -> Action:

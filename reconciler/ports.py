@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from models.records import DesiredServer, ServerStatus, Tenant
+from models.records import DeletionBrake, DesiredServer, ServerStatus, Tenant, TenantState
 from reconciler.stacks import ObservedStack, StackSpec
 
 
@@ -95,6 +95,22 @@ class DesiredStore(Protocol):
         at: datetime,
     ) -> None: ...
 
+    # What the reconciler keeps about a tenant between passes: one item (a map of sections) per tenant.
+
+    def get_tenant_state(self, tenant_id: str) -> TenantState:
+        """The tenant's reconciler state, strongly consistent; an empty state when none was written."""
+
+    def put_deletion_brake(self, tenant_id: str, brake: DeletionBrake, expected_version: int) -> bool:
+        """Replace the deletion-brake section (stored at version `expected_version + 1`) if it is still at
+        `expected_version`; False when another pass wrote it meanwhile or the tenant is gone."""
+
+    def set_region_quarantine(self, tenant_id: str, region: str, reason: str | None, at: datetime) -> None:
+        """Quarantine one region of the tenant with a reason (None releases it); other regions go on."""
+
+    def tenant_stop_reason(self, tenant_id: str) -> str | None:
+        """Why no change may be made in the tenant now (paused, quarantined, removed), else None. One cheap,
+        strongly consistent read: the engine asks it before every mutating call."""
+
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
@@ -102,3 +118,14 @@ class Clock(Protocol):
 
 def servers_by_id(servers: Sequence[DesiredServer]) -> dict[str, DesiredServer]:
     return {s.gameserver_id: s for s in servers}
+
+
+def stop_reason(tenant: Tenant | None) -> str | None:
+    """Why a tenant must not be changed now, or None when it is active."""
+    if tenant is None:
+        return "the tenant is no longer registered"
+    if tenant.paused:
+        return "the tenant was paused"
+    if tenant.quarantined:
+        return f"the tenant was quarantined: {tenant.quarantined}"
+    return None

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
-from reconciler.ports import DesiredRead
+from models.records import DeletionBrake, DesiredServer, Phase, ServerStatus, Tenant, TenantState, now_iso
+from reconciler.ports import DesiredRead, stop_reason
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
 
 
@@ -67,6 +67,8 @@ class MemoryStore:
         self.activity: list[tuple[str, str, str, str, int | None, str]] = []
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
+        self.states: dict[str, TenantState] = {}
+        self.state_reads = 0
         self._lock = threading.RLock()
 
     # --- tenants ---------------------------------------------------------------------------------
@@ -90,6 +92,43 @@ class MemoryStore:
                 self.tenants[tenant_id] = replace(
                     tenant, quarantined=reason, quarantined_at=now_iso(at) if reason else None
                 )
+
+    # --- what the reconciler keeps per tenant ------------------------------------------------------
+
+    def get_tenant_state(self, tenant_id: str) -> TenantState:
+        with self._lock:
+            self.state_reads += 1
+            return self.states.get(tenant_id, TenantState())
+
+    def put_deletion_brake(self, tenant_id: str, brake: DeletionBrake, expected_version: int) -> bool:
+        with self._lock:
+            if tenant_id not in self.tenants:
+                return False
+            state = self.states.get(tenant_id, TenantState())
+            if state.deletion_brake.version != expected_version:
+                return False
+            self.states[tenant_id] = replace(state, deletion_brake=replace(brake, version=expected_version + 1))
+            return True
+
+    def set_region_quarantine(self, tenant_id: str, region: str, reason: str | None, at: datetime) -> None:
+        with self._lock:
+            if tenant_id not in self.tenants:
+                return
+            state = self.states.get(tenant_id, TenantState())
+            kept = tuple(q for q in state.region_quarantine if q[0] != region)
+            if reason:
+                kept = (*kept, (region, reason, now_iso(at)))
+            self.states[tenant_id] = replace(state, region_quarantine=tuple(sorted(kept)))
+
+    def clear_region_quarantine(self, tenant_id: str) -> None:
+        with self._lock:
+            state = self.states.get(tenant_id)
+            if state is not None:
+                self.states[tenant_id] = replace(state, region_quarantine=())
+
+    def tenant_stop_reason(self, tenant_id: str) -> str | None:
+        with self._lock:
+            return stop_reason(self.tenants.get(tenant_id))
 
     # --- desired records -------------------------------------------------------------------------
 

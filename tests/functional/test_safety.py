@@ -1,0 +1,196 @@
+"""Fail-safe behaviour of the engine on the fake cloud: a deletion brake that holds across passes and
+triggers, a pause that stops a pass already running, and regions that fail alone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from handlers import stream
+from handlers.local.embedded import LocalContext
+from reconciler.engine import EngineSettings
+from reconciler.fakes.world import FakeWorld
+from tests.functional.conftest import stream_record
+
+ACCOUNT_A, ACCOUNT_B = "111111111111", "222222222222"
+MUTATING = ("CreateStack", "UpdateStack", "DeleteStack", "ContinueUpdateRollback")
+
+
+def mutating_calls(world: FakeWorld) -> int:
+    return sum(world.cloud.count(op) for op in MUTATING)
+
+
+def deleted_stacks(world: FakeWorld) -> set[str]:
+    # the target is the stack id (arn:...:stack/<name>/<uuid>) or the name
+    return {
+        c.target.split("/")[1] if "/" in c.target else c.target
+        for c in world.cloud.calls
+        if c.operation == "DeleteStack"
+    }
+
+
+def vanished_tenant(world: FakeWorld, servers: int = 25) -> None:
+    """A converged tenant whose records all vanish at once (a bad script, a restore)."""
+    world.add_tenant("alpha", ACCOUNT_A, tier="premium")
+    for index in range(servers):
+        world.put("alpha", f"s{index:02d}")
+    world.converge("alpha")
+    for index in range(servers):
+        del world.store.servers[("alpha", f"s{index:02d}")]
+    world.cloud.reset_calls()
+
+
+# --- a brake that holds ------------------------------------------------------------------------------
+
+
+def test_mass_deletion_brake_holds_across_sweeps_until_an_admin_confirms(world: FakeWorld) -> None:
+    vanished_tenant(world)
+
+    first = world.engine.sweep()
+    assert world.cloud.count("DeleteStack") == 10
+    (result,) = first.results
+    assert sum(1 for r in result.results if r.action.code == "DeletionBrake") == 15
+    world.cloud.settle_all()
+
+    for _ in range(2):  # the second and third sweeps, and later ones, delete nothing more
+        world.clock.advance(300)
+        world.engine.sweep()
+        world.cloud.settle_all()
+    assert world.cloud.count("DeleteStack") == 10
+    # ... not even after the window has passed: what is held stays held until confirmed
+    world.clock.advance(2 * 3600)
+    world.engine.sweep()
+    assert world.cloud.count("DeleteStack") == 10
+
+    state = world.store.get_tenant_state("alpha").deletion_brake
+    assert len(state.held) == 15
+    confirmed = world.engine.reconcile_tenant("alpha", confirm_deletions=True)
+    assert world.cloud.count("DeleteStack") == 25
+    assert deleted_stacks(world) == {f"stackherd-alpha-s{i:02d}" for i in range(25)}
+    assert {r.action.gameserver_id for r in confirmed.results if r.action.kind.value == "delete"} == {
+        h.gameserver_id for h in state.held
+    }
+    assert world.store.get_tenant_state("alpha").deletion_brake.held == ()
+
+
+def test_mass_deletion_brake_holds_against_stream_batches(world: FakeWorld, context: LocalContext) -> None:
+    from handlers.local.embedded import fake_runtime
+    from handlers.runtime import install_runtime
+
+    vanished_tenant(world)
+    world.engine.sweep()
+    assert world.cloud.count("DeleteStack") == 10
+    install_runtime(fake_runtime(world))
+    try:
+        records = [stream_record("REMOVE", "alpha", f"s{i:02d}", str(100 + i)) for i in range(25)]
+        for _ in range(3):
+            stream.handler({"Records": records}, context)  # type: ignore[arg-type]
+    finally:
+        install_runtime(None)
+    assert world.cloud.count("DeleteStack") == 10
+    assert len(world.store.get_tenant_state("alpha").deletion_brake.held) == 15
+
+
+def test_confirming_releases_exactly_the_held_set_not_a_deletion_that_appeared_later(world: FakeWorld) -> None:
+    world = FakeWorld(settings=EngineSettings(max_deletions=2))
+    world.add_tenant("alpha", ACCOUNT_A)
+    for index in range(6):
+        world.put("alpha", f"s{index}")
+    world.converge("alpha")
+    for index in range(4):
+        del world.store.servers[("alpha", f"s{index}")]
+    world.cloud.reset_calls()
+    world.engine.reconcile_tenant("alpha")  # deletes two, holds two
+    held = {h.gameserver_id for h in world.store.get_tenant_state("alpha").deletion_brake.held}
+    assert len(held) == 2
+
+    del world.store.servers[("alpha", "s5")]  # vanishes after the admin looked at the plan
+    world.cloud.reset_calls()
+    result = world.engine.reconcile_tenant("alpha", confirm_deletions=True)
+
+    assert {name.removeprefix("stackherd-alpha-") for name in deleted_stacks(world)} == held
+    late = [r for r in result.results if r.action.gameserver_id == "s5"]
+    assert [(r.action.kind.value, r.action.code) for r in late] == [("hold", "DeletionBrake")]
+    assert {h.gameserver_id for h in world.store.get_tenant_state("alpha").deletion_brake.held} == {"s5"}
+
+
+def test_slow_deletion_leak_trips_the_brake_over_the_window() -> None:
+    world = FakeWorld(settings=EngineSettings(max_deletions=3, deletion_window_s=3600))
+    world.add_tenant("alpha", ACCOUNT_A)
+    for index in range(8):
+        world.put("alpha", f"s{index}")
+    world.converge("alpha")
+    world.cloud.reset_calls()
+    for index in range(8):  # one record lost every five minutes: never more than one per pass
+        del world.store.servers[("alpha", f"s{index}")]
+        world.engine.reconcile_tenant("alpha")
+        world.cloud.settle_all()
+        world.clock.advance(300)
+    assert world.cloud.count("DeleteStack") == 3
+    assert len(world.store.get_tenant_state("alpha").deletion_brake.held) == 5
+
+
+def test_deletion_brake_is_shown_by_a_dry_run(world: FakeWorld) -> None:
+    vanished_tenant(world)
+    world.engine.sweep()
+    world.cloud.reset_calls()
+    plan = world.engine.reconcile_tenant("alpha", dry_run=True)
+    assert mutating_calls(world) == 0
+    assert plan.brake is not None and plan.brake["held"] == 15 and plan.brake["deletions_in_window"] == 10
+    assert plan.to_dict()["deletion_brake"] == plan.brake
+
+
+def test_brake_allowance_cannot_be_spent_twice_by_racing_passes(world: FakeWorld) -> None:
+    vanished_tenant(world, servers=4)
+    store = world.store
+    original = store.put_deletion_brake
+
+    def racing(tenant_id: str, brake: Any, expected_version: int) -> bool:
+        store.put_deletion_brake = original  # type: ignore[method-assign]
+        original(tenant_id, brake, expected_version)  # another pass wrote first
+        return original(tenant_id, brake, expected_version)
+
+    store.put_deletion_brake = racing  # type: ignore[method-assign]
+    result = world.engine.reconcile_tenant("alpha")
+    assert world.cloud.count("DeleteStack") == 0
+    assert {r.action.kind.value for r in result.results} == {"hold"}
+
+
+# --- pause means stop --------------------------------------------------------------------------------
+
+
+def test_pause_while_a_pass_is_creating_servers_stops_its_cloudformation_calls(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT_A)
+    for index in range(10):
+        world.put("alpha", f"s{index}")
+    cloud = world.cloud
+    original = cloud.op_create
+
+    def create_then_pause(*args: Any, **kwargs: Any) -> str:
+        stack_id = original(*args, **kwargs)
+        if cloud.count("CreateStack") == 3:
+            tenant = world.store.tenants["alpha"]
+            world.store.tenants["alpha"] = replace(tenant, paused=True)  # an operator pauses mid-pass
+        return stack_id
+
+    cloud.op_create = create_then_pause  # type: ignore[method-assign]
+    result = world.engine.reconcile_tenant("alpha")
+
+    assert mutating_calls(world) == 3
+    assert result.stopped is not None and "paused" in result.stopped
+    assert [r.outcome for r in result.results].count("skipped") == 7
+    assert result.to_dict()["stopped"] == result.stopped
+    assert not result.requeue[3:]
+
+
+def test_quarantine_during_a_pass_stops_its_deletions(world: FakeWorld) -> None:
+    vanished_tenant(world, servers=3)
+    original = world.cloud.op_delete
+
+    def delete_then_quarantine(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        world.store.set_quarantine("alpha", "access denied", world.clock())
+
+    world.cloud.op_delete = delete_then_quarantine  # type: ignore[method-assign]
+    world.engine.reconcile_tenant("alpha")
+    assert world.cloud.count("DeleteStack") == 1
