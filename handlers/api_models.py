@@ -226,17 +226,37 @@ class ActionView(_Out):
     stack_name: str
     region: str
     reason: str
-    outcome: Literal["planned", "done", "skipped", "failed"]
+    outcome: Literal["planned", "done", "skipped", "failed", "held"]
     generation: int | None = None
+    would: str | None = Field(default=None, description="in a paused tenant: what would be done if it were active")
     diff: str | None = None
     parameters: dict[str, str] | None = None
+
+
+class BrakeView(_Out):
+    held: int = Field(description="deletions held until an admin confirms them")
+    held_since: str | None = None
+    held_servers: list[str]
+    deletions_in_window: int
+    max_deletions: int
+    window_seconds: int
 
 
 class PlanView(_Out):
     tenant_id: str
     dry_run: bool
     in_sync: bool
+    verdict: Literal["in_sync", "pending", "failed"] = Field(
+        description="in_sync: converged, nothing pending; pending: changes to make (or held back by a pause); "
+        "failed: the tenant errored, an action failed, or a server is Failed or Held"
+    )
+    paused: bool = False
     actions: list[ActionView]
+    deletion_brake: BrakeView | None = Field(
+        default=None, description="held deletions; release exactly these with reconcile?confirm_deletions=true"
+    )
+    stopped: str | None = Field(default=None, description="why the pass stopped changing the tenant part-way")
+    failing: list[str] | None = Field(default=None, description="servers Failed or Held at their generation")
     requeued: int | None = Field(default=None, description="servers queued for another look (reconcile only)")
     error: str | None = None
     error_code: str | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from models.records import DeletionBrake, DesiredServer, HeldDeletion, Tenant, now_iso
+from models.records import DeletionBrake, DesiredServer, HeldDeletion, Phase, Tenant, now_iso
 from reconciler import naming
 from reconciler.credentials import utcnow
 from reconciler.errors import (
@@ -71,7 +71,7 @@ class EngineSettings:
 @dataclass(frozen=True)
 class ActionResult:
     action: Action
-    outcome: str  # planned | done | skipped | failed
+    outcome: str  # planned | done | skipped | failed | held
     detail: str | None = None
     retryable: bool = False
 
@@ -96,6 +96,9 @@ class TenantResult:
     brake: dict[str, object] | None = None
     #: why the pass stopped changing the tenant part-way (paused or quarantined meanwhile)
     stopped: str | None = None
+    paused: bool = False
+    #: servers already Failed or Held at their generation that this plan would not bring to rest (dry run)
+    failing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -103,7 +106,19 @@ class TenantResult:
 
     @property
     def in_sync(self) -> bool:
-        return self.error is None and all(r.action.kind in (ActionKind.NOOP, ActionKind.REPORT) for r in self.results)
+        return self.error is None and not any(r.action.pending for r in self.results)
+
+    @property
+    def verdict(self) -> str:
+        """`failed` (the tenant errored, an action failed, or a server is Failed or Held), `pending` (changes
+        to make, in progress or held back by a pause) or `in_sync`: what `plan` and `reconcile` exit with."""
+        if (
+            self.error is not None
+            or self.failing
+            or any(r.outcome == "failed" or r.action.blocked for r in self.results)
+        ):
+            return "failed"
+        return "in_sync" if self.in_sync else "pending"
 
     def kinds(self) -> Counter[str]:
         return Counter(r.action.kind.value for r in self.results if r.outcome in ("done", "planned"))
@@ -113,8 +128,12 @@ class TenantResult:
             "tenant_id": self.tenant_id,
             "dry_run": self.dry_run,
             "in_sync": self.in_sync,
+            "verdict": self.verdict,
+            "paused": self.paused,
             "actions": [r.to_dict() for r in self.results],
         }
+        if self.failing:
+            data["failing"] = list(self.failing)
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
@@ -282,9 +301,18 @@ class Engine:
         )
         actions = list(the_plan.actions)
         brake = self._next_brake(stored, recent, actions, scope, read.complete, now)
+        result.paused = tenant.paused
         if dry_run:
             result.brake = _brake_summary(brake, recent, self.settings)
             result.results = [ActionResult(a, "planned") for a in actions]
+            unsettled = {a.gameserver_id for a in actions if a.pending and not a.orphan}
+            result.failing = sorted(
+                s.gameserver_id
+                for s in read.servers
+                if s.gameserver_id in unsettled
+                and s.status.phase in (Phase.FAILED, Phase.HELD)
+                and s.status.observed_generation == s.generation
+            )
             return
         if brake != stored and not self.store.put_deletion_brake(tenant.tenant_id, brake, stored.version):
             # Another pass of this tenant wrote the brake since we read it: it may have spent the allowance.
@@ -477,6 +505,10 @@ class Engine:
 
         if error is not None:
             return ActionResult(effective, "failed", str(error), retryable=error.retryable)
+        if effective.kind is ActionKind.FAIL:
+            return ActionResult(effective, "failed", effective.reason)
+        if effective.kind is ActionKind.HOLD:
+            return ActionResult(effective, "held", effective.reason)
         if effective is not action:
             return ActionResult(effective, "done", effective.reason)
         return ActionResult(action, "done")

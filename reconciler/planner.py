@@ -87,10 +87,25 @@ class Action:
     requeue_after_s: int | None = None
     orphan: bool = False
     attempt: int = 0
+    #: for a REPORT in a paused tenant: what the action would be if the tenant were active
+    would: ActionKind | None = None
 
     @property
     def mutating(self) -> bool:
         return self.kind in CLOUD_MUTATIONS
+
+    @property
+    def pending(self) -> bool:
+        """True when this action stands for a change not yet made (made now, or held back by a pause)."""
+        if self.kind is ActionKind.REPORT:
+            return self.would not in (None, ActionKind.NOOP)
+        return self.kind is not ActionKind.NOOP
+
+    @property
+    def blocked(self) -> bool:
+        """True when the server cannot converge without someone acting (Failed or Held)."""
+        kind = self.would if self.kind is ActionKind.REPORT else self.kind
+        return kind in (ActionKind.FAIL, ActionKind.HOLD)
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -107,6 +122,7 @@ class Action:
             "diff": self.diff,
             "code": self.code,
             "requeue_after_s": self.requeue_after_s,
+            "would": self.would.value if self.would is not None else None,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         if self.orphan:
@@ -128,7 +144,7 @@ class Plan:
 
     @property
     def in_sync(self) -> bool:
-        return all(a.kind in (ActionKind.NOOP, ActionKind.REPORT) for a in self.actions)
+        return not any(a.pending for a in self.actions)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -296,7 +312,19 @@ def _plan_server(
         return act(ActionKind.NOOP, "stack matches its rendering")
     wait_s = settings.requeue_after_s
     if tenant.paused:
-        return act(ActionKind.REPORT, "tenant is paused: observe and report only")
+        # Observe and report only, but say what would be done: a paused tenant with a missing stack is not
+        # in sync, and `plan` must not say it is.
+        active = replace(tenant, paused=False)
+        inner = _plan_server(active, server, stack, name, region, settings, template_url, template_error)
+        if inner.kind is ActionKind.NOOP:
+            return act(ActionKind.REPORT, "tenant is paused: observe and report only", would=ActionKind.NOOP)
+        return act(
+            ActionKind.REPORT,
+            f"tenant is paused: observe and report only (would {inner.kind.value}: {inner.reason})",
+            would=inner.kind,
+            code=inner.code,
+            diff=inner.diff,
+        )
     if stack is not None and not naming.is_owned(stack.tags, settings.installation, tenant.tenant_id):
         if server.deletion_requested:
             # The stack of that name was never this record's: there is nothing of ours to delete.
@@ -377,7 +405,12 @@ def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings:
         orphan=True,
     )
     if tenant.paused:
-        return _replace(base, kind=ActionKind.REPORT, reason="tenant is paused; orphan left in place")
+        return _replace(
+            base,
+            kind=ActionKind.REPORT,
+            reason="tenant is paused; orphan left in place",
+            would=ActionKind.WAIT if stack.in_progress else ActionKind.DELETE,
+        )
     if stack.in_progress:
         return _replace(
             base,
