@@ -145,7 +145,7 @@ def test_render_maps_config_to_parameters_and_sets_ownership_tags() -> None:
         "stackherd:gameserver": "gs-1",
         "stackherd:generation": "4",
         "stackherd:template-version": "v7",
-        "stackherd:owner": "alice",
+        "stackherd:owner": "alice-2bd806c97f",  # a tag-safe encoding; the record keeps the name
     }
     assert naming.is_owned(spec.tags, "stackherd", "acme")
 
