@@ -72,6 +72,7 @@ from reconciler.desired import (
     check_account_free,
     check_region,
     check_regions_removable,
+    check_regions_usable,
     check_server_quota,
 )
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
@@ -1110,6 +1111,7 @@ def list_tenants() -> Response[TenantList]:
 def create_tenant(body: Annotated[TenantSpec, Body()]) -> Response[TenantView]:
     _identity()
     tenant = tenant_from_spec(body)
+    check_regions_usable(tenant.regions, tenant.role_arn)
     try:
         check_account_free(_store(), tenant)
     except AccountTakenError as error:
@@ -1151,6 +1153,7 @@ def patch_tenant(tenant_id: TenantId, body: Annotated[TenantPatch, Body()]) -> R
     identity = _identity()
     changes = body.model_dump(exclude_unset=True)
     if changes.get("regions") is not None:
+        check_regions_usable(changes["regions"], _admin_tenant(tenant_id).role_arn)
         try:
             check_regions_removable(_store(), _admin_tenant(tenant_id), changes["regions"])
         except RegionInUseError as error:

@@ -141,3 +141,13 @@ def check_regions_removable(store: DesiredReader, tenant: Tenant, regions: tuple
             f"game servers {shown} of tenant {tenant.tenant_id!r} are in a region this change drops; move them "
             "to a remaining region or delete them (and wait until their stacks are gone) first"
         )
+
+
+def check_regions_usable(regions: tuple[str, ...] | list[str], role_arn: str) -> None:
+    """Every region of a tenant must exist in its role's partition, as botocore's endpoint data knows it:
+    `us-gov-west-1` or `cn-north-1` with an `arn:aws:` role, or a made-up name, would fail every pass."""
+    from reconciler.regions import check_regions
+
+    problem = check_regions(regions, role_arn)
+    if problem:
+        raise ConfigError(problem, field="regions", rule="region_unknown")

@@ -200,6 +200,9 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
     store = runtime().store
     existing = store.get_tenant(spec.tenant_id)
     tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
+    from reconciler.desired import check_regions_usable
+
+    check_regions_usable(tenant.regions, tenant.role_arn)
     if existing is None:
         from reconciler.desired import check_account_free
 
@@ -245,8 +248,9 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
     }
     spec = validate_tenant(spec_input)
     if tuple(spec.regions) != tenant.regions:
-        from reconciler.desired import check_regions_removable
+        from reconciler.desired import check_regions_removable, check_regions_usable
 
+        check_regions_usable(spec.regions, tenant.role_arn)
         check_regions_removable(runtime().store, tenant, spec.regions)
     # Only the changed fields, in one conditional update: a quarantine or pause written meanwhile stays.
     updated = runtime().store.update_tenant(

@@ -18,7 +18,6 @@ import boto3
 from botocore.config import Config
 
 from models.records import Tenant
-from reconciler.adapters.regions import partition_of, region_problem
 from reconciler.credentials import Credentials, CredentialsCache
 from reconciler.errors import (
     AccessDeniedError,
@@ -28,6 +27,7 @@ from reconciler.errors import (
     classify_exception,
 )
 from reconciler.naming import session_name
+from reconciler.regions import partition_of, region_problem
 from reconciler.stacks import ObservedStack, StackSpec
 
 if TYPE_CHECKING:

@@ -168,3 +168,20 @@ def test_tenant_status_shows_the_held_deletions() -> None:
         assert tenant["deletion_brake"]["held_servers"] == ["arena"]
     finally:
         install_runtime(None)
+
+
+@pytest.mark.parametrize(
+    ("region", "says"),
+    [("us-gov-west-1", "aws-us-gov partition"), ("cn-north-1", "aws-cn partition"), ("xx-fake-1", "not a known")],
+)
+def test_tenants_add_and_update_refuse_a_region_outside_the_roles_partition(
+    world: FakeWorld, capsys: pytest.CaptureFixture[str], region: str, says: str
+) -> None:
+    code, _ = run("tenants", "add", "beta", "--account", "222222222222", "--region", region)
+    assert code == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert says in err and region in err and "Traceback" not in err
+    world.add_tenant("alpha", ACCOUNT)
+    code, _ = run("tenants", "update", "alpha", "--region", "us-east-1", "--region", region)
+    assert code == cli.EXIT_ERROR and says in capsys.readouterr().err
+    assert world.store.tenants["alpha"].regions == ("us-east-1",)

@@ -33,8 +33,8 @@ from models.config import (
     validate_tenant,
 )
 from reconciler import naming
-from reconciler.adapters.regions import check_regions, region_problem
 from reconciler.errors import PermanentError, TransientError, UnknownRegionError, classify_exception
+from reconciler.regions import check_regions, region_problem
 
 #: Digits of other scripts that `\d` matches: Arabic-Indic one, Devanagari one, fullwidth one, math bold one.
 UNICODE_DIGITS = ("\u0661", "\u0967", "\uff11", "\U0001d7cf")
