@@ -25,6 +25,7 @@ from reconciler.errors import (
     NoUpdatesError,
     PermanentError,
     ReconcileError,
+    RegionUnavailableError,
     TemplateNotFoundError,
     TransientError,
 )
@@ -40,6 +41,12 @@ T = TypeVar("T")
 
 class UnknownTenantError(PermanentError):
     code = "UnknownTenant"
+
+
+class RegionDeniedError(RegionUnavailableError):
+    """CloudFormation in one region refused the tenant's credentials (an SCP, a region policy)."""
+
+    code = "AccessDenied"
 
 
 class TenantUnavailableError(ReconcileError):
@@ -97,6 +104,8 @@ class TenantResult:
     #: why the pass stopped changing the tenant part-way (paused or quarantined meanwhile)
     stopped: str | None = None
     paused: bool = False
+    #: regions not observed in this pass, and why (their servers fail alone; nothing there is deleted)
+    regions: dict[str, str] = field(default_factory=dict)
     #: servers already Failed or Held at their generation that this plan would not bring to rest (dry run)
     failing: list[str] = field(default_factory=list)
 
@@ -134,6 +143,8 @@ class TenantResult:
         }
         if self.failing:
             data["failing"] = list(self.failing)
+        if self.regions:
+            data["unobserved_regions"] = dict(self.regions)
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
@@ -269,15 +280,16 @@ class Engine:
                 *filter(None, (stack_region(s.status.stack_id, tenant.account_id) for s in read.servers)),
             }
         )
+        # The primary region first: once it has listed, the credentials are known to be good, and a region
+        # that refuses them is that region's problem (not enabled), not a reason to assume the role again.
+        regions.sort(key=lambda r: r != tenant.primary_region)
+        state = self.store.get_tenant_state(tenant.tenant_id)
         gateways: dict[str, StackGateway] = {}
-        observed: list[ObservedStack] = []
-        for region in regions:
-            stacks = self._call(tenant, gateways, region, lambda gw: gw.list_stacks(), dry_run)
-            observed.extend(stacks)
+        observed, unobserved = self._observe(tenant, gateways, regions, state.quarantined_regions(), dry_run)
+        result.regions = dict(sorted(unobserved.items()))
         if tenant.quarantined and not dry_run:
             self.store.set_quarantine(tenant.tenant_id, None, self.clock())
 
-        state = self.store.get_tenant_state(tenant.tenant_id)
         now = self.clock()
         stored = state.deletion_brake
         window_start = now_iso(now - timedelta(seconds=self.settings.deletion_window_s))
@@ -298,9 +310,10 @@ class Engine:
             desired_complete=read.complete,
             scope=scope,
             brake=view,
+            unobserved=unobserved,
         )
         actions = list(the_plan.actions)
-        brake = self._next_brake(stored, recent, actions, scope, read.complete, now)
+        brake = self._next_brake(stored, recent, actions, scope, read.complete, now, frozenset(unobserved))
         result.paused = tenant.paused
         if dry_run:
             result.brake = _brake_summary(brake, recent, self.settings)
@@ -360,6 +373,7 @@ class Engine:
         scope: frozenset[str] | None,
         complete: bool,
         now: datetime,
+        unobserved: frozenset[str] = frozenset(),
     ) -> DeletionBrake:
         """The brake after this plan: the deletions it starts are counted in the window, and the deletions
         it holds are stored as held (keeping when each was first held). A held deletion this pass did not
@@ -375,6 +389,8 @@ class Engine:
         ]
         if scope is not None:
             held += [h for h in stored.held if h.gameserver_id not in scope]
+        # A region not observed in this pass planned nothing there: what is held there stays held.
+        held += [h for h in stored.held if h.key.split("/", 1)[0] in unobserved and h not in held]
         started = sum(1 for a in actions if a.kind is ActionKind.DELETE)
         if not started and {h.key for h in held} == stored.held_keys:
             return stored  # nothing to record: old entries of the window are pruned on the next write
@@ -383,6 +399,64 @@ class Engine:
             held=tuple(sorted(held, key=lambda h: h.key)),
             recent=(*recent, *([stamp] * started)),
         )
+
+    def _observe(
+        self,
+        tenant: Tenant,
+        gateways: dict[str, StackGateway],
+        regions: list[str],
+        quarantined: dict[str, str],
+        dry_run: bool,
+    ) -> tuple[list[ObservedStack], dict[str, str]]:
+        """List every region on its own. Returns the stacks of the regions listed, and why each other region
+        was not: a region that cannot be listed fails only the servers placed there. Only an account-wide
+        refusal (the role cannot be assumed, or every region refuses it) makes the tenant unavailable; a region
+        that denies access alone (an SCP) is quarantined alone, with its reason."""
+        observed: list[ObservedStack] = []
+        unobserved: dict[str, str] = {}
+        denied: dict[str, str] = {}
+        first_error: ReconcileError | None = None
+        listed = 0
+        for region in regions:
+            if region in quarantined:
+                unobserved[region] = (
+                    f"region {region} is quarantined ({quarantined[region]}); its servers are left as they are "
+                    f"until an operator runs `stackherd tenants unquarantine {tenant.tenant_id}`"
+                )
+                continue
+            try:
+                observed.extend(
+                    self._call(tenant, gateways, region, lambda gw: gw.list_stacks(), dry_run, proven=listed > 0)
+                )
+                listed += 1
+            except RegionDeniedError as error:
+                denied[region] = str(error)
+                unobserved[region] = f"region {region} denies access: {error}"
+            except TenantUnavailableError:
+                raise
+            except ReconcileError as error:
+                first_error = first_error or error
+                unobserved[region] = f"region {region} could not be listed: {error}"
+        attempted = [r for r in regions if r not in quarantined]
+        if denied and len(denied) == len(attempted):  # every region refuses: the account refuses
+            reason = f"access to account {tenant.account_id} denied: {next(iter(denied.values()))}"
+            self.connector.invalidate(tenant)
+            if not dry_run:
+                self.store.set_quarantine(tenant.tenant_id, reason, self.clock())
+            raise TenantUnavailableError(reason, code="AccessDenied")
+        if attempted and not listed and first_error is not None and first_error.retryable and not denied:
+            raise first_error  # nothing could be listed at all (throttled, unreachable): the pass is retried
+        if not dry_run:
+            for region, reason in denied.items():
+                self.store.set_region_quarantine(tenant.tenant_id, region, reason, self.clock())
+                log.warning(
+                    "region %s of tenant %s quarantined: %s",
+                    region,
+                    tenant.tenant_id,
+                    reason,
+                    extra={"tenant_id": tenant.tenant_id},
+                )
+        return observed, unobserved
 
     def _requeue_delay(self, outcome: ActionResult, server: DesiredServer | None) -> int | None:
         """When to look at this server again without waiting for the sweep: after anything that started a
@@ -406,25 +480,40 @@ class Engine:
         region: str,
         fn: Callable[[StackGateway], T],
         dry_run: bool = False,
+        *,
+        proven: bool = False,
     ) -> T:
-        """Run one gateway call; expired credentials are refreshed once, access denied quarantines."""
+        """Run one gateway call; expired credentials are refreshed once. Access denied while getting the
+        credentials (AssumeRole) quarantines the tenant; denied by the region's CloudFormation is the region's
+        (`RegionDeniedError`). `proven`: these credentials already worked in another region in this pass."""
         for attempt in (1, 2):
             gateway = gateways.get(region)
             try:
                 if gateway is None:
                     gateway = gateways[region] = self.connector.gateway(tenant, region)
-                return fn(gateway)
-            except CredentialsExpiredError:
-                self.connector.invalidate(tenant)
-                gateways.pop(region, None)
-                if attempt == 2:
-                    raise
             except AccessDeniedError as error:
                 self.connector.invalidate(tenant)
                 reason = f"access to account {tenant.account_id} denied: {error}"
                 if not dry_run:
                     self.store.set_quarantine(tenant.tenant_id, reason, self.clock())
                 raise TenantUnavailableError(reason, code="AccessDenied") from error
+            try:
+                return fn(gateway)
+            except CredentialsExpiredError as error:
+                if error.code == "InvalidClientTokenId" and (proven or attempt == 2):
+                    # Fresh credentials (or ones another region just accepted) refused here: the region is not
+                    # enabled in the account. Assuming the role again would not help, on this pass or the next.
+                    raise RegionUnavailableError(
+                        f"region {region} refuses the tenant's credentials ({error}): it is probably not enabled "
+                        f"in account {tenant.account_id}; enable it there, or move the servers to another region",
+                        code="RegionNotEnabled",
+                    ) from error
+                self.connector.invalidate(tenant)
+                gateways.pop(region, None)
+                if attempt == 2:
+                    raise
+            except AccessDeniedError as error:
+                raise RegionDeniedError(str(error), code=error.code) from error
         raise AssertionError("unreachable")
 
     def _apply(

@@ -6,7 +6,7 @@ the stream, the sweep and the admin all get the same answer for the same inputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from operator import attrgetter
@@ -216,13 +216,17 @@ def plan(
     desired_complete: bool = True,
     scope: frozenset[str] | None = None,
     brake: BrakeView | None = None,
+    unobserved: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide what to do for one tenant. Pure: same inputs, same plan; never performs I/O.
 
     `observed` is everything the tenant's account lists (owned or not); `scope`, when given, limits the
     plan to those game-server ids (the stream path), including orphans with those ids. `brake` is what the
-    stored deletion brake allows (None: at most `settings.max_deletions` in this plan).
+    stored deletion brake allows (None: at most `settings.max_deletions` in this plan). `unobserved` names
+    the regions that could not be listed in this pass, with why: their servers fail alone, and since nothing
+    was seen there, nothing there is an orphan.
     """
+    unobserved = unobserved or {}
     installation = settings.installation
     by_place = {(s.region, s.name): s for s in observed if s.status not in GONE_STATUSES}
     claimed: set[tuple[str, str]] = set()
@@ -238,7 +242,9 @@ def plan(
             continue
         stack = by_place.get((region, name))
         claimed.add((region, name))
-        action = _plan_server(tenant, server, stack, name, region, settings, template_url, template_error)
+        action = _plan_server(
+            tenant, server, stack, name, region, settings, template_url, template_error, unobserved.get(region)
+        )
         if action.kind is ActionKind.FAIL:
             # A record that cannot be converged (e.g. moved to a region the tenant lacks) keeps the stack it
             # already has elsewhere: it is not an orphan, and a failing record must never cost a running server.
@@ -293,6 +299,7 @@ def _plan_server(
     settings: PlanSettings,
     template_url: str | None,
     template_error: str | None,
+    region_problem: str | None = None,
 ) -> Action:
     def act(kind: ActionKind, reason: str, **extra: object) -> Action:
         return Action(
@@ -315,7 +322,9 @@ def _plan_server(
         # Observe and report only, but say what would be done: a paused tenant with a missing stack is not
         # in sync, and `plan` must not say it is.
         active = replace(tenant, paused=False)
-        inner = _plan_server(active, server, stack, name, region, settings, template_url, template_error)
+        inner = _plan_server(
+            active, server, stack, name, region, settings, template_url, template_error, region_problem
+        )
         if inner.kind is ActionKind.NOOP:
             return act(ActionKind.REPORT, "tenant is paused: observe and report only", would=ActionKind.NOOP)
         return act(
@@ -324,6 +333,13 @@ def _plan_server(
             would=inner.kind,
             code=inner.code,
             diff=inner.diff,
+        )
+    if region_problem is not None:
+        # Not observed in this pass: a missing stack may well be there, so neither create nor finalize.
+        return act(
+            ActionKind.FAIL,
+            f"{region_problem}; the tenant's other regions go on",
+            code="RegionUnavailable",
         )
     if stack is not None and not naming.is_owned(stack.tags, settings.installation, tenant.tenant_id):
         if server.deletion_requested:

@@ -107,6 +107,9 @@ class DesiredStore(Protocol):
     def set_region_quarantine(self, tenant_id: str, region: str, reason: str | None, at: datetime) -> None:
         """Quarantine one region of the tenant with a reason (None releases it); other regions go on."""
 
+    def clear_region_quarantine(self, tenant_id: str) -> None:
+        """Release every quarantined region of the tenant (`tenants unquarantine`)."""
+
     def tenant_stop_reason(self, tenant_id: str) -> str | None:
         """Why no change may be made in the tenant now (paused, quarantined, removed), else None. One cheap,
         strongly consistent read: the engine asks it before every mutating call."""

@@ -315,7 +315,8 @@ def _set_tenant_flags(
         said.append(f"tenant {tenant_id} {'paused' if paused else 'resumed'}")
     if clear_quarantine:
         store.set_quarantine(tenant_id, None, _now())
-        said.append(f"tenant {tenant_id} released from quarantine; the next sweep includes it")
+        store.clear_region_quarantine(tenant_id)
+        said.append(f"tenant {tenant_id} and its regions released from quarantine; the next sweep includes them")
     if args.json:
         _print_json(tenant_dict(_tenant(tenant_id)), out)
     else:

@@ -105,6 +105,8 @@ class _Account:
     credential_epoch: int = 0  # bumped to revoke every credential issued before
     bucket_tokens: float = 0.0
     bucket_at: float = 0.0
+    #: region -> the error every CloudFormation call there raises (a region not enabled, denied by an SCP)
+    region_faults: dict[str, Callable[[], ReconcileError]] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,6 +153,24 @@ class FakeCloud:
 
     def allow(self, account_id: str) -> None:
         self._account(account_id).denied = None
+
+    def deny_region(self, account_id: str, region: str, reason: str = "an SCP denies this region") -> None:
+        """Every CloudFormation call in `region` is refused (an SCP); AssumeRole and other regions still work."""
+        message = f"AccessDenied: User is not authorized to perform cloudformation:DescribeStacks ({reason})"
+        self._account(account_id).region_faults[region] = lambda: AccessDeniedError(message)
+
+    def disable_region(self, account_id: str, region: str) -> None:
+        """`region` is not enabled in the account: it refuses every token, however fresh."""
+        self._account(account_id).region_faults[region] = lambda: CredentialsExpiredError(
+            "InvalidClientTokenId: The security token included in the request is invalid.", code="InvalidClientTokenId"
+        )
+
+    def break_region(self, account_id: str, region: str, error: Callable[[], ReconcileError]) -> None:
+        """Every CloudFormation call in `region` raises `error()` (an endpoint down, an unknown region)."""
+        self._account(account_id).region_faults[region] = error
+
+    def heal_region(self, account_id: str, region: str) -> None:
+        self._account(account_id).region_faults.pop(region, None)
 
     def expire_credentials(self, account_id: str) -> None:
         """Revoke every credential issued for the account so far (they fail with ExpiredToken)."""
@@ -306,6 +326,9 @@ class FakeCloud:
             account = self._accounts.get(account_id)
             if account is None:
                 return
+            region_fault = account.region_faults.get(region)
+            if region_fault is not None and operation != "AssumeRole":
+                raise region_fault()
             if self.rate_per_account and operation != "AssumeRole":
                 now = time.monotonic()
                 if account.bucket_at == 0.0:

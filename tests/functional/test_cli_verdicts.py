@@ -185,3 +185,12 @@ def test_tenants_add_and_update_refuse_a_region_outside_the_roles_partition(
     code, _ = run("tenants", "update", "alpha", "--region", "us-east-1", "--region", region)
     assert code == cli.EXIT_ERROR and says in capsys.readouterr().err
     assert world.store.tenants["alpha"].regions == ("us-east-1",)
+
+
+def test_unquarantine_releases_a_region_quarantined_alone(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT, regions=("us-east-1", "eu-west-1"))
+    world.store.set_region_quarantine("alpha", "eu-west-1", "AccessDenied: an SCP", world.clock())
+    code, text = run("tenants", "list")
+    assert code == cli.EXIT_OK and "eu-west-1 quarantined: AccessDenied: an SCP" in text
+    assert run("tenants", "unquarantine", "alpha")[0] == cli.EXIT_OK
+    assert world.store.get_tenant_state("alpha").quarantined_regions() == {}

@@ -8,7 +8,10 @@ from typing import Any
 
 from handlers import stream
 from handlers.local.embedded import LocalContext
+from models.config import GameServerConfig
+from models.records import Phase
 from reconciler.engine import EngineSettings
+from reconciler.errors import TransientError, UnknownRegionError
 from reconciler.fakes.world import FakeWorld
 from tests.functional.conftest import stream_record
 
@@ -194,3 +197,117 @@ def test_quarantine_during_a_pass_stops_its_deletions(world: FakeWorld) -> None:
     world.cloud.op_delete = delete_then_quarantine  # type: ignore[method-assign]
     world.engine.reconcile_tenant("alpha")
     assert world.cloud.count("DeleteStack") == 1
+
+
+# --- regions fail alone ------------------------------------------------------------------------------
+
+TWO_REGIONS = ("us-east-1", "eu-west-1")
+
+
+def two_region_tenant(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT_A, regions=TWO_REGIONS)
+    world.store.put_server("alpha", "east", "player", GameServerConfig(), world.clock(), region="us-east-1")
+    world.store.put_server("alpha", "west", "player", GameServerConfig(), world.clock(), region="eu-west-1")
+    world.converge("alpha")
+    world.cloud.reset_calls()
+
+
+def phase(world: FakeWorld, server_id: str) -> tuple[Phase, str]:
+    server = world.server("alpha", server_id)
+    assert server is not None
+    ready = server.status.condition("Ready")
+    return server.status.phase, f"{ready.reason}: {ready.message}" if ready else ""
+
+
+def test_a_region_that_cannot_be_listed_fails_only_its_own_servers(world: FakeWorld) -> None:
+    two_region_tenant(world)
+    world.cloud.break_region(ACCOUNT_A, "eu-west-1", lambda: TransientError("ServiceUnavailable: endpoint down"))
+    world.put("alpha", "east2")  # a new server in the healthy region is still created
+
+    result = world.engine.reconcile_tenant("alpha")
+
+    assert result.error is None
+    assert set(result.regions) == {"eu-west-1"}
+    assert phase(world, "west")[0] is Phase.FAILED
+    assert "RegionUnavailable: region eu-west-1 could not be listed" in phase(world, "west")[1]
+    assert phase(world, "east")[0] is Phase.READY
+    assert world.cloud.count("CreateStack") == 1
+    world.cloud.heal_region(ACCOUNT_A, "eu-west-1")
+    world.converge("alpha")
+    assert phase(world, "west")[0] is Phase.READY
+
+
+def test_no_orphan_is_deleted_and_no_record_finalized_in_a_region_not_observed(world: FakeWorld) -> None:
+    two_region_tenant(world)
+    world.delete("alpha", "west")  # its stack is in the region that cannot be listed
+    world.cloud.break_region(ACCOUNT_A, "eu-west-1", lambda: TransientError("ServiceUnavailable: endpoint down"))
+    world.engine.reconcile_tenant("alpha")
+    assert world.server("alpha", "west") is not None  # not finalized: its stack was not seen to be gone
+    assert world.cloud.count("DeleteStack") == 0
+    assert [s.name for s in world.cloud.stacks(ACCOUNT_A, "eu-west-1")] == ["stackherd-alpha-west"]
+
+
+def test_a_region_denied_by_an_scp_is_quarantined_alone_and_the_others_go_on(world: FakeWorld) -> None:
+    two_region_tenant(world)
+    world.cloud.deny_region(ACCOUNT_A, "eu-west-1")
+    world.put("alpha", "east", seed="changed")
+
+    result = world.engine.reconcile_tenant("alpha")
+
+    tenant = world.store.get_tenant("alpha")
+    assert tenant is not None and tenant.quarantined is None
+    assert "eu-west-1" in world.store.get_tenant_state("alpha").quarantined_regions()
+    assert "denies access" in result.regions["eu-west-1"]
+    assert world.cloud.count("UpdateStack") == 1
+    # The quarantined region is not tried again until an operator releases it.
+    world.cloud.settle_all()
+    world.cloud.reset_calls()
+    world.engine.reconcile_tenant("alpha")
+    assert {c.region for c in world.cloud.calls if c.operation == "DescribeStacks"} == {"us-east-1"}
+    assert "quarantined" in phase(world, "west")[1]
+
+
+def test_only_an_account_wide_refusal_quarantines_the_tenant(world: FakeWorld) -> None:
+    two_region_tenant(world)
+    for region in TWO_REGIONS:
+        world.cloud.deny_region(ACCOUNT_A, region)
+    result = world.engine.reconcile_tenant("alpha")
+    tenant = world.store.get_tenant("alpha")
+    assert result.error_code == "AccessDenied" and tenant is not None and tenant.quarantined
+
+
+def test_a_region_not_enabled_is_that_regions_problem_not_expired_credentials(world: FakeWorld) -> None:
+    two_region_tenant(world)
+    world.cloud.disable_region(ACCOUNT_A, "eu-west-1")
+    for _ in range(3):
+        result = world.engine.reconcile_tenant("alpha")
+        assert result.error is None
+    assert world.cloud.count("AssumeRole") == 0  # the primary region proved the credentials: no re-assume
+    assert "not enabled" in result.regions["eu-west-1"]
+    assert phase(world, "west")[0] is Phase.FAILED and phase(world, "east")[0] is Phase.READY
+
+
+def test_a_region_not_enabled_as_the_only_region_is_not_read_as_expired_credentials(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT_A, regions=("eu-west-1",))
+    world.put("alpha", "west")
+    world.cloud.disable_region(ACCOUNT_A, "eu-west-1")
+    result = world.engine.reconcile_tenant("alpha")
+    assert result.error is None and result.verdict == "failed"
+    assert "not enabled" in result.regions["eu-west-1"] and world.cloud.count("AssumeRole") == 2
+    assert phase(world, "west")[0] is Phase.FAILED
+
+
+def test_a_tenant_whose_region_is_unknown_fails_with_a_clear_permanent_error(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT_A, regions=("us-east-1",))
+    world.put("alpha", "east")
+    world.cloud.break_region(ACCOUNT_A, "us-east-1", lambda: UnknownRegionError("region 'us-east-1' is unknown"))
+    result = world.engine.reconcile_tenant("alpha")
+    assert result.verdict == "failed" and "is unknown" in result.regions["us-east-1"]
+    assert (
+        phase(world, "east")
+        == (
+            Phase.FAILED,
+            "RegionUnavailable: region us-east-1 could not be listed: UnknownRegion... ",
+        )
+        or "region 'us-east-1' is unknown" in phase(world, "east")[1]
+    )

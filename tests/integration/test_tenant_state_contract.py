@@ -75,3 +75,10 @@ def test_stop_reason_reads_pause_and_quarantine(store: Any) -> None:
     assert "quarantined" in store.tenant_stop_reason("alpha")
     store.set_quarantine("alpha", None, T0)
     assert store.tenant_stop_reason("nobody") == "the tenant is no longer registered"
+
+
+def test_clearing_region_quarantine_releases_every_region(store: Any) -> None:
+    store.set_region_quarantine("alpha", "eu-west-1", "denied", T0)
+    store.set_region_quarantine("alpha", "us-east-1", "denied", T0)
+    store.clear_region_quarantine("alpha")
+    assert store.get_tenant_state("alpha").quarantined_regions() == {}
