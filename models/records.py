@@ -163,7 +163,9 @@ class DeletionBrake:
     passes and triggers until an admin confirms exactly this set."""
 
     held: tuple[HeldDeletion, ...] = ()
-    recent: tuple[str, ...] = ()  # ISO times of the deletions started (oldest first)
+    #: (ISO time, key) of each stack deletion the brake let through, oldest first; one per stack, so a delete
+    #: retried after DELETE_FAILED is not counted twice. Deletions an admin confirmed are not counted.
+    recent: tuple[tuple[str, str], ...] = ()
     version: int = 0  # bumped by every write: two passes cannot both spend the same allowance
 
     @property
@@ -174,14 +176,14 @@ class DeletionBrake:
     def held_since(self) -> str | None:
         return min((h.held_at for h in self.held), default=None)
 
-    def in_window(self, since: str) -> tuple[str, ...]:
+    def in_window(self, since: str) -> tuple[tuple[str, str], ...]:
         """The recorded deletions started at or after `since` (an ISO time)."""
-        return tuple(t for t in self.recent if t >= since)
+        return tuple(entry for entry in self.recent if entry[0] >= since)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "held": [{"key": h.key, "gameserver_id": h.gameserver_id, "held_at": h.held_at} for h in self.held],
-            "recent": list(self.recent),
+            "recent": [{"at": at, "key": key} for at, key in self.recent],
             "version": self.version,
         }
 
@@ -194,7 +196,7 @@ class DeletionBrake:
                 HeldDeletion(str(h["key"]), str(h.get("gameserver_id", "")), str(h.get("held_at", "")))
                 for h in raw.get("held") or ()
             ),
-            recent=tuple(sorted(str(t) for t in raw.get("recent") or ())),
+            recent=tuple(sorted((str(r.get("at", "")), str(r.get("key", ""))) for r in raw.get("recent") or ())),
             version=int(raw.get("version") or 0),
         )
 

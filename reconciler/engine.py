@@ -81,6 +81,8 @@ class ActionResult:
     outcome: str  # planned | done | skipped | failed | held
     detail: str | None = None
     retryable: bool = False
+    #: set when the tenant was found paused or quarantined right before this action: the pass stops changing it
+    stopped: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         data = self.action.to_dict()
@@ -178,7 +180,9 @@ class SweepResult:
         }
 
 
-def _brake_summary(brake: DeletionBrake, recent: tuple[str, ...], settings: EngineSettings) -> dict[str, object] | None:
+def _brake_summary(
+    brake: DeletionBrake, recent: tuple[tuple[str, str], ...], settings: EngineSettings
+) -> dict[str, object] | None:
     """The brake as `plan` and a tenant's status show it; None when it holds nothing and nothing was deleted."""
     if not brake.held and not recent:
         return None
@@ -186,7 +190,7 @@ def _brake_summary(brake: DeletionBrake, recent: tuple[str, ...], settings: Engi
         "held": len(brake.held),
         "held_since": brake.held_since,
         "held_servers": sorted(h.gameserver_id for h in brake.held),
-        "deletions_in_window": len(recent),
+        "deletions_in_window": len({key for _, key in recent}),
         "max_deletions": settings.max_deletions,
         "window_seconds": settings.deletion_window_s,
     }
@@ -294,11 +298,13 @@ class Engine:
         stored = state.deletion_brake
         window_start = now_iso(now - timedelta(seconds=self.settings.deletion_window_s))
         recent = stored.in_window(window_start)
+        counted = frozenset(key for _, key in recent)
         view = BrakeView(
-            allowance=max(0, self.settings.max_deletions - len(recent)),
+            allowance=max(0, self.settings.max_deletions - len(counted)),
             held=stored.held_keys,
             # Exactly what was held when the admin confirmed: a deletion that appears later is not released.
             confirmed=stored.held_keys if confirm else frozenset(),
+            counted=counted,
         )
         the_plan: Plan = plan(
             tenant,
@@ -313,7 +319,7 @@ class Engine:
             unobserved=unobserved,
         )
         actions = list(the_plan.actions)
-        brake = self._next_brake(stored, recent, actions, scope, read.complete, now, frozenset(unobserved))
+        brake = self._next_brake(stored, recent, actions, scope, read.complete, now, view, frozenset(unobserved))
         result.paused = tenant.paused
         if dry_run:
             result.brake = _brake_summary(brake, recent, self.settings)
@@ -345,14 +351,14 @@ class Engine:
         result.brake = _brake_summary(brake, brake.in_window(window_start), self.settings)
         servers = {s.gameserver_id: s for s in read.servers}
         for action in actions:
-            if (action.mutating or action.kind is ActionKind.FINALIZE) and result.stopped is None:
-                # Pause means stop: a pause (or quarantine) written while this pass runs ends its changes.
-                result.stopped = self.store.tenant_stop_reason(tenant.tenant_id)
             if result.stopped and (action.mutating or action.kind is ActionKind.FINALIZE):
                 result.results.append(ActionResult(action, "skipped", f"not done: {result.stopped} during this pass"))
                 continue
             outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id))
             result.results.append(outcome)
+            if outcome.stopped:
+                result.stopped = outcome.stopped
+                continue
             delay = self._requeue_delay(outcome, servers.get(action.gameserver_id))
             if delay is not None:
                 result.requeue.append((action.gameserver_id, delay))
@@ -368,11 +374,12 @@ class Engine:
     def _next_brake(
         self,
         stored: DeletionBrake,
-        recent: tuple[str, ...],
+        recent: tuple[tuple[str, str], ...],
         actions: list[Action],
         scope: frozenset[str] | None,
         complete: bool,
         now: datetime,
+        view: BrakeView,
         unobserved: frozenset[str] = frozenset(),
     ) -> DeletionBrake:
         """The brake after this plan: the deletions it starts are counted in the window, and the deletions
@@ -391,13 +398,18 @@ class Engine:
             held += [h for h in stored.held if h.gameserver_id not in scope]
         # A region not observed in this pass planned nothing there: what is held there stays held.
         held += [h for h in stored.held if h.key.split("/", 1)[0] in unobserved and h not in held]
-        started = sum(1 for a in actions if a.kind is ActionKind.DELETE)
+        # Counted once per stack; what an admin confirmed is not counted against the allowance of others.
+        started = sorted(
+            {brake_key(a) for a in actions if a.kind is ActionKind.DELETE and a.stack_status != "DELETE_FAILED"}
+            - view.counted
+            - view.confirmed
+        )
         if not started and {h.key for h in held} == stored.held_keys:
             return stored  # nothing to record: old entries of the window are pruned on the next write
         return replace(
             stored,
             held=tuple(sorted(held, key=lambda h: h.key)),
-            recent=(*recent, *([stamp] * started)),
+            recent=(*recent, *((stamp, key) for key in started)),
         )
 
     def _observe(
@@ -530,6 +542,11 @@ class Engine:
                 return ActionResult(action, "skipped", "a record appeared since planning; the next pass re-plans")
             if not action.orphan and (fresh is None or fresh.generation != action.generation):
                 return ActionResult(action, "skipped", "the record changed since planning; the next pass re-plans")
+            # Pause means stop: a pause (or quarantine) written while this pass runs ends its changes. Checked
+            # last, right before the call, with one consistent read of the tenant's flags.
+            stopped = self.store.tenant_stop_reason(tenant.tenant_id)
+            if stopped:
+                return ActionResult(action, "skipped", f"not done: {stopped} during this pass", stopped=stopped)
 
         if kind is ActionKind.FINALIZE:
             assert server is not None

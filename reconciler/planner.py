@@ -448,6 +448,8 @@ class BrakeView:
     allowance: int
     held: frozenset[str] = frozenset()
     confirmed: frozenset[str] = frozenset()
+    #: stacks whose deletion the window already counts (a retry after DELETE_FAILED spends nothing more)
+    counted: frozenset[str] = frozenset()
 
 
 def brake_key(action: Action) -> str:
@@ -480,9 +482,17 @@ def _apply_deletion_brake(
                 )
             )
             continue
+        if action.stack_status == DELETE_FAILED:
+            # Retrying a delete that failed: the stack was already being deleted (a decision counted when it was
+            # taken); a retry removes nothing new, so it neither spends nor waits for the allowance.
+            result.append(action)
+            continue
         key = brake_key(action)
         if key in brake.confirmed:
             result.append(_replace(action, reason=action.reason + "; released by an admin from the deletion brake"))
+            continue
+        if key not in brake.held and key in brake.counted:
+            result.append(action)
             continue
         if key not in brake.held and allowance > 0:
             allowance -= 1

@@ -34,7 +34,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 BRAKE = DeletionBrake(
     held=(HeldDeletion("us-east-1/stackherd-alpha-s1", "s1", "2026-03-01T12:00:00Z"),),
-    recent=("2026-03-01T11:59:00Z", "2026-03-01T12:00:00Z"),
+    recent=(("2026-03-01T11:59:00Z", "us-east-1/stackherd-alpha-s0"), ("2026-03-01T12:00:00Z", "eu-west-1/x")),
 )
 
 
