@@ -64,7 +64,7 @@ from models.config import (
     tier_limits,
     validate_owner,
 )
-from models.records import DesiredServer, Tenant, tenant_from_spec
+from models.records import DesiredServer, Tenant, TenantState, tenant_from_spec
 from reconciler.desired import (
     AccountTakenError,
     QuotaExceededError,
@@ -694,10 +694,21 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> dict[str, Any]:
     )
 
 
-def tenant_view(tenant: Tenant) -> dict[str, Any]:
+def tenant_view(tenant: Tenant, state: TenantState | None = None) -> dict[str, Any]:
     limits = TIERS.get(tenant.tier) or tier_limits("standard")
+    reconciler: dict[str, Any] = {}
+    if state is not None and state.deletion_brake.held:
+        brake = state.deletion_brake
+        reconciler["deletion_brake"] = {
+            "held": len(brake.held),
+            "held_since": brake.held_since,
+            "held_servers": sorted(h.gameserver_id for h in brake.held),
+        }
+    if state is not None and state.region_quarantine:
+        reconciler["quarantined_regions"] = state.quarantined_regions()
     return _drop_none(
         {
+            **reconciler,
             "tenant_id": tenant.tenant_id,
             "account_id": tenant.account_id,
             "regions": list(tenant.regions),
@@ -1132,7 +1143,8 @@ def create_tenant(body: Annotated[TenantSpec, Body()]) -> Response[TenantView]:
     responses=_responses({200: ("the tenant", TenantView)}, {**_ADMIN_ERRORS, 404: "no such tenant"}),
 )
 def get_tenant(tenant_id: TenantId) -> Response[TenantView]:
-    return _json(tenant_view(_admin_tenant(tenant_id)))  # type: ignore[return-value]
+    tenant = _admin_tenant(tenant_id)
+    return _json(tenant_view(tenant, _store().get_tenant_state(tenant_id)))  # type: ignore[return-value]
 
 
 @app.patch(

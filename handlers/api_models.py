@@ -200,6 +200,12 @@ class TierView(_Out):
     max_player_count: int
 
 
+class HeldDeletionsView(_Out):
+    held: int
+    held_since: str | None = None
+    held_servers: list[str]
+
+
 class TenantView(_Out):
     tenant_id: str = Field(pattern=ID_PATTERN)
     account_id: str = Field(pattern=ACCOUNT_PATTERN)
@@ -212,6 +218,12 @@ class TenantView(_Out):
     paused: bool
     quarantined: str | None = None
     quarantined_at: str | None = None
+    deletion_brake: HeldDeletionsView | None = Field(
+        default=None, description="deletions held until an admin confirms (GET /tenants/{tenant_id} only)"
+    )
+    quarantined_regions: dict[str, str] | None = Field(
+        default=None, description="regions quarantined alone, with why (GET /tenants/{tenant_id} only)"
+    )
 
 
 class TenantList(_Out):

@@ -28,6 +28,7 @@ from reconciler.errors import (
     RegionUnavailableError,
     TemplateNotFoundError,
     TransientError,
+    classify_exception,
 )
 from reconciler.planner import Action, ActionKind, BrakeView, HoldReason, Plan, PlanSettings, brake_key, plan
 from reconciler.ports import AccountConnector, DesiredStore, StackGateway, TemplateCatalog
@@ -233,6 +234,15 @@ class Engine:
             result.error, result.error_code, result.retryable = str(error), error.code, error.retryable
             log.warning("reconcile of tenant %s failed: %s", tenant_id, error, extra={"tenant_id": tenant_id})
         except Exception as error:  # a defect must not stop a sweep: isolate it in this tenant's result
+            classified = classify_exception(error, "AWS call")
+            if classified is not None:  # an SDK error an adapter let through: still no "internal error"
+                result.error, result.error_code, result.retryable = (
+                    str(classified),
+                    classified.code,
+                    classified.retryable,
+                )
+                log.warning("reconcile of tenant %s failed: %s", tenant_id, classified, extra={"tenant_id": tenant_id})
+                return result
             log.exception("reconcile of tenant %s crashed", tenant_id, extra={"tenant_id": tenant_id})
             result.error, result.error_code, result.retryable = (
                 f"internal error: {error!r}",

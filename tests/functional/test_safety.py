@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from handlers import stream
 from handlers.local.embedded import LocalContext
 from models.config import GameServerConfig
@@ -311,3 +313,49 @@ def test_a_tenant_whose_region_is_unknown_fails_with_a_clear_permanent_error(wor
         )
         or "region 'us-east-1' is unknown" in phase(world, "east")[1]
     )
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+def test_mass_deletion_brake_holds_against_requeue_and_the_admin_handler(
+    world: FakeWorld, context: LocalContext
+) -> None:
+    import json
+
+    from handlers import admin, requeue
+    from handlers.local.embedded import fake_runtime
+    from handlers.runtime import install_runtime
+
+    vanished_tenant(world)
+    world.engine.sweep()
+    install_runtime(fake_runtime(world))
+    try:
+        body = json.dumps({"tenant_id": "alpha", "gameserver_ids": [f"s{i:02d}" for i in range(25)]})
+        message = {"messageId": "m-1", "receiptHandle": "r", "body": body, "attributes": {}, "eventSource": "aws:sqs"}
+        requeue.handler({"Records": [message]}, context)  # type: ignore[arg-type]
+        admin.handler({"tenant_id": "alpha", "dry_run": False}, context)  # type: ignore[arg-type]
+        assert world.cloud.count("DeleteStack") == 10
+        released = admin.handler({"tenant_id": "alpha", "dry_run": False, "confirm_deletions": True}, context)  # type: ignore[arg-type]
+    finally:
+        install_runtime(None)
+    assert world.cloud.count("DeleteStack") == 25
+    assert sum(1 for a in released["actions"] if a["kind"] == "delete") == 15
+
+
+def test_an_sdk_error_an_adapter_let_through_is_classified_not_an_internal_error(world: FakeWorld) -> None:
+    from botocore.exceptions import InvalidRegionError
+
+    world.add_tenant("alpha", ACCOUNT_A)
+    world.put("alpha", "arena")
+    connector = world.engine.connector
+    original = connector.gateway
+
+    def broken(tenant: Any, region: str) -> Any:
+        raise InvalidRegionError(region_name=region)
+
+    connector.gateway = broken  # type: ignore[method-assign]
+    try:
+        result = world.engine.reconcile_tenant("alpha")
+    finally:
+        connector.gateway = original  # type: ignore[method-assign]
+    assert (result.error_code, result.retryable) == ("UnknownRegion", False)
+    assert "internal error" not in (result.error or "")
