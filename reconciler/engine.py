@@ -108,7 +108,7 @@ class TenantResult:
     stopped: str | None = None
     paused: bool = False
     #: regions not observed in this pass, and why (their servers fail alone; nothing there is deleted)
-    regions: dict[str, str] = field(default_factory=dict)
+    unobserved_regions: dict[str, str] = field(default_factory=dict)
     #: servers already Failed or Held at their generation that this plan would not bring to rest (dry run)
     failing: list[str] = field(default_factory=list)
 
@@ -146,8 +146,8 @@ class TenantResult:
         }
         if self.failing:
             data["failing"] = list(self.failing)
-        if self.regions:
-            data["unobserved_regions"] = dict(self.regions)
+        if self.unobserved_regions:
+            data["unobserved_regions"] = dict(self.unobserved_regions)
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
@@ -300,7 +300,7 @@ class Engine:
         state = self.store.get_tenant_state(tenant.tenant_id)
         gateways: dict[str, StackGateway] = {}
         observed, unobserved = self._observe(tenant, gateways, regions, state.quarantined_regions(), dry_run)
-        result.regions = dict(sorted(unobserved.items()))
+        result.unobserved_regions = dict(sorted(unobserved.items()))
         if tenant.quarantined and not dry_run:
             self.store.set_quarantine(tenant.tenant_id, None, self.clock())
 
@@ -470,15 +470,18 @@ class Engine:
             raise first_error  # nothing could be listed at all (throttled, unreachable): the pass is retried
         if not dry_run:
             for region, reason in denied.items():
-                self.store.set_region_quarantine(tenant.tenant_id, region, reason, self.clock())
-                log.warning(
-                    "region %s of tenant %s quarantined: %s",
-                    region,
-                    tenant.tenant_id,
-                    reason,
-                    extra={"tenant_id": tenant.tenant_id},
-                )
+                self._quarantine_region(tenant, region, reason)
         return observed, unobserved
+
+    def _quarantine_region(self, tenant: Tenant, region: str, reason: str) -> None:
+        self.store.set_region_quarantine(tenant.tenant_id, region, reason, self.clock())
+        log.warning(
+            "region %s of tenant %s quarantined: %s",
+            region,
+            tenant.tenant_id,
+            reason,
+            extra={"tenant_id": tenant.tenant_id},
+        )
 
     def _requeue_delay(self, outcome: ActionResult, server: DesiredServer | None) -> int | None:
         """When to look at this server again without waiting for the sweep: after anything that started a
@@ -583,6 +586,11 @@ class Engine:
                 )
             except TenantUnavailableError:
                 raise
+            except RegionDeniedError as failure:
+                # CloudFormation in this region refuses a change it let us list: the region is quarantined
+                # alone (as a listing refused there would be), and the tenant's other regions go on.
+                error = failure
+                self._quarantine_region(tenant, action.region, str(failure))
             except ReconcileError as failure:
                 error = (
                     failure

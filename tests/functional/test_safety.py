@@ -13,7 +13,7 @@ from handlers.local.embedded import LocalContext
 from models.config import GameServerConfig
 from models.records import Phase
 from reconciler.engine import EngineSettings
-from reconciler.errors import TransientError, UnknownRegionError
+from reconciler.errors import AccessDeniedError, TransientError, UnknownRegionError
 from reconciler.fakes.world import FakeWorld
 from tests.functional.conftest import stream_record
 
@@ -229,7 +229,7 @@ def test_a_region_that_cannot_be_listed_fails_only_its_own_servers(world: FakeWo
     result = world.engine.reconcile_tenant("alpha")
 
     assert result.error is None
-    assert set(result.regions) == {"eu-west-1"}
+    assert set(result.unobserved_regions) == {"eu-west-1"}
     assert phase(world, "west")[0] is Phase.FAILED
     assert "RegionUnavailable: region eu-west-1 could not be listed" in phase(world, "west")[1]
     assert phase(world, "east")[0] is Phase.READY
@@ -259,7 +259,7 @@ def test_a_region_denied_by_an_scp_is_quarantined_alone_and_the_others_go_on(wor
     tenant = world.store.get_tenant("alpha")
     assert tenant is not None and tenant.quarantined is None
     assert "eu-west-1" in world.store.get_tenant_state("alpha").quarantined_regions()
-    assert "denies access" in result.regions["eu-west-1"]
+    assert "denies access" in result.unobserved_regions["eu-west-1"]
     assert world.cloud.count("UpdateStack") == 1
     # The quarantined region is not tried again until an operator releases it.
     world.cloud.settle_all()
@@ -285,7 +285,7 @@ def test_a_region_not_enabled_is_that_regions_problem_not_expired_credentials(wo
         result = world.engine.reconcile_tenant("alpha")
         assert result.error is None
     assert world.cloud.count("AssumeRole") == 0  # the primary region proved the credentials: no re-assume
-    assert "not enabled" in result.regions["eu-west-1"]
+    assert "not enabled" in result.unobserved_regions["eu-west-1"]
     assert phase(world, "west")[0] is Phase.FAILED and phase(world, "east")[0] is Phase.READY
 
 
@@ -295,7 +295,7 @@ def test_a_region_not_enabled_as_the_only_region_is_not_read_as_expired_credenti
     world.cloud.disable_region(ACCOUNT_A, "eu-west-1")
     result = world.engine.reconcile_tenant("alpha")
     assert result.error is None and result.verdict == "failed"
-    assert "not enabled" in result.regions["eu-west-1"] and world.cloud.count("AssumeRole") == 2
+    assert "not enabled" in result.unobserved_regions["eu-west-1"] and world.cloud.count("AssumeRole") == 2
     assert phase(world, "west")[0] is Phase.FAILED
 
 
@@ -304,7 +304,7 @@ def test_a_tenant_whose_region_is_unknown_fails_with_a_clear_permanent_error(wor
     world.put("alpha", "east")
     world.cloud.break_region(ACCOUNT_A, "us-east-1", lambda: UnknownRegionError("region 'us-east-1' is unknown"))
     result = world.engine.reconcile_tenant("alpha")
-    assert result.verdict == "failed" and "is unknown" in result.regions["us-east-1"]
+    assert result.verdict == "failed" and "is unknown" in result.unobserved_regions["us-east-1"]
     assert (
         phase(world, "east")
         == (
@@ -359,3 +359,18 @@ def test_an_sdk_error_an_adapter_let_through_is_classified_not_an_internal_error
         connector.gateway = original  # type: ignore[method-assign]
     assert (result.error_code, result.retryable) == ("UnknownRegion", False)
     assert "internal error" not in (result.error or "")
+
+
+def test_a_change_denied_in_one_region_quarantines_that_region_not_the_tenant(world: FakeWorld) -> None:
+    two_region_tenant(world)
+    world.put("alpha", "west", seed="changed")
+    world.store.servers[("alpha", "west")] = replace(world.store.servers[("alpha", "west")], region="eu-west-1")
+    denied = "AccessDenied: not authorized to perform cloudformation:UpdateStack (an SCP)"
+    world.cloud.fail_next(ACCOUNT_A, "update", lambda: AccessDeniedError(denied))
+
+    result = world.engine.reconcile_tenant("alpha")
+
+    tenant = world.store.get_tenant("alpha")
+    assert tenant is not None and tenant.quarantined is None and result.error is None
+    assert world.store.get_tenant_state("alpha").quarantined_regions() == {"eu-west-1": denied}
+    assert phase(world, "west")[0] is Phase.FAILED
