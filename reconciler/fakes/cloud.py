@@ -17,6 +17,7 @@ It lives in the importable code because the demo and the benchmark drive it as w
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections import Counter
@@ -436,6 +437,9 @@ class FakeCloud:
             )
             account.stacks[(spec.region, spec.name)] = stack
             self._start(account, stack, "create", "CREATE_IN_PROGRESS", "CREATE_COMPLETE")
+            refused = resource_tag_problem(spec.tags)
+            if refused:  # the stack's tags reach its resources, whose services refuse the value: a rollback
+                stack.settles_to, stack.status_reason = "ROLLBACK_COMPLETE", refused
             if stack.settles_to == "ROLLBACK_COMPLETE":
                 stack.status = "CREATE_IN_PROGRESS"
             return stack.stack_id
@@ -514,6 +518,19 @@ class FakeCloud:
             stack.tokens.add(token)
             stack.status_reason = ""
             self._start(account, stack, "continue-rollback", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE")
+
+
+#: What a tag value may hold on the strictest services a game server's resources use (CloudFormation copies
+#: a stack's tags to them): letters, digits, spaces and _ . : / = + - @, at most 256 characters.
+_RESOURCE_TAG_VALUE = re.compile(r"[A-Za-z0-9 _.:/=+\-@]{0,256}")
+
+
+def resource_tag_problem(tags: dict[str, str]) -> str | None:
+    """Why a resource would refuse one of these stack tags (the create then rolls back), or None."""
+    for key, value in sorted(tags.items()):
+        if not _RESOURCE_TAG_VALUE.fullmatch(value):
+            return f"Tag value {value!r} of {key} does not satisfy the constraint of the resource's service"
+    return None
 
 
 def _short(operation: str) -> str:

@@ -374,3 +374,17 @@ def test_a_change_denied_in_one_region_quarantines_that_region_not_the_tenant(wo
     assert tenant is not None and tenant.quarantined is None and result.error is None
     assert world.store.get_tenant_state("alpha").quarantined_regions() == {"eu-west-1": denied}
     assert phase(world, "west")[0] is Phase.FAILED
+
+
+# --- input that cannot poison a pass ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", ["o'brien", "ana!", "jose\u0301"])
+def test_a_player_name_with_awkward_characters_does_not_roll_back_the_create(world: FakeWorld, owner: str) -> None:
+    world.add_tenant("alpha", ACCOUNT_A)
+    world.put("alpha", "arena", owner=owner)
+    world.converge("alpha")
+    (stack,) = world.cloud.stacks(ACCOUNT_A)
+    assert stack.status == "CREATE_COMPLETE" and world.cloud.count("CreateStack") == 1
+    server = world.server("alpha", "arena")
+    assert server is not None and server.username == owner and server.status.phase is Phase.READY
