@@ -358,6 +358,15 @@ class Engine:
                 for a in actions
             ]
             brake = stored
+        for newly in sorted(brake.held_keys - stored.held_keys):
+            self._activity(
+                tenant.tenant_id,
+                next(h.gameserver_id for h in brake.held if h.key == newly),
+                "brake",
+                f"deletion of stack {newly} held by the deletion brake (more than {self.settings.max_deletions} "
+                f"deletions in {self.settings.deletion_window_s} s); it stays held until an admin confirms with "
+                f"`stackherd reconcile {tenant.tenant_id} --confirm-deletions`",
+            )
         result.brake = _brake_summary(brake, brake.in_window(window_start), self.settings)
         servers = {s.gameserver_id: s for s in read.servers}
         for action in actions:
@@ -670,6 +679,12 @@ class Engine:
             self._call(tenant, gateways, action.region, lambda gw: gw.continue_update_rollback(target, token))
             return None
         raise AssertionError(f"not a mutating action: {action.kind}")
+
+    def _activity(self, tenant_id: str, gameserver_id: str, kind: str, message: str) -> None:
+        try:
+            self.store.append_activity(tenant_id, gameserver_id, kind, message, None, self.clock())
+        except Exception:  # the activity log is best effort; it never fails a reconcile
+            log.exception("could not append to the activity log", extra={"tenant_id": tenant_id})
 
     def _log(self, tenant_id: str, gameserver_id: str, kind: str, message: str, action: Action) -> None:
         try:

@@ -55,6 +55,8 @@ def test_mass_deletion_brake_holds_across_sweeps_until_an_admin_confirms(world: 
     assert world.cloud.count("DeleteStack") == 10
     (result,) = first.results
     assert sum(1 for r in result.results if r.action.code == "DeletionBrake") == 15
+    braked = [entry for entry in world.store.activity if entry[2] == "brake"]
+    assert len(braked) == 15 and "--confirm-deletions" in braked[0][3]
     world.cloud.settle_all()
 
     for _ in range(2):  # the second and third sweeps, and later ones, delete nothing more
@@ -66,6 +68,7 @@ def test_mass_deletion_brake_holds_across_sweeps_until_an_admin_confirms(world: 
     world.clock.advance(2 * 3600)
     world.engine.sweep()
     assert world.cloud.count("DeleteStack") == 10
+    assert sum(1 for entry in world.store.activity if entry[2] == "brake") == 15  # logged once, not per pass
 
     state = world.store.get_tenant_state("alpha").deletion_brake
     assert len(state.held) == 15
