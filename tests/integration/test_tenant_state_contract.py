@@ -82,3 +82,8 @@ def test_clearing_region_quarantine_releases_every_region(store: Any) -> None:
     store.set_region_quarantine("alpha", "us-east-1", "denied", T0)
     store.clear_region_quarantine("alpha")
     assert store.get_tenant_state("alpha").quarantined_regions() == {}
+
+
+def test_stop_reason_reads_a_pause(store: Any) -> None:
+    store.put_tenant(replace(TENANT, paused=True), T0)
+    assert store.tenant_stop_reason("alpha") == "the tenant was paused"
