@@ -194,3 +194,22 @@ def test_unquarantine_releases_a_region_quarantined_alone(world: FakeWorld) -> N
     assert code == cli.EXIT_OK and "eu-west-1 quarantined: AccessDenied: an SCP" in text
     assert run("tenants", "unquarantine", "alpha")[0] == cli.EXIT_OK
     assert world.store.get_tenant_state("alpha").quarantined_regions() == {}
+
+
+def test_plan_of_a_tenant_whose_region_botocore_refuses_exits_1_with_a_clear_message(
+    world: FakeWorld, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from botocore.exceptions import InvalidRegionError
+
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "arena")
+
+    def refuse(tenant: Any, region: str) -> Any:
+        raise InvalidRegionError(region_name=region)
+
+    world.engine.connector.gateway = refuse  # type: ignore[method-assign]
+    code, text = run("plan", "alpha")
+    assert code == cli.EXIT_ERROR
+    assert "Provided region_name 'us-east-1' doesn't match a supported format" in text
+    assert "internal error" not in text and "Traceback" not in capsys.readouterr().err
+    assert not any(record.exc_info for record in caplog.records)
