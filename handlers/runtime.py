@@ -31,6 +31,7 @@ def plan_settings(settings: Settings) -> PlanSettings:
     return PlanSettings(
         installation=settings.installation,
         max_deletions=settings.max_deletions,
+        deletion_window_s=settings.deletion_window_s,
         delete_retry_limit=settings.delete_retry_limit,
         requeue_after_s=settings.requeue_after_s,
     )

@@ -119,7 +119,7 @@ def check_tier(config: GameServerConfig, tier: str) -> GameServerConfig:
     return config
 
 
-#: A player's user name becomes the stack's `stackherd:owner` tag (CloudFormation: 1 to 256 characters).
+#: A player's user name; the stack's `stackherd:owner` tag carries a tag-safe encoding of it (`naming.owner_tag`).
 MAX_OWNER = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -173,7 +173,9 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 
 
 ACCOUNT_PATTERN = r"^[0-9]{12}$"
-REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+#: ASCII only, in every pattern that guards an identifier: `\d` (in Python's re and in pydantic-core's regex
+#: engine alike) matches any Unicode digit, so a region ending in an Arabic-Indic one would poison every pass.
+REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 
 

@@ -213,3 +213,72 @@ def tenant_from_spec(spec: TenantSpec, *, external_id: str | None = None) -> Ten
         template_version=spec.template_version,
         paused=spec.paused,
     )
+
+
+@dataclass(frozen=True)
+class HeldDeletion:
+    """One stack deletion the brake holds until an admin confirms it."""
+
+    key: str  # "<region>/<stack name>": the stack, wherever its record went
+    gameserver_id: str
+    held_at: str
+
+
+@dataclass(frozen=True)
+class DeletionBrake:
+    """The deletion brake of one tenant, as stored: what is held (and since when), and when the deletions
+    of the current window were started. Stored, not recomputed, so a held deletion stays held across
+    passes and triggers until an admin confirms exactly this set."""
+
+    held: tuple[HeldDeletion, ...] = ()
+    #: (ISO time, key) of each stack deletion the brake let through, oldest first; one per stack, so a delete
+    #: retried after DELETE_FAILED is not counted twice. Deletions an admin confirmed are not counted.
+    recent: tuple[tuple[str, str], ...] = ()
+    version: int = 0  # bumped by every write: two passes cannot both spend the same allowance
+
+    @property
+    def held_keys(self) -> frozenset[str]:
+        return frozenset(h.key for h in self.held)
+
+    @property
+    def held_since(self) -> str | None:
+        return min((h.held_at for h in self.held), default=None)
+
+    def in_window(self, since: str) -> tuple[tuple[str, str], ...]:
+        """The recorded deletions started at or after `since` (an ISO time)."""
+        return tuple(entry for entry in self.recent if entry[0] >= since)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "held": [{"key": h.key, "gameserver_id": h.gameserver_id, "held_at": h.held_at} for h in self.held],
+            "recent": [{"at": at, "key": key} for at, key in self.recent],
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> DeletionBrake:
+        if not raw:
+            return cls()
+        return cls(
+            held=tuple(
+                HeldDeletion(str(h["key"]), str(h.get("gameserver_id", "")), str(h.get("held_at", "")))
+                for h in raw.get("held") or ()
+            ),
+            recent=tuple(sorted((str(r.get("at", "")), str(r.get("key", ""))) for r in raw.get("recent") or ())),
+            version=int(raw.get("version") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """What the reconciler keeps about a tenant between passes (not what an admin sets): one item per tenant,
+    a map of named sections so other per-tenant state can live beside the brake."""
+
+    deletion_brake: DeletionBrake = field(default_factory=DeletionBrake)
+    #: region -> (reason, since) for a region quarantined alone (e.g. refused by an SCP)
+    region_quarantine: tuple[tuple[str, str, str], ...] = ()
+    #: sections this version does not know, kept as they are
+    other: tuple[tuple[str, Any], ...] = ()
+
+    def quarantined_regions(self) -> dict[str, str]:
+        return {region: reason for region, reason, _ in self.region_quarantine}

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     requeue_queue_url: str | None = None
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     max_deletions: int = Field(default=10, ge=0)
+    deletion_window_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        validation_alias=AliasChoices("STACKHERD_DELETION_WINDOW_SECONDS", "deletion_window_s"),
+    )
     delete_retry_limit: int = Field(default=3, ge=1)
     requeue_after_s: int = Field(
         default=30, ge=1, le=900, validation_alias=AliasChoices("STACKHERD_REQUEUE_AFTER_SECONDS", "requeue_after_s")
@@ -68,7 +74,9 @@ class Settings(BaseSettings):
 def _variable(field: str) -> str:
     """The environment variable a field is read from, for error messages."""
     if field.isupper():
-        return field  # already an alias (AWS_REGION, STACKHERD_REQUEUE_AFTER_SECONDS)
-    return {"region": "AWS_REGION", "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS"}.get(
-        field, f"STACKHERD_{field.upper()}"
-    )
+        return field  # already an alias (AWS_REGION, STACKHERD_*_SECONDS)
+    return {
+        "region": "AWS_REGION",
+        "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS",
+        "deletion_window_s": "STACKHERD_DELETION_WINDOW_SECONDS",
+    }.get(field, f"STACKHERD_{field.upper()}")

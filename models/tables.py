@@ -31,10 +31,12 @@ from models.config import ID_PATTERN, ConfigError, GameServerConfig, describe_va
 from models.records import (
     ActivityEntry,
     Condition,
+    DeletionBrake,
     DesiredServer,
     Phase,
     ServerStatus,
     Tenant,
+    TenantState,
     WriteTrail,
     tenant_problem,
 )
@@ -113,6 +115,9 @@ class TenantModel(Model):
     created_at = UnicodeAttribute(null=True)
     #: Live game servers (deletion not requested); absent on tenants registered before it was kept.
     server_count = NumberAttribute(null=True)
+    #: What the reconciler keeps between passes, one named section per concern (`deletion_brake`,
+    #: `region_quarantine`, ...): written only by the reconciler, section by section, never by admin writes.
+    reconciler_state = MapAttribute[str, Any](null=True)
 
 
 class AccountModel(Model):
@@ -243,6 +248,38 @@ def tenant_to_item(tenant: Tenant, created_at: str | None = None) -> TenantModel
         quarantined=tenant.quarantined,
         quarantined_at=tenant.quarantined_at,
         created_at=created_at,
+    )
+
+
+#: The sections of `TenantModel.reconciler_state`.
+BRAKE_SECTION = "deletion_brake"
+REGIONS_SECTION = "region_quarantine"
+
+
+def _plain(value: Any) -> Any:
+    """A raw map's value as plain Python (numbers come back from DynamoDB as floats or Decimals)."""
+    if isinstance(value, MapAttribute):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def tenant_state_from_map(raw: Any) -> TenantState:
+    data = _plain(raw) if raw is not None else {}
+    if not isinstance(data, dict):
+        data = {}
+    regions = data.get(REGIONS_SECTION) or {}
+    return TenantState(
+        deletion_brake=DeletionBrake.from_dict(data.get(BRAKE_SECTION)),
+        region_quarantine=tuple(
+            sorted((str(r), str(v.get("reason", "")), str(v.get("at", ""))) for r, v in regions.items())
+        ),
+        other=tuple(sorted((k, v) for k, v in data.items() if k not in (BRAKE_SECTION, REGIONS_SECTION))),
     )
 
 

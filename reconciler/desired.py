@@ -165,6 +165,16 @@ def check_regions_removable(store: DesiredStore, tenant: Tenant, regions: tuple[
         )
 
 
+def check_regions_usable(regions: tuple[str, ...] | list[str], role_arn: str) -> None:
+    """Every region of a tenant must exist in its role's partition, as botocore's endpoint data knows it:
+    `us-gov-west-1` or `cn-north-1` with an `arn:aws:` role, or a made-up name, would fail every pass."""
+    from reconciler.regions import check_regions
+
+    problem = check_regions(regions, role_arn)
+    if problem:
+        raise ConfigError(problem, field="regions", rule="region_unknown")
+
+
 def config_text(config: GameServerConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.model_dump().items())
 
@@ -333,6 +343,7 @@ class DesiredWrites:
         CLI's `tenants add` is repeatable); other settings are, and so is another tenant in the account."""
         existing = self.store.get_tenant(spec.tenant_id)
         tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
+        check_regions_usable(tenant.regions, tenant.role_arn)
         if existing is None:
             # Tenants registered before accounts were claimed have no claim item: look at them too.
             for other in self.store.list_tenants():
@@ -388,6 +399,7 @@ class DesiredWrites:
         )
         new_regions = tuple(spec.regions)
         if new_regions != tenant.regions:
+            check_regions_usable(new_regions, tenant.role_arn)
             check_regions_removable(self.store, tenant, new_regions)
         updated = self.store.update_tenant(
             tenant_id,

@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
-from models.records import DesiredServer, Tenant, WriteTrail, now_iso
+from models.records import DeletionBrake, DesiredServer, HeldDeletion, Phase, Tenant, WriteTrail, now_iso
 from reconciler import naming
 from reconciler.credentials import utcnow
 from reconciler.errors import (
@@ -26,11 +26,13 @@ from reconciler.errors import (
     NoUpdatesError,
     PermanentError,
     ReconcileError,
+    RegionUnavailableError,
     TemplateNotFoundError,
     TransientError,
     UnreadableItemError,
+    classify_exception,
 )
-from reconciler.planner import Action, ActionKind, Plan, PlanSettings, plan
+from reconciler.planner import Action, ActionKind, BrakeView, HoldReason, Plan, PlanSettings, brake_key, plan
 from reconciler.ports import AccountConnector, DesiredStore, Requeuer, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
 from reconciler.stacks import ObservedStack, stack_region
@@ -42,6 +44,12 @@ T = TypeVar("T")
 
 class UnknownTenantError(PermanentError):
     code = "UnknownTenant"
+
+
+class RegionDeniedError(RegionUnavailableError):
+    """CloudFormation in one region refused the tenant's credentials (an SCP, a region policy)."""
+
+    code = "AccessDenied"
 
 
 class TenantUnavailableError(ReconcileError):
@@ -57,6 +65,7 @@ class Outcome(StrEnum):
     DONE = "done"
     SKIPPED = "skipped"  # the record changed since planning; the next pass re-plans
     FAILED = "failed"
+    HELD = "held"  # not done, and not tried again until an operator acts (deletion brake, ...)
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ class ActionResult:
     outcome: Outcome
     detail: str | None = None
     retryable: bool = False
+    #: set when the tenant was found paused or quarantined right before this action: the pass stops changing it
+    stopped: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         data = self.action.to_dict()
@@ -84,6 +95,15 @@ class TenantResult:
     retryable: bool = False
     requeue: list[tuple[str, int]] = field(default_factory=list)
     requeued: int = 0  # how many of the requeue requests the requeuer accepted
+    #: the deletion brake after this pass: held deletions, since when, deletions in the current window
+    brake: dict[str, object] | None = None
+    #: why the pass stopped changing the tenant part-way (paused or quarantined meanwhile)
+    stopped: str | None = None
+    paused: bool = False
+    #: regions not observed in this pass, and why (their servers fail alone; nothing there is deleted)
+    unobserved_regions: dict[str, str] = field(default_factory=dict)
+    #: servers already Failed or Held at their generation that this plan would not bring to rest (dry run)
+    failing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -91,7 +111,19 @@ class TenantResult:
 
     @property
     def in_sync(self) -> bool:
-        return self.error is None and all(r.action.kind in (ActionKind.NOOP, ActionKind.REPORT) for r in self.results)
+        return self.error is None and not any(r.action.pending for r in self.results)
+
+    @property
+    def verdict(self) -> str:
+        """`failed` (the tenant errored, an action failed, or a server is Failed or Held), `pending` (changes
+        to make, in progress or held back by a pause) or `in_sync`: what `plan` and `reconcile` exit with."""
+        if (
+            self.error is not None
+            or self.failing
+            or any(r.outcome is Outcome.FAILED or r.action.blocked for r in self.results)
+        ):
+            return "failed"
+        return "in_sync" if self.in_sync else "pending"
 
     def kinds(self) -> Counter[str]:
         return Counter(r.action.kind.value for r in self.results if r.outcome in (Outcome.DONE, Outcome.PLANNED))
@@ -101,12 +133,22 @@ class TenantResult:
             "tenant_id": self.tenant_id,
             "dry_run": self.dry_run,
             "in_sync": self.in_sync,
+            "verdict": self.verdict,
+            "paused": self.paused,
             "actions": [r.to_dict() for r in self.results],
         }
+        if self.failing:
+            data["failing"] = list(self.failing)
+        if self.unobserved_regions:
+            data["unobserved_regions"] = dict(self.unobserved_regions)
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
             data["retryable"] = self.retryable
+        if self.brake is not None:
+            data["deletion_brake"] = self.brake
+        if self.stopped:
+            data["stopped"] = self.stopped
         return data
 
 
@@ -156,6 +198,22 @@ class SweepResult:
         )
 
 
+def _brake_summary(
+    brake: DeletionBrake, recent: tuple[tuple[str, str], ...], settings: PlanSettings
+) -> dict[str, object] | None:
+    """The brake as `plan` and a tenant's status show it; None when it holds nothing and nothing was deleted."""
+    if not brake.held and not recent:
+        return None
+    return {
+        "held": len(brake.held),
+        "held_since": brake.held_since,
+        "held_servers": sorted(h.gameserver_id for h in brake.held),
+        "deletions_in_window": len({key for _, key in recent}),
+        "max_deletions": settings.max_deletions,
+        "window_seconds": settings.deletion_window_s,
+    }
+
+
 class Engine:
     def __init__(
         self,
@@ -197,12 +255,21 @@ class Engine:
             result.error, result.error_code, result.retryable = str(error), error.code, error.retryable
             log.warning("reconcile of tenant %s failed: %s", tenant_id, error, extra={"tenant_id": tenant_id})
         except Exception as error:  # a defect must not stop a sweep: isolate it in this tenant's result
-            log.exception("reconcile of tenant %s crashed", tenant_id, extra={"tenant_id": tenant_id})
-            result.error, result.error_code, result.retryable = (
-                f"internal error: {error!r}",
-                "InternalError",
-                True,
-            )
+            classified = classify_exception(error, "AWS call")
+            if classified is not None:  # an SDK error an adapter let through: still no "internal error"
+                result.error, result.error_code, result.retryable = (
+                    str(classified),
+                    classified.code,
+                    classified.retryable,
+                )
+                log.warning("reconcile of tenant %s failed: %s", tenant_id, classified, extra={"tenant_id": tenant_id})
+            else:
+                log.exception("reconcile of tenant %s crashed", tenant_id, extra={"tenant_id": tenant_id})
+                result.error, result.error_code, result.retryable = (
+                    f"internal error: {error!r}",
+                    "InternalError",
+                    True,
+                )
         if not dry_run:
             result.requeued = self._requeue(tenant_id, result.requeue)
         return result
@@ -266,14 +333,28 @@ class Engine:
                 *filter(None, (stack_region(s.status.stack_id, tenant.account_id) for s in read.servers)),
             }
         )
+        # The primary region first: once it has listed, the credentials are known to be good, and a region
+        # that refuses them is that region's problem (not enabled), not a reason to assume the role again.
+        regions.sort(key=lambda r: r != tenant.primary_region)
+        state = self.store.get_tenant_state(tenant.tenant_id)
         gateways: dict[str, StackGateway] = {}
-        observed: list[ObservedStack] = []
-        for region in regions:
-            stacks = self._call(tenant, gateways, region, lambda gw: gw.list_stacks(), dry_run)
-            observed.extend(stacks)
+        observed, unobserved = self._observe(tenant, gateways, regions, state.quarantined_regions(), dry_run)
+        result.unobserved_regions = dict(sorted(unobserved.items()))
         if tenant.quarantined and not dry_run:
             self.store.set_quarantine(tenant.tenant_id, None, self.clock())
 
+        now = self.clock()
+        stored = state.deletion_brake
+        window_start = now_iso(now - timedelta(seconds=self.settings.deletion_window_s))
+        recent = stored.in_window(window_start)
+        counted = frozenset(key for _, key in recent)
+        view = BrakeView(
+            allowance=max(0, self.settings.max_deletions - len(counted)),
+            held=stored.held_keys,
+            # Exactly what was held when the admin confirmed: a deletion that appears later is not released.
+            confirmed=stored.held_keys if confirm else frozenset(),
+            counted=counted,
+        )
         the_plan: Plan = plan(
             tenant,
             read.servers,
@@ -283,17 +364,174 @@ class Engine:
             template_error=template_error,
             desired_complete=read.complete,
             scope=scope,
+            brake=view,
+            unobserved=unobserved,
         )
+        actions = list(the_plan.actions)
+        brake = self._next_brake(stored, recent, actions, scope, read.complete, now, view, frozenset(unobserved))
+        result.paused = tenant.paused
         if dry_run:
-            result.results = [ActionResult(a, Outcome.PLANNED) for a in the_plan.actions]
+            result.brake = _brake_summary(brake, recent, self.settings)
+            result.results = [ActionResult(a, Outcome.PLANNED) for a in actions]
+            unsettled = {a.gameserver_id for a in actions if a.pending and not a.orphan}
+            result.failing = sorted(
+                s.gameserver_id
+                for s in read.servers
+                if s.gameserver_id in unsettled
+                and s.status.phase in (Phase.FAILED, Phase.HELD)
+                and s.status.observed_generation == s.generation
+            )
             return
+        if brake != stored and not self.store.put_deletion_brake(tenant.tenant_id, brake, stored.version):
+            # Another pass of this tenant wrote the brake since we read it: it may have spent the allowance.
+            actions = [
+                replace(
+                    a,
+                    kind=ActionKind.HOLD,
+                    code=HoldReason.DELETION_BRAKE.value,
+                    reason="deletion not started: another pass changed the deletion brake meanwhile; the next pass "
+                    "re-plans",
+                )
+                if a.kind is ActionKind.DELETE
+                else a
+                for a in actions
+            ]
+            brake = stored
+        for newly in sorted(brake.held_keys - stored.held_keys):
+            self._activity(
+                tenant.tenant_id,
+                next(h.gameserver_id for h in brake.held if h.key == newly),
+                "brake",
+                f"deletion of stack {newly} held by the deletion brake (more than {self.settings.max_deletions} "
+                f"deletions in {self.settings.deletion_window_s} s); it stays held until an admin confirms with "
+                f"`stackherd reconcile {tenant.tenant_id} --confirm-deletions`",
+            )
+        result.brake = _brake_summary(brake, brake.in_window(window_start), self.settings)
         servers = {s.gameserver_id: s for s in read.servers}
-        for action in the_plan.actions:
+        for action in actions:
+            if result.stopped and (action.mutating or action.kind is ActionKind.FINALIZE):
+                result.results.append(
+                    ActionResult(action, Outcome.SKIPPED, f"not done: {result.stopped} during this pass")
+                )
+                continue
             outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id))
             result.results.append(outcome)
+            if outcome.stopped:
+                result.stopped = outcome.stopped
+                continue
             delay = self._requeue_delay(outcome, servers.get(action.gameserver_id))
             if delay is not None:
                 result.requeue.append((action.gameserver_id, delay))
+        if result.stopped:
+            skipped = sum(1 for r in result.results if r.outcome is Outcome.SKIPPED)
+            log.info(
+                "pass stopped: %s; %d changes not made",
+                result.stopped,
+                skipped,
+                extra={"tenant_id": tenant.tenant_id},
+            )
+
+    def _next_brake(
+        self,
+        stored: DeletionBrake,
+        recent: tuple[tuple[str, str], ...],
+        actions: list[Action],
+        scope: frozenset[str] | None,
+        complete: bool,
+        now: datetime,
+        view: BrakeView,
+        unobserved: frozenset[str] = frozenset(),
+    ) -> DeletionBrake:
+        """The brake after this plan: the deletions it starts are counted in the window, and the deletions
+        it holds are stored as held (keeping when each was first held). A held deletion this pass did not
+        plan (out of its scope, or not planned at all because the read was incomplete) stays held."""
+        if not complete:
+            return stored
+        since = {h.key: h.held_at for h in stored.held}
+        stamp = now_iso(now)
+        held = [
+            HeldDeletion(brake_key(a), a.gameserver_id, since.get(brake_key(a), stamp))
+            for a in actions
+            if a.kind is ActionKind.HOLD and a.code == HoldReason.DELETION_BRAKE.value
+        ]
+        if scope is not None:
+            held += [h for h in stored.held if h.gameserver_id not in scope]
+        # A region not observed in this pass planned nothing there: what is held there stays held.
+        held += [h for h in stored.held if h.key.split("/", 1)[0] in unobserved and h not in held]
+        # Counted once per stack; what an admin confirmed is not counted against the allowance of others.
+        started = sorted(
+            {brake_key(a) for a in actions if a.kind is ActionKind.DELETE and a.stack_status != "DELETE_FAILED"}
+            - view.counted
+            - view.confirmed
+        )
+        if not started and {h.key for h in held} == stored.held_keys:
+            return stored  # nothing to record: old entries of the window are pruned on the next write
+        return replace(
+            stored,
+            held=tuple(sorted(held, key=lambda h: h.key)),
+            recent=(*recent, *((stamp, key) for key in started)),
+        )
+
+    def _observe(
+        self,
+        tenant: Tenant,
+        gateways: dict[str, StackGateway],
+        regions: list[str],
+        quarantined: dict[str, str],
+        dry_run: bool,
+    ) -> tuple[list[ObservedStack], dict[str, str]]:
+        """List every region on its own. Returns the stacks of the regions listed, and why each other region
+        was not: a region that cannot be listed fails only the servers placed there. Only an account-wide
+        refusal (the role cannot be assumed, or every region refuses it) makes the tenant unavailable; a region
+        that denies access alone (an SCP) is quarantined alone, with its reason."""
+        observed: list[ObservedStack] = []
+        unobserved: dict[str, str] = {}
+        denied: dict[str, str] = {}
+        first_error: ReconcileError | None = None
+        listed = 0
+        for region in regions:
+            if region in quarantined:
+                unobserved[region] = (
+                    f"region {region} is quarantined ({quarantined[region]}); its servers are left as they are "
+                    f"until an operator runs `stackherd tenants unquarantine {tenant.tenant_id}`"
+                )
+                continue
+            try:
+                observed.extend(
+                    self._call(tenant, gateways, region, lambda gw: gw.list_stacks(), dry_run, proven=listed > 0)
+                )
+                listed += 1
+            except RegionDeniedError as error:
+                denied[region] = str(error)
+                unobserved[region] = f"region {region} denies access: {error}"
+            except TenantUnavailableError:
+                raise
+            except ReconcileError as error:
+                first_error = first_error or error
+                unobserved[region] = f"region {region} could not be listed: {error}"
+        attempted = [r for r in regions if r not in quarantined]
+        if denied and len(denied) == len(attempted):  # every region refuses: the account refuses
+            reason = f"access to account {tenant.account_id} denied: {next(iter(denied.values()))}"
+            self.connector.invalidate(tenant)
+            if not dry_run:
+                self.store.set_quarantine(tenant.tenant_id, reason, self.clock())
+            raise TenantUnavailableError(reason, code="AccessDenied")
+        if attempted and not listed and first_error is not None and first_error.retryable and not denied:
+            raise first_error  # nothing could be listed at all (throttled, unreachable): the pass is retried
+        if not dry_run:
+            for region, reason in denied.items():
+                self._quarantine_region(tenant, region, reason)
+        return observed, unobserved
+
+    def _quarantine_region(self, tenant: Tenant, region: str, reason: str) -> None:
+        self.store.set_region_quarantine(tenant.tenant_id, region, reason, self.clock())
+        log.warning(
+            "region %s of tenant %s quarantined: %s",
+            region,
+            tenant.tenant_id,
+            reason,
+            extra={"tenant_id": tenant.tenant_id},
+        )
 
     def _requeue_delay(self, outcome: ActionResult, server: DesiredServer | None) -> int | None:
         """When to look at this server again without waiting for the sweep: after anything that started a
@@ -317,25 +555,40 @@ class Engine:
         region: str,
         fn: Callable[[StackGateway], T],
         dry_run: bool = False,
+        *,
+        proven: bool = False,
     ) -> T:
-        """Run one gateway call; expired credentials are refreshed once, access denied quarantines."""
+        """Run one gateway call; expired credentials are refreshed once. Access denied while getting the
+        credentials (AssumeRole) quarantines the tenant; denied by the region's CloudFormation is the region's
+        (`RegionDeniedError`). `proven`: these credentials already worked in another region in this pass."""
         for attempt in (1, 2):
             gateway = gateways.get(region)
             try:
                 if gateway is None:
                     gateway = gateways[region] = self.connector.gateway(tenant, region)
-                return fn(gateway)
-            except CredentialsExpiredError:
-                self.connector.invalidate(tenant)
-                gateways.pop(region, None)
-                if attempt == 2:
-                    raise
             except AccessDeniedError as error:
                 self.connector.invalidate(tenant)
                 reason = f"access to account {tenant.account_id} denied: {error}"
                 if not dry_run:
                     self.store.set_quarantine(tenant.tenant_id, reason, self.clock())
                 raise TenantUnavailableError(reason, code="AccessDenied") from error
+            try:
+                return fn(gateway)
+            except CredentialsExpiredError as error:
+                if error.code == "InvalidClientTokenId" and (proven or attempt == 2):
+                    # Fresh credentials (or ones another region just accepted) refused here: the region is not
+                    # enabled in the account. Assuming the role again would not help, on this pass or the next.
+                    raise RegionUnavailableError(
+                        f"region {region} refuses the tenant's credentials ({error}): it is probably not enabled "
+                        f"in account {tenant.account_id}; enable it there, or move the servers to another region",
+                        code="RegionNotEnabled",
+                    ) from error
+                self.connector.invalidate(tenant)
+                gateways.pop(region, None)
+                if attempt == 2:
+                    raise
+            except AccessDeniedError as error:
+                raise RegionDeniedError(str(error), code=error.code) from error
         raise AssertionError("unreachable")
 
     def _apply(
@@ -358,6 +611,11 @@ class Engine:
                 return ActionResult(
                     action, Outcome.SKIPPED, "the record changed since planning; the next pass re-plans"
                 )
+            # Pause means stop: a pause (or quarantine) written while this pass runs ends its changes. Checked
+            # last, right before the call, with one consistent read of the tenant's flags.
+            stopped = self.store.tenant_stop_reason(tenant.tenant_id)
+            if stopped:
+                return ActionResult(action, Outcome.SKIPPED, f"not done: {stopped} during this pass", stopped=stopped)
 
         if kind is ActionKind.FINALIZE:
             assert server is not None
@@ -386,6 +644,11 @@ class Engine:
                 )
             except TenantUnavailableError:
                 raise
+            except RegionDeniedError as failure:
+                # CloudFormation in this region refuses a change it let us list: the region is quarantined
+                # alone (as a listing refused there would be), and the tenant's other regions go on.
+                error = failure
+                self._quarantine_region(tenant, action.region, str(failure))
             except ReconcileError as failure:
                 error = (
                     failure
@@ -426,6 +689,10 @@ class Engine:
 
         if error is not None:
             return ActionResult(effective, Outcome.FAILED, str(error), retryable=error.retryable)
+        if effective.kind is ActionKind.FAIL:
+            return ActionResult(effective, Outcome.FAILED, effective.reason)
+        if effective.kind is ActionKind.HOLD:
+            return ActionResult(effective, Outcome.HELD, effective.reason)
         if effective is not action:
             return ActionResult(effective, Outcome.DONE, effective.reason)
         return ActionResult(action, Outcome.DONE)
@@ -463,6 +730,12 @@ class Engine:
             self._call(tenant, gateways, action.region, lambda gw: gw.continue_update_rollback(target, token))
             return None
         raise AssertionError(f"not a mutating action: {action.kind}")
+
+    def _activity(self, tenant_id: str, gameserver_id: str, kind: str, message: str) -> None:
+        try:
+            self.store.append_activity(tenant_id, gameserver_id, kind, message, None, self.clock())
+        except Exception:  # the activity log is best effort; it never fails a reconcile
+            log.exception("could not append to the activity log", extra={"tenant_id": tenant_id})
 
     def _log(
         self,

@@ -135,3 +135,80 @@ def classify(code: str, message: str) -> ReconcileError:
     if code in _TRANSIENT or code.startswith("5"):
         return TransientError(text, code=code)
     return PermanentError(text, code=code)
+
+
+class UnknownRegionError(PermanentError):
+    """A region the SDK or the partition does not know (a made-up name, or one outside the role's partition):
+    no retry can reach it; the tenant's regions must be corrected."""
+
+    code = "UnknownRegion"
+
+
+class RegionUnavailableError(PermanentError):
+    """One region of a tenant cannot be used (not enabled in the account, denied by an SCP): only the
+    servers placed there fail; the tenant's other regions go on."""
+
+    code = "RegionUnavailable"
+
+
+# SDK exceptions by class name (this module imports no SDK): anything in an exception's class hierarchy.
+_REGION_ERRORS = frozenset(
+    {
+        "NoRegionError",
+        "InvalidRegionError",
+        "UnknownEndpointError",
+        "UnknownRegionError",
+        "EndpointResolutionError",
+        "EndpointVariantError",
+    }
+)
+_NETWORK_ERRORS = frozenset(
+    {
+        "ConnectionError",  # botocore's: EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ...
+        "HTTPClientError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "IncompleteReadError",
+        "ResponseStreamingError",
+    }
+)
+
+
+def classify_exception(error: BaseException, what: str = "AWS call") -> ReconcileError | None:
+    """The one place an SDK exception becomes a `ReconcileError` with its retry policy; None when `error` is
+    not an SDK error (a defect, which the caller lets through).
+
+    Network failures, responses that cannot be parsed (a truncated or garbled body, an HTML error page from a
+    proxy) and 5xx answers are transient; an unknown region or endpoint, a malformed request and missing
+    credentials are permanent, with a message saying what to fix."""
+    if isinstance(error, ReconcileError):
+        return error
+    names = {cls.__name__ for cls in type(error).__mro__}
+    module = type(error).__module__ or ""
+    if not module.startswith(("botocore", "boto3", "urllib3")):
+        return None
+    if "ClientError" in names:
+        response = getattr(error, "response", None) or {}
+        info = response.get("Error", {}) if isinstance(response, dict) else {}
+        code, message = str(info.get("Code", "Unknown")), str(info.get("Message", ""))
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+        classified = classify(code, message)
+        if isinstance(status, int) and status >= 500 and not classified.retryable:
+            return TransientError(f"{code}: {message} (HTTP {status})", code=code)
+        return classified
+    if names & _REGION_ERRORS:
+        return UnknownRegionError(
+            f"{what}: {error}; correct the tenant's regions (`stackherd tenants update TENANT --region ...`)"
+        )
+    if "ResponseParserError" in names:
+        return TransientError(f"{what}: AWS sent a response that could not be read: {error}", code="ResponseParse")
+    if "ParamValidationError" in names:
+        return PermanentError(f"{what}: {error}", code="ParamValidation")
+    if "NoCredentialsError" in names or "PartialCredentialsError" in names:
+        return PermanentError(f"{what}: {error}; configure stackherd's own AWS credentials", code="NoCredentials")
+    if names & _NETWORK_ERRORS:
+        return TransientError(f"{what}: {error}", code="Network")
+    if "BotoCoreError" in names:
+        return TransientError(f"{what}: {error}")
+    return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 
 TAG_INSTALLATION = "stackherd:installation"
 TAG_TENANT = "stackherd:tenant"
@@ -44,3 +46,20 @@ def request_token(operation: str, name: str, generation: int | str, extra: str =
 def session_name(tenant_id: str) -> str:
     """STS RoleSessionName: named after the tenant so CloudTrail in the tenant account says who called."""
     return f"stackherd-{tenant_id}"[:64]
+
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_OWNER_SLUG_MAX = 40
+
+
+def owner_tag(username: str) -> str:
+    """The `stackherd:owner` tag value for a player: a lowercase ASCII slug of the name and a short hash of
+    it, such as `o-brien-3f2a9c1d0e`. CloudFormation copies stack tags to the game server's resources, and
+    some services accept only letters, digits, spaces and `_.:/=+-@` in a tag, so the name itself (`o'brien`,
+    `ana!`, a decomposed `josé`) could make every create roll back. The record keeps the real name; the hash
+    keeps two names with the same slug apart, and a name typed composed or decomposed gets one tag."""
+    canonical = unicodedata.normalize("NFC", username)
+    ascii_only = unicodedata.normalize("NFKD", canonical).encode("ascii", "ignore").decode("ascii")
+    slug = _NOT_SLUG.sub("-", ascii_only.lower()).strip("-")[:_OWNER_SLUG_MAX].strip("-") or "user"
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:10]
+    return f"{slug}-{digest}"

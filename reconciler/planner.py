@@ -6,7 +6,7 @@ the stream, the sweep and the admin all get the same answer for the same inputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from operator import attrgetter
@@ -66,6 +66,7 @@ class PlanSettings:
     delete_retry_limit: int = 3
     requeue_after_s: int = 30
     confirm_deletions: bool = False
+    deletion_window_s: int = 3600
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,25 @@ class Action:
     requeue_after_s: int | None = None
     orphan: bool = False
     attempt: int = 0
+    #: for a REPORT in a paused tenant: what the action would be if the tenant were active
+    would: ActionKind | None = None
 
     @property
     def mutating(self) -> bool:
         return self.kind in CLOUD_MUTATIONS
+
+    @property
+    def pending(self) -> bool:
+        """True when this action stands for a change not yet made (made now, or held back by a pause)."""
+        if self.kind is ActionKind.REPORT:
+            return self.would not in (None, ActionKind.NOOP)
+        return self.kind is not ActionKind.NOOP
+
+    @property
+    def blocked(self) -> bool:
+        """True when the server cannot converge without someone acting (Failed or Held)."""
+        kind = self.would if self.kind is ActionKind.REPORT else self.kind
+        return kind in (ActionKind.FAIL, ActionKind.HOLD)
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -106,6 +122,7 @@ class Action:
             "diff": self.diff,
             "code": self.code,
             "requeue_after_s": self.requeue_after_s,
+            "would": self.would.value if self.would is not None else None,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         if self.orphan:
@@ -127,7 +144,7 @@ class Plan:
 
     @property
     def in_sync(self) -> bool:
-        return all(a.kind in (ActionKind.NOOP, ActionKind.REPORT) for a in self.actions)
+        return not any(a.pending for a in self.actions)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -198,12 +215,18 @@ def plan(
     template_error: str | None = None,
     desired_complete: bool = True,
     scope: frozenset[str] | None = None,
+    brake: BrakeView | None = None,
+    unobserved: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide what to do for one tenant. Pure: same inputs, same plan; never performs I/O.
 
     `observed` is everything the tenant's account lists (owned or not); `scope`, when given, limits the
-    plan to those game-server ids (the stream path), including orphans with those ids.
+    plan to those game-server ids (the stream path), including orphans with those ids. `brake` is what the
+    stored deletion brake allows (None: at most `settings.max_deletions` in this plan). `unobserved` names
+    the regions that could not be listed in this pass, with why: their servers fail alone, and since nothing
+    was seen there, nothing there is an orphan.
     """
+    unobserved = unobserved or {}
     installation = settings.installation
     by_place = {(s.region, s.name): s for s in observed if s.status not in GONE_STATUSES}
     claimed: set[tuple[str, str]] = set()
@@ -219,7 +242,9 @@ def plan(
             continue
         stack = by_place.get((region, name))
         claimed.add((region, name))
-        action = _plan_server(tenant, server, stack, name, region, settings, template_url, template_error)
+        action = _plan_server(
+            tenant, server, stack, name, region, settings, template_url, template_error, unobserved.get(region)
+        )
         if action.kind is ActionKind.FAIL:
             # A record that cannot be converged (e.g. moved to a region the tenant lacks) keeps the stack it
             # already has elsewhere: it is not an orphan, and a failing record must never cost a running server.
@@ -235,7 +260,7 @@ def plan(
             continue
         actions.append(_plan_orphan(tenant, stack, server_id, settings))
 
-    return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete)))
+    return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete, brake)))
 
 
 def _orphan_id(stack: ObservedStack, installation: str, tenant_id: str) -> str:
@@ -276,6 +301,7 @@ def _plan_server(
     settings: PlanSettings,
     template_url: str | None,
     template_error: str | None,
+    region_problem: str | None = None,
 ) -> Action:
     def act(kind: ActionKind, reason: str, **extra: object) -> Action:
         return Action(
@@ -295,7 +321,28 @@ def _plan_server(
         return act(ActionKind.NOOP, "stack matches its rendering")
     wait_s = settings.requeue_after_s
     if tenant.paused:
-        return act(ActionKind.REPORT, "tenant is paused: observe and report only")
+        # Observe and report only, but say what would be done: a paused tenant with a missing stack is not
+        # in sync, and `plan` must not say it is.
+        active = replace(tenant, paused=False)
+        inner = _plan_server(
+            active, server, stack, name, region, settings, template_url, template_error, region_problem
+        )
+        if inner.kind is ActionKind.NOOP:
+            return act(ActionKind.REPORT, "tenant is paused: observe and report only", would=ActionKind.NOOP)
+        return act(
+            ActionKind.REPORT,
+            f"tenant is paused: observe and report only (would {inner.kind.value}: {inner.reason})",
+            would=inner.kind,
+            code=inner.code,
+            diff=inner.diff,
+        )
+    if region_problem is not None:
+        # Not observed in this pass: a missing stack may well be there, so neither create nor finalize.
+        return act(
+            ActionKind.FAIL,
+            f"{region_problem}; the tenant's other regions go on",
+            code="RegionUnavailable",
+        )
     if stack is not None and not naming.is_owned(stack.tags, settings.installation, tenant.tenant_id):
         if server.deletion_requested:
             # The stack of that name was never this record's: there is nothing of ours to delete.
@@ -376,7 +423,12 @@ def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings:
         orphan=True,
     )
     if tenant.paused:
-        return _replace(base, kind=ActionKind.REPORT, reason="tenant is paused; orphan left in place")
+        return _replace(
+            base,
+            kind=ActionKind.REPORT,
+            reason="tenant is paused; orphan left in place",
+            would=ActionKind.WAIT if stack.in_progress else ActionKind.DELETE,
+        )
     if stack.in_progress:
         return _replace(
             base,
@@ -387,9 +439,37 @@ def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings:
     return base
 
 
-def _apply_deletion_brake(actions: list[Action], settings: PlanSettings, complete: bool) -> list[Action]:
+@dataclass(frozen=True)
+class BrakeView:
+    """What the stored deletion brake allows in this pass: an input of `plan`, so the plan stays pure.
+
+    `allowance` is how many deletions the window still allows; `held` are the stacks held until an admin
+    confirms; `confirmed` are the held stacks an admin has released for this pass (exactly those: a
+    deletion that appears later is counted and held like any other)."""
+
+    allowance: int
+    held: frozenset[str] = frozenset()
+    confirmed: frozenset[str] = frozenset()
+    #: stacks whose deletion the window already counts (a retry after DELETE_FAILED spends nothing more)
+    counted: frozenset[str] = frozenset()
+
+
+def brake_key(action: Action) -> str:
+    """The stack a deletion is about, as the brake stores it: region and stack name."""
+    return f"{action.region}/{action.stack_name}"
+
+
+def _apply_deletion_brake(
+    actions: list[Action], settings: PlanSettings, complete: bool, brake: BrakeView | None
+) -> list[Action]:
+    if brake is None:  # no stored brake: the per-pass cap, lifted entirely by a confirmation
+        everything = frozenset(brake_key(a) for a in actions if a.kind is ActionKind.DELETE)
+        brake = BrakeView(
+            allowance=settings.max_deletions, confirmed=everything if settings.confirm_deletions else frozenset()
+        )
+    window = _duration(settings.deletion_window_s)
     result: list[Action] = []
-    deletions = 0
+    allowance = brake.allowance
     for action in actions:
         if action.kind is not ActionKind.DELETE:
             result.append(action)
@@ -404,22 +484,43 @@ def _apply_deletion_brake(actions: list[Action], settings: PlanSettings, complet
                 )
             )
             continue
-        deletions += 1
-        if deletions > settings.max_deletions and not settings.confirm_deletions:
-            result.append(
-                _replace(
-                    action,
-                    kind=ActionKind.HOLD,
-                    code=HoldReason.DELETION_BRAKE.value,
-                    reason=(
-                        f"deletion held by the brake: more than {settings.max_deletions} deletions in one "
-                        "pass; an admin confirms with `stackherd reconcile TENANT --confirm-deletions`"
-                    ),
-                )
-            )
+        if action.stack_status == DELETE_FAILED:
+            # Retrying a delete that failed: the stack was already being deleted (a decision counted when it was
+            # taken); a retry removes nothing new, so it neither spends nor waits for the allowance.
+            result.append(action)
             continue
-        result.append(action)
+        key = brake_key(action)
+        if key in brake.confirmed:
+            result.append(_replace(action, reason=action.reason + "; released by an admin from the deletion brake"))
+            continue
+        if key not in brake.held and key in brake.counted:
+            result.append(action)
+            continue
+        if key not in brake.held and allowance > 0:
+            allowance -= 1
+            result.append(action)
+            continue
+        result.append(
+            _replace(
+                action,
+                kind=ActionKind.HOLD,
+                code=HoldReason.DELETION_BRAKE.value,
+                reason=(
+                    f"deletion held by the brake: more than {settings.max_deletions} deletions in {window}; it "
+                    "stays held until an admin confirms with `stackherd reconcile TENANT --confirm-deletions`"
+                ),
+            )
+        )
     return result
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return "an hour" if hours == 1 else f"{hours} hours"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
 
 
 def _replace(action: Action, **changes: object) -> Action:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from models.config import GameServerConfig
-from models.records import ActivityEntry, DesiredServer, ServerStatus, Tenant, WriteTrail
+from models.records import ActivityEntry, DeletionBrake, DesiredServer, ServerStatus, Tenant, TenantState, WriteTrail
 from reconciler.stacks import ObservedStack, StackSpec
 
 
@@ -176,6 +176,25 @@ class DesiredStore(Protocol):
     ) -> HistoryPage:
         """One incarnation's entries, newest first: a re-created id shows none of its predecessor's."""
 
+    # What the reconciler keeps about a tenant between passes: one item (a map of sections) per tenant.
+
+    def get_tenant_state(self, tenant_id: str) -> TenantState:
+        """The tenant's reconciler state, strongly consistent; an empty state when none was written."""
+
+    def put_deletion_brake(self, tenant_id: str, brake: DeletionBrake, expected_version: int) -> bool:
+        """Replace the deletion-brake section (stored at version `expected_version + 1`) if it is still at
+        `expected_version`; False when another pass wrote it meanwhile or the tenant is gone."""
+
+    def set_region_quarantine(self, tenant_id: str, region: str, reason: str | None, at: datetime) -> None:
+        """Quarantine one region of the tenant with a reason (None releases it); other regions go on."""
+
+    def clear_region_quarantine(self, tenant_id: str) -> None:
+        """Release every quarantined region of the tenant (`tenants unquarantine`)."""
+
+    def tenant_stop_reason(self, tenant_id: str) -> str | None:
+        """Why no change may be made in the tenant now (paused, quarantined, removed), else None. One cheap,
+        strongly consistent read: the engine asks it before every mutating call."""
+
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
@@ -191,3 +210,14 @@ class Requeuer(Protocol):
     def requeue(self, tenant_id: str, delays: Sequence[tuple[str, int]]) -> int:
         """Ask to look at each (server id, delay in seconds) again; returns how many requests were accepted.
         May raise; the engine logs the failure and carries on."""
+
+
+def stop_reason(tenant: Tenant | None) -> str | None:
+    """Why a tenant must not be changed now, or None when it is active."""
+    if tenant is None:
+        return "the tenant is no longer registered"
+    if tenant.paused:
+        return "the tenant was paused"
+    if tenant.quarantined:
+        return f"the tenant was quarantined: {tenant.quarantined}"
+    return None

@@ -34,7 +34,7 @@ def render(tenant: Tenant, server: DesiredServer, *, installation: str, url: str
             naming.TAG_GAMESERVER: server.gameserver_id,
             naming.TAG_GENERATION: str(server.generation),
             naming.TAG_TEMPLATE_VERSION: tenant.template_version,
-            naming.TAG_OWNER: server.username,
+            naming.TAG_OWNER: naming.owner_tag(server.username),
             # CloudFormation refuses an empty tag value; every record written since incarnations has one.
             **({naming.TAG_INCARNATION: server.incarnation} if server.incarnation else {}),
         },

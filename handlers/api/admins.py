@@ -68,7 +68,8 @@ def create_tenant(body: Annotated[TenantCreate, Body()]) -> Response[TenantView]
     responses=responses({200: ("the tenant", TenantView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
 )
 def get_tenant(tenant_id: TenantId) -> Response[TenantView]:
-    return json_response(tenant_view(admin_tenant(tenant_id)))
+    tenant = admin_tenant(tenant_id)
+    return json_response(tenant_view(tenant, store().get_tenant_state(tenant_id)))
 
 
 @router.patch(

@@ -264,6 +264,12 @@ class TierView(_Out):
     max_player_count: int
 
 
+class HeldDeletionsView(_Out):
+    held: int
+    held_since: str | None = None
+    held_servers: list[str]
+
+
 class TenantView(_Out):
     """A registered tenant as it is stored, never re-validated (`unreadable` says what is wrong with an item
     that no longer validates, such as a tier that does not exist)."""
@@ -284,6 +290,12 @@ class TenantView(_Out):
     unreadable: str | None = Field(
         default=None, description="present when the stored item no longer validates: what is wrong with it"
     )
+    deletion_brake: HeldDeletionsView | None = Field(
+        default=None, description="deletions held until an admin confirms (GET /tenants/{tenant_id} only)"
+    )
+    quarantined_regions: dict[str, str] | None = Field(
+        default=None, description="regions quarantined alone, with why (GET /tenants/{tenant_id} only)"
+    )
 
 
 class TenantList(_Out):
@@ -298,17 +310,40 @@ class ActionView(_Out):
     stack_name: str
     region: str
     reason: str
-    outcome: Literal["planned", "done", "skipped", "failed"]
+    outcome: Literal["planned", "done", "skipped", "failed", "held"]
     generation: int | None = None
+    would: str | None = Field(default=None, description="in a paused tenant: what would be done if it were active")
     diff: str | None = None
     parameters: dict[str, str] | None = None
+
+
+class BrakeView(_Out):
+    held: int = Field(description="deletions held until an admin confirms them")
+    held_since: str | None = None
+    held_servers: list[str]
+    deletions_in_window: int
+    max_deletions: int
+    window_seconds: int
 
 
 class PlanView(_Out):
     tenant_id: str
     dry_run: bool
     in_sync: bool
+    verdict: Literal["in_sync", "pending", "failed"] = Field(
+        description="in_sync: converged, nothing pending; pending: changes to make (or held back by a pause); "
+        "failed: the tenant errored, an action failed, or a server is Failed or Held"
+    )
+    paused: bool = False
     actions: list[ActionView]
+    deletion_brake: BrakeView | None = Field(
+        default=None, description="held deletions; release exactly these with reconcile?confirm_deletions=true"
+    )
+    stopped: str | None = Field(default=None, description="why the pass stopped changing the tenant part-way")
+    failing: list[str] | None = Field(default=None, description="servers Failed or Held at their generation")
+    unobserved_regions: dict[str, str] | None = Field(
+        default=None, description="regions that could not be listed in this pass, with why (their servers fail alone)"
+    )
     requeued: int | None = Field(default=None, description="servers queued for another look (reconcile only)")
     error: str | None = None
     error_code: str | None = None

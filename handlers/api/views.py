@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from handlers.api.models import (
     ConditionView,
+    HeldDeletionsView,
     HistoryEntry,
     ServerView,
     StatusView,
@@ -19,7 +20,7 @@ from handlers.api.models import (
 from models.config import TIERS
 
 if TYPE_CHECKING:
-    from models.records import ActivityEntry, DesiredServer, Tenant
+    from models.records import ActivityEntry, DesiredServer, Tenant, TenantState
 
 #: The condition a view of an item that no longer validates carries, beside whatever the reconciler recorded.
 READABLE = "Readable"
@@ -73,10 +74,12 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
     )
 
 
-def tenant_view(tenant: Tenant) -> TenantView:
+def tenant_view(tenant: Tenant, state: TenantState | None = None) -> TenantView:
     """Any tenant as a view: its values as stored, never re-validated; `unreadable` says what is wrong with
-    one that no longer validates (an unknown tier has no limits to show)."""
+    one that no longer validates (an unknown tier has no limits to show). With the reconciler's `state`
+    (single reads): the deletions the brake holds and the regions quarantined alone, when there are any."""
     limits = TIERS.get(tenant.tier)
+    brake = state.deletion_brake if state is not None else None
     return TenantView(
         tenant_id=tenant.tenant_id,
         account_id=tenant.account_id,
@@ -92,6 +95,14 @@ def tenant_view(tenant: Tenant) -> TenantView:
         unreadable=f"{tenant.unreadable}: correct the item in the tenants table, or PATCH the tenant"
         if tenant.unreadable
         else None,
+        deletion_brake=HeldDeletionsView(
+            held=len(brake.held),
+            held_since=brake.held_since,
+            held_servers=sorted(h.gameserver_id for h in brake.held),
+        )
+        if brake is not None and brake.held
+        else None,
+        quarantined_regions=state.quarantined_regions() if state is not None and state.region_quarantine else None,
     )
 
 

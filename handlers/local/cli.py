@@ -2,7 +2,10 @@
 (`AWS_ENDPOINT_URL`, `AWS_PROFILE`, `AWS_REGION`).
 
 Bad arguments and invalid input exit 1 with a one-line message, never a traceback. `--json` prints
-machine-readable JSON only. `plan` exits 0 when in sync, 2 when changes are pending, 1 on error.
+machine-readable JSON only, an error included (`{"error": ..., "error_code": ..., "exit_code": 1}`). `plan` exits
+0 when every server is converged and nothing is pending, 2 when changes are pending (a paused tenant's too), 1 when
+a server is Failed or Held or the tenant errored; `reconcile` exits 1 when an action failed or a server ends
+Failed or Held.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, NoReturn
 
 from models.config import ConfigError, parse_assignments, validate_id, validate_tenant
-from models.records import DesiredServer, Tenant, WriteTrail
+from models.records import DesiredServer, Tenant, TenantState, WriteTrail
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
 
@@ -61,8 +64,8 @@ def _table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: IO[str
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
-def tenant_dict(tenant: Tenant) -> dict[str, Any]:
-    return {
+def tenant_dict(tenant: Tenant, state: TenantState | None = None) -> dict[str, Any]:
+    data = {
         "tenant_id": tenant.tenant_id,
         "account_id": tenant.account_id,
         "regions": list(tenant.regions),
@@ -75,6 +78,15 @@ def tenant_dict(tenant: Tenant) -> dict[str, Any]:
         "quarantined_at": tenant.quarantined_at,
         "unreadable": tenant.unreadable,
     }
+    if state is not None:
+        brake = state.deletion_brake
+        data["deletion_brake"] = {
+            "held": len(brake.held),
+            "held_since": brake.held_since,
+            "held_servers": sorted(h.gameserver_id for h in brake.held),
+        }
+        data["quarantined_regions"] = state.quarantined_regions()
+    return data
 
 
 def server_dict(server: DesiredServer) -> dict[str, Any]:
@@ -241,25 +253,35 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
 def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
 
-    tenants = runtime().store.list_tenants()
+    store = runtime().store
+    tenants = store.list_tenants()
+    states = {t.tenant_id: store.get_tenant_state(t.tenant_id) for t in tenants}
     if args.json:
-        _print_json([tenant_dict(t) for t in tenants], out)
+        _print_json([tenant_dict(t, states[t.tenant_id]) for t in tenants], out)
         return EXIT_OK
-    rows = [
-        (
-            t.tenant_id,
-            t.account_id,
-            ",".join(t.regions),
-            t.tier,
-            t.template_version,
-            "unreadable"
-            if t.unreadable
-            else ("paused" if t.paused else ("quarantined" if t.quarantined else "active")),
-            t.unreadable or t.quarantined or "",
+    rows = []
+    for t in tenants:
+        state = states[t.tenant_id]
+        regions = state.quarantined_regions()
+        reason = (
+            t.unreadable or t.quarantined or "; ".join(f"{r} quarantined: {why}" for r, why in sorted(regions.items()))
         )
-        for t in tenants
-    ]
-    _table(rows, ("TENANT", "ACCOUNT", "REGIONS", "TIER", "TEMPLATE", "STATE", "REASON"), out)
+        held = state.deletion_brake.held
+        rows.append(
+            (
+                t.tenant_id,
+                t.account_id,
+                ",".join(t.regions),
+                t.tier,
+                t.template_version,
+                "unreadable"
+                if t.unreadable
+                else ("paused" if t.paused else ("quarantined" if t.quarantined else "active")),
+                f"{len(held)} since {state.deletion_brake.held_since}" if held else "",
+                reason or "",
+            )
+        )
+    _table(rows, ("TENANT", "ACCOUNT", "REGIONS", "TIER", "TEMPLATE", "STATE", "HELD DELETIONS", "REASON"), out)
     return EXIT_OK
 
 
@@ -278,7 +300,8 @@ def _set_tenant_flags(
         said.append(f"tenant {tenant_id} {'paused' if paused else 'resumed'}")
     if clear_quarantine:
         store.set_quarantine(tenant_id, None, _now())
-        said.append(f"tenant {tenant_id} released from quarantine; the next sweep includes it")
+        store.clear_region_quarantine(tenant_id)
+        said.append(f"tenant {tenant_id} and its regions released from quarantine; the next sweep includes them")
     if args.json:
         _print_json(tenant_dict(_tenant(tenant_id)), out)
     else:
@@ -409,9 +432,46 @@ def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
         line = f"  {action['kind']:<18} {action['gameserver_id'] or '-':<24} {action['reason']}{outcome}"
         if action.get("diff"):
             line += f"\n  {'':<18} {'':<24} {action['diff']}"
-        if action.get("detail") and action["outcome"] != "done":
-            line += f"\n  {'':<18} {'':<24} {action['detail']}"
+        detail = action.get("detail")
+        if detail and action["outcome"] != "done" and detail != action["reason"]:
+            line += f"\n  {'':<18} {'':<24} {detail}"
         out.write(line + "\n")
+    brake = data.get("deletion_brake")
+    if brake and brake.get("held"):
+        out.write(
+            f"deletion brake: {brake['held']} deletions held since {brake['held_since']} "
+            f"({brake['deletions_in_window']} of {brake['max_deletions']} allowed deletions made in the last "
+            f"{brake['window_seconds']} s); release exactly these with "
+            f"`stackherd reconcile {data['tenant_id']} --confirm-deletions`\n"
+        )
+
+
+_EXIT_FOR = {"in_sync": EXIT_OK, "pending": EXIT_PENDING, "failed": EXIT_ERROR}
+
+
+def _verdict_line(data: dict[str, Any]) -> str:
+    verdict = data["verdict"]
+    tenant_id = data["tenant_id"]
+    if verdict == "in_sync":
+        return "in sync"
+    if verdict == "pending":
+        if data.get("paused"):
+            return (
+                f"changes pending: tenant {tenant_id} is paused, so nothing is changed until "
+                f"`stackherd tenants resume {tenant_id}`"
+            )
+        return "changes pending"
+    blocked = sorted(
+        {
+            a["gameserver_id"] or a["stack_name"]
+            for a in data["actions"]
+            if a["outcome"] in ("failed", "held") or a["kind"] in ("fail", "hold") or a.get("would") in ("fail", "hold")
+        }
+        | set(data.get("failing", []))
+    )
+    if data.get("error"):
+        return f"error: {data['error']}"
+    return f"not converging: {', '.join(blocked)} failed or held; see the reasons above (an operator must act)"
 
 
 def cmd_plan(args: argparse.Namespace, out: IO[str]) -> int:
@@ -420,14 +480,13 @@ def cmd_plan(args: argparse.Namespace, out: IO[str]) -> int:
     _tenant(args.tenant)
     result = runtime().engine.reconcile_tenant(args.tenant, dry_run=True)
     data = result.to_dict()
+    code = _EXIT_FOR[result.verdict]
     if args.json:
-        _print_json(data, out)
+        _print_json({**data, "exit_code": code}, out)
     else:
         _print_result(data, out, planned=True)
-        out.write("in sync\n" if result.in_sync else "changes pending\n")
-    if result.error:
-        return EXIT_ERROR
-    return EXIT_OK if result.in_sync else EXIT_PENDING
+        out.write(_verdict_line(data) + "\n")
+    return code
 
 
 def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
@@ -437,11 +496,18 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     rt = runtime()
     result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions)
     data = result.to_dict()
+    # A reconcile that did what it could exits 0 even while stacks are still changing; a failed action or a
+    # server left Failed or Held does not.
+    code = EXIT_ERROR if result.verdict == "failed" else EXIT_OK
     if args.json:
-        _print_json(data, out)
+        _print_json({**data, "exit_code": code}, out)
     else:
         _print_result(data, out, planned=False)
-    return EXIT_OK if result.ok else EXIT_ERROR
+        if result.stopped:
+            out.write(f"stopped: {result.stopped}; the changes marked [skipped] were not made\n")
+        if code != EXIT_OK:
+            out.write(_verdict_line(data) + "\n")
+    return code
 
 
 def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
@@ -552,11 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("tenant")
     retry.add_argument("server")
 
-    plan = command("plan", cmd_plan, "dry run: what a reconcile would do (exit 0 in sync, 2 pending, 1 error)")
+    plan = command(
+        "plan", cmd_plan, "dry run: what a reconcile would do (exit 0 in sync, 2 pending, 1 failed, held or error)"
+    )
     plan.add_argument("tenant")
     rec = command("reconcile", cmd_reconcile, "reconcile one tenant now and print the actions taken")
     rec.add_argument("tenant")
-    rec.add_argument("--confirm-deletions", action="store_true", help="lift the deletion brake for this pass")
+    rec.add_argument(
+        "--confirm-deletions", action="store_true", help="release the deletions the brake holds now (exactly those)"
+    )
     sweep = command("sweep", cmd_sweep, "reconcile every tenant")
     sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
     return parser
@@ -572,27 +642,32 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, *, door:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     args.door = door
-    if getattr(args, "concurrency", None) is not None and not 1 <= args.concurrency <= 64:
-        sys.stderr.write("stackherd: --concurrency must be between 1 and 64\n")
+
+    def fail(message: str, code: str) -> int:
+        sys.stderr.write(f"stackherd: {message}\n")
+        if getattr(args, "json", False):  # a script reading --json gets the error on stdout, as JSON
+            _print_json({"error": message, "error_code": code, "exit_code": EXIT_ERROR}, out)
         return EXIT_ERROR
+
+    if getattr(args, "concurrency", None) is not None and not 1 <= args.concurrency <= 64:
+        return fail("--concurrency must be between 1 and 64", "InvalidArgument")
     try:
         return int(args.func(args, out))
     except (CliError, ConfigError, WriteError, SettingsError, ReconcileError) as error:
-        sys.stderr.write(f"stackherd: {error}\n")
+        return fail(str(error), getattr(error, "code", None) or type(error).__name__.removesuffix("Error") or "Error")
     except ClientError as error:
         info = error.response.get("Error", {})
-        sys.stderr.write(f"stackherd: AWS refused the request: {info.get('Code')}: {info.get('Message')}\n")
+        return fail(f"AWS refused the request: {info.get('Code')}: {info.get('Message')}", str(info.get("Code")))
     except BotoCoreError as error:
-        sys.stderr.write(f"stackherd: cannot reach AWS: {error}\n")
+        return fail(f"cannot reach AWS: {error}", type(error).__name__)
     except KeyboardInterrupt:
-        sys.stderr.write("stackherd: interrupted\n")
+        return fail("interrupted", "Interrupted")
     except Exception as error:  # a defect, or data no check foresaw: one line, the traceback only on request
         if os.environ.get("STACKHERD_DEBUG"):
             raise
-        sys.stderr.write(
-            f"stackherd: unexpected {type(error).__name__}: {error} (set STACKHERD_DEBUG=1 for the traceback)\n"
+        return fail(
+            f"unexpected {type(error).__name__}: {error} (set STACKHERD_DEBUG=1 for the traceback)", "InternalError"
         )
-    return EXIT_ERROR
 
 
 if __name__ == "__main__":

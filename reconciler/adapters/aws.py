@@ -16,19 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from models.records import Tenant
 from reconciler.credentials import Credentials, CredentialsCache
 from reconciler.errors import (
     AccessDeniedError,
-    PermanentError,
     ReconcileError,
     StackNotFoundError,
-    TransientError,
-    classify,
+    UnknownRegionError,
+    classify_exception,
 )
 from reconciler.naming import session_name
+from reconciler.regions import partition_of, region_problem
 from reconciler.stacks import ObservedStack, StackSpec
 
 if TYPE_CHECKING:
@@ -41,17 +40,20 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_
 
 
 @contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Re-raise SDK errors as classified `ReconcileError`s."""
+def translated(what: str, region: str | None = None) -> Iterator[None]:
+    """Re-raise SDK errors as classified `ReconcileError`s (see `errors.classify_exception`)."""
     try:
         yield
-    except ClientError as error:
-        info = error.response.get("Error", {})
-        raise classify(str(info.get("Code", "Unknown")), str(info.get("Message", ""))) from error
-    except ParamValidationError as error:  # the request itself is malformed: retrying cannot help
-        raise PermanentError(f"{what}: {error}", code="ParamValidation") from error
-    except BotoCoreError as error:  # connection failures, timeouts: the network
-        raise TransientError(f"{what}: {error}") from error
+    except ReconcileError:
+        raise
+    except Exception as error:
+        classified = classify_exception(error, what)
+        if classified is None:
+            raise
+        if region is not None and classified.retryable and region_problem(region) is not None:
+            # A connection that fails to a region botocore does not know is no network blip: it never works.
+            classified = UnknownRegionError(f"{what}: {region_problem(region)}")
+        raise classified from error
 
 
 def observed_from(raw: StackTypeDef, region: str) -> ObservedStack:
@@ -80,7 +82,7 @@ class AwsGateway:
 
     def list_stacks(self) -> list[ObservedStack]:
         stacks: list[ObservedStack] = []
-        with translated("DescribeStacks"):
+        with translated("DescribeStacks", self.region):
             for page in self.client.get_paginator("describe_stacks").paginate():
                 stacks.extend(
                     observed_from(s, self.region) for s in page["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"
@@ -89,7 +91,7 @@ class AwsGateway:
 
     def describe(self, name: str) -> ObservedStack | None:
         try:
-            with translated("DescribeStacks"):
+            with translated("DescribeStacks", self.region):
                 found = self.client.describe_stacks(StackName=name)["Stacks"]
         except StackNotFoundError:
             return None
@@ -106,19 +108,19 @@ class AwsGateway:
         }
 
     def create(self, spec: StackSpec, token: str) -> str:
-        with translated("CreateStack"):
+        with translated("CreateStack", self.region):
             return self.client.create_stack(**self._arguments(spec, token))["StackId"]
 
     def update(self, spec: StackSpec, token: str) -> str:
-        with translated("UpdateStack"):
+        with translated("UpdateStack", self.region):
             return self.client.update_stack(**self._arguments(spec, token))["StackId"]
 
     def delete(self, name: str, token: str) -> None:
-        with translated("DeleteStack"):
+        with translated("DeleteStack", self.region):
             self.client.delete_stack(StackName=name, ClientRequestToken=token)
 
     def continue_update_rollback(self, name: str, token: str) -> None:
-        with translated("ContinueUpdateRollback"):
+        with translated("ContinueUpdateRollback", self.region):
             self.client.continue_update_rollback(StackName=name, ClientRequestToken=token)
 
 
@@ -134,6 +136,9 @@ class AwsConnector:
         limiter: AccountRateLimiter | None = None,
     ) -> None:
         self._session = session or boto3.Session()
+        # STS on the regional endpoint whatever the environment or botocore's default says: tokens of the
+        # global endpoint are refused in opt-in regions (InvalidClientTokenId).
+        self._session._session.set_config_variable("sts_regional_endpoints", "regional")
         self._duration = duration_seconds
         self._limiter = limiter
         self._lock = threading.Lock()  # the session, which is not thread-safe
@@ -144,12 +149,17 @@ class AwsConnector:
 
     def _client(self, service: str, **kwargs: Any) -> Any:
         with self._lock:  # boto3 sessions are not thread-safe; the clients they make are
+            if service == "sts":
+                kwargs.setdefault("region_name", self._session.region_name or "us-east-1")
             return self._session.client(service, config=CLIENT_CONFIG, **kwargs)  # type: ignore[call-overload]
 
     def _assume(self, role_arn: str, external_id: str, name: str) -> Credentials:
         with self._clients_lock:
             if self._sts is None:
-                self._sts = self._client("sts")
+                # The regional STS endpoint of the control plane's region: its tokens are valid in every region
+                # the account has enabled, opt-in regions included (the global endpoint's are not).
+                with translated("STS client"):
+                    self._sts = self._client("sts")
             sts = self._sts
         with translated("AssumeRole"):
             response = sts.assume_role(
@@ -168,9 +178,12 @@ class AwsConnector:
                 f"account {tenant.account_id}; fix the tenant's role",
                 code="RoleAccountMismatch",
             )
+        problem = region_problem(region, partition_of(tenant.role_arn))
+        if problem:
+            raise UnknownRegionError(problem)
         credentials = self.cache.get(tenant.role_arn, tenant.external_id, session_name(tenant.tenant_id))
         key = (tenant.account_id, region)
-        with self._clients_lock:
+        with self._clients_lock, translated("CloudFormation client", region):
             cached = self._clients.get(key)
             if cached is None or cached[0] != credentials.access_key_id:
                 client = self._client(

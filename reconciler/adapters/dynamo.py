@@ -19,9 +19,11 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, WriteTrail, now_iso
+from models.records import DeletionBrake, DesiredServer, Phase, ServerStatus, Tenant, TenantState, WriteTrail, now_iso
 from models.tables import (
     ACCOUNT_PREFIX,
+    BRAKE_SECTION,
+    REGIONS_SECTION,
     AccountModel,
     ActivityModel,
     GameServerModel,
@@ -32,11 +34,12 @@ from models.tables import (
     server_from_item,
     status_to_map,
     tenant_from_item,
+    tenant_state_from_map,
     tenant_to_item,
 )
 from reconciler.desired import account_taken_message, quota_exceeded
 from reconciler.errors import StoreError, UnreadableItemError
-from reconciler.ports import DesiredRead, HistoryPage, ServerPage
+from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
 from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
@@ -218,6 +221,85 @@ class DynamoStore:
         except PynamoDBException as error:
             raise StoreError(f"could not read tenant {tenant_id}: {error}") from error
         return None if item.server_count is None else int(item.server_count)
+
+    # --- what the reconciler keeps per tenant ------------------------------------------------------
+
+    def get_tenant_state(self, tenant_id: str) -> TenantState:
+        try:
+            item = TenantModel.get(tenant_id, consistent_read=True, attributes_to_get=["reconciler_state"])
+        except TenantModel.DoesNotExist:
+            return TenantState()
+        except PynamoDBException as error:
+            raise StoreError(f"could not read the state of tenant {tenant_id}: {error}") from error
+        try:
+            return tenant_state_from_map(item.reconciler_state)
+        except _UNREADABLE as error:
+            raise UnreadableItemError(
+                f"the reconciler state of tenant {tenant_id} cannot be read ({error}); remove its "
+                "reconciler_state attribute in the tenants table (held deletions must then be held again)"
+            ) from error
+
+    def _set_section(self, tenant_id: str, section: str, value: Any, condition: Any) -> bool:
+        """Set one section of the state map under `condition`; the map itself is created on first use.
+        False when the condition (or the tenant's existence) does not hold."""
+        state = TenantModel.reconciler_state
+        item = TenantModel(tenant_id)
+        try:
+            item.update(
+                actions=[state[section].set(value)],
+                condition=TenantModel.tenant_id.exists() & state.exists() & condition,
+            )
+            return True
+        except UpdateError as error:
+            if not _conditional_failed(error):
+                raise StoreError(f"could not write the state of tenant {tenant_id}: {error}") from error
+        try:  # no state map yet: create it, unless another writer just did
+            item.update(
+                actions=[state.set({section: value})],
+                condition=TenantModel.tenant_id.exists() & state.does_not_exist(),
+            )
+            return True
+        except UpdateError as error:
+            if _conditional_failed(error):
+                return False
+            raise StoreError(f"could not write the state of tenant {tenant_id}: {error}") from error
+
+    def put_deletion_brake(self, tenant_id: str, brake: DeletionBrake, expected_version: int) -> bool:
+        version = TenantModel.reconciler_state[BRAKE_SECTION]["version"]
+        condition = version.does_not_exist() if expected_version == 0 else version == expected_version
+        if expected_version == 0:
+            condition = condition | (version == 0)
+        stored = {**brake.to_dict(), "version": expected_version + 1}
+        return self._set_section(tenant_id, BRAKE_SECTION, stored, condition)
+
+    def set_region_quarantine(self, tenant_id: str, region: str, reason: str | None, at: datetime) -> None:
+        state = self.get_tenant_state(tenant_id)
+        current = {r: {"reason": why, "at": since} for r, why, since in state.region_quarantine}
+        if reason:
+            current[region] = {"reason": reason, "at": now_iso(at)}
+        else:
+            current.pop(region, None)
+        self._set_section(tenant_id, REGIONS_SECTION, current, TenantModel.tenant_id.exists())
+
+    def clear_region_quarantine(self, tenant_id: str) -> None:
+        if self.get_tenant_state(tenant_id).region_quarantine:
+            self._set_section(tenant_id, REGIONS_SECTION, {}, TenantModel.tenant_id.exists())
+
+    def tenant_stop_reason(self, tenant_id: str) -> str | None:
+        try:
+            item = TenantModel.get(
+                tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "paused", "quarantined"]
+            )
+        except TenantModel.DoesNotExist:
+            return stop_reason(None)
+        except PynamoDBException as error:
+            # Not knowing is not permission: a pass that cannot check stops changing the tenant.
+            return f"the tenant's state could not be checked ({error})"
+        if item.paused:
+            return "the tenant was paused"
+        if item.quarantined:
+            return f"the tenant was quarantined: {item.quarantined}"
+        return None
 
     # --- desired records -------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from reconciler.errors import TemplateNotFoundError, TemplateVersionExistsError, TransientError, classify
+from reconciler.errors import TemplateNotFoundError, TemplateVersionExistsError, classify, classify_exception
 from reconciler.rendering import template_key, template_url
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class S3TemplateCatalog:
 
     def url_for(self, version: str) -> str:
         if version not in self._known:
-            from botocore.exceptions import BotoCoreError, ClientError
+            from botocore.exceptions import ClientError
 
             try:
                 self.s3.head_object(Bucket=self.bucket, Key=template_key(version))
@@ -42,8 +42,11 @@ class S3TemplateCatalog:
                     f"template version {version!r} is not published in s3://{self.bucket}/{template_key(version)} "
                     f"({code}); publish it with `stackherd templates publish FILE --version {version}`"
                 ) from error
-            except BotoCoreError as error:
-                raise TransientError(f"could not check template version {version!r}: {error}") from error
+            except Exception as error:
+                classified = classify_exception(error, f"could not check template version {version!r}")
+                if classified is None:
+                    raise
+                raise classified from error
             with self._lock:
                 self._known.add(version)
         return template_url(self.bucket, version)

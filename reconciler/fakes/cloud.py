@@ -17,6 +17,7 @@ It lives in the importable code because the demo and the benchmark drive it as w
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections import Counter
@@ -105,6 +106,8 @@ class _Account:
     credential_epoch: int = 0  # bumped to revoke every credential issued before
     bucket_tokens: float = 0.0
     bucket_at: float = 0.0
+    #: region -> the error every CloudFormation call there raises (a region not enabled, denied by an SCP)
+    region_faults: dict[str, Callable[[], ReconcileError]] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,6 +154,24 @@ class FakeCloud:
 
     def allow(self, account_id: str) -> None:
         self._account(account_id).denied = None
+
+    def deny_region(self, account_id: str, region: str, reason: str = "an SCP denies this region") -> None:
+        """Every CloudFormation call in `region` is refused (an SCP); AssumeRole and other regions still work."""
+        message = f"AccessDenied: User is not authorized to perform cloudformation:DescribeStacks ({reason})"
+        self._account(account_id).region_faults[region] = lambda: AccessDeniedError(message)
+
+    def disable_region(self, account_id: str, region: str) -> None:
+        """`region` is not enabled in the account: it refuses every token, however fresh."""
+        self._account(account_id).region_faults[region] = lambda: CredentialsExpiredError(
+            "InvalidClientTokenId: The security token included in the request is invalid.", code="InvalidClientTokenId"
+        )
+
+    def break_region(self, account_id: str, region: str, error: Callable[[], ReconcileError]) -> None:
+        """Every CloudFormation call in `region` raises `error()` (an endpoint down, an unknown region)."""
+        self._account(account_id).region_faults[region] = error
+
+    def heal_region(self, account_id: str, region: str) -> None:
+        self._account(account_id).region_faults.pop(region, None)
 
     def expire_credentials(self, account_id: str) -> None:
         """Revoke every credential issued for the account so far (they fail with ExpiredToken)."""
@@ -306,6 +327,9 @@ class FakeCloud:
             account = self._accounts.get(account_id)
             if account is None:
                 return
+            region_fault = account.region_faults.get(region)
+            if region_fault is not None and operation != "AssumeRole":
+                raise region_fault()
             if self.rate_per_account and operation != "AssumeRole":
                 now = time.monotonic()
                 if account.bucket_at == 0.0:
@@ -413,6 +437,9 @@ class FakeCloud:
             )
             account.stacks[(spec.region, spec.name)] = stack
             self._start(account, stack, "create", "CREATE_IN_PROGRESS", "CREATE_COMPLETE")
+            refused = resource_tag_problem(spec.tags)
+            if refused:  # the stack's tags reach its resources, whose services refuse the value: a rollback
+                stack.settles_to, stack.status_reason = "ROLLBACK_COMPLETE", refused
             if stack.settles_to == "ROLLBACK_COMPLETE":
                 stack.status = "CREATE_IN_PROGRESS"
             return stack.stack_id
@@ -491,6 +518,19 @@ class FakeCloud:
             stack.tokens.add(token)
             stack.status_reason = ""
             self._start(account, stack, "continue-rollback", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE")
+
+
+#: What a tag value may hold on the strictest services a game server's resources use (CloudFormation copies
+#: a stack's tags to them): letters, digits, spaces and _ . : / = + - @, at most 256 characters.
+_RESOURCE_TAG_VALUE = re.compile(r"[A-Za-z0-9 _.:/=+\-@]{0,256}")
+
+
+def resource_tag_problem(tags: dict[str, str]) -> str | None:
+    """Why a resource would refuse one of these stack tags (the create then rolls back), or None."""
+    for key, value in sorted(tags.items()):
+        if not _RESOURCE_TAG_VALUE.fullmatch(value):
+            return f"Tag value {value!r} of {key} does not satisfy the constraint of the resource's service"
+    return None
 
 
 def _short(operation: str) -> str:

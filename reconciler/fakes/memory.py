@@ -12,16 +12,18 @@ from typing import Any
 from models.config import GameServerConfig
 from models.records import (
     ActivityEntry,
+    DeletionBrake,
     DesiredServer,
     Phase,
     ServerStatus,
     Tenant,
+    TenantState,
     WriteTrail,
     now_iso,
     tenant_problem,
 )
 from reconciler.desired import account_taken_message, quota_exceeded
-from reconciler.ports import DesiredRead, HistoryPage, ServerPage
+from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
 from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
@@ -92,6 +94,8 @@ class MemoryStore:
         self.counts: dict[str, int] = {}  # tenant id -> live game servers
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
+        self.states: dict[str, TenantState] = {}
+        self.state_reads = 0
         self._lock = threading.RLock()
 
     # --- tenants ---------------------------------------------------------------------------------
@@ -159,6 +163,43 @@ class MemoryStore:
     def live_server_count(self, tenant_id: str) -> int | None:
         with self._lock:
             return self.counts.get(tenant_id)
+
+    # --- what the reconciler keeps per tenant ------------------------------------------------------
+
+    def get_tenant_state(self, tenant_id: str) -> TenantState:
+        with self._lock:
+            self.state_reads += 1
+            return self.states.get(tenant_id, TenantState())
+
+    def put_deletion_brake(self, tenant_id: str, brake: DeletionBrake, expected_version: int) -> bool:
+        with self._lock:
+            if tenant_id not in self.tenants:
+                return False
+            state = self.states.get(tenant_id, TenantState())
+            if state.deletion_brake.version != expected_version:
+                return False
+            self.states[tenant_id] = replace(state, deletion_brake=replace(brake, version=expected_version + 1))
+            return True
+
+    def set_region_quarantine(self, tenant_id: str, region: str, reason: str | None, at: datetime) -> None:
+        with self._lock:
+            if tenant_id not in self.tenants:
+                return
+            state = self.states.get(tenant_id, TenantState())
+            kept = tuple(q for q in state.region_quarantine if q[0] != region)
+            if reason:
+                kept = (*kept, (region, reason, now_iso(at)))
+            self.states[tenant_id] = replace(state, region_quarantine=tuple(sorted(kept)))
+
+    def clear_region_quarantine(self, tenant_id: str) -> None:
+        with self._lock:
+            state = self.states.get(tenant_id)
+            if state is not None:
+                self.states[tenant_id] = replace(state, region_quarantine=())
+
+    def tenant_stop_reason(self, tenant_id: str) -> str | None:
+        with self._lock:
+            return stop_reason(self.tenants.get(tenant_id))
 
     # --- desired records -------------------------------------------------------------------------
 

@@ -125,4 +125,6 @@ def test_tenants_list_shows_an_unreadable_tenant_and_why(alpha: FakeWorld) -> No
     code, out = run("tenants", "list")
 
     assert code == cli.EXIT_OK
-    assert "unreadable  stored tier 'gold'" in out
+    header, _, row = out.splitlines()
+    assert row[header.index("STATE") :].split()[0] == "unreadable"
+    assert row[header.index("REASON") :].rstrip() == "stored tier 'gold' is not one of ..."

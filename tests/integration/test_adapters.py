@@ -210,3 +210,44 @@ def test_concurrent_gateways_share_one_client_per_account_and_region() -> None:
 
     assert len({id(g.client) for g in gateways}) == 2
     assert connector.cache.assume_calls == 1
+
+
+# --- regions and SDK failures at the edge ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", ["xx-fake-1", "us-gov-west-1", "cn-north-1"])
+def test_a_region_outside_the_roles_partition_is_permanent_before_any_call(region: str) -> None:
+    import boto3
+
+    from reconciler.adapters.aws import AwsConnector
+    from reconciler.errors import UnknownRegionError
+
+    session = boto3.Session(region_name=REGION)
+    assumed: list[str] = []
+    session.events.register("provide-client-params.sts.AssumeRole", lambda params, **_: assumed.append("x"))
+    with pytest.raises(UnknownRegionError, match=region):
+        AwsConnector(session).gateway(tenant(), region)
+    assert assumed == []
+
+
+def test_sts_is_called_on_the_regional_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    from reconciler.adapters.aws import AwsConnector
+
+    monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", "legacy")  # what an old profile might say
+    connector = AwsConnector(boto3.Session(region_name="eu-central-1"))
+    assert connector._client("sts").meta.endpoint_url == "https://sts.eu-central-1.amazonaws.com"
+
+
+def test_a_response_that_cannot_be_parsed_is_transient_not_an_internal_error() -> None:
+    from botocore.parsers import ResponseParserError
+
+    from reconciler.adapters.aws import AwsGateway
+
+    class Garbled:
+        def get_paginator(self, _: str) -> Any:
+            raise ResponseParserError("Unable to parse response (syntax error), invalid XML received")
+
+    with pytest.raises(TransientError, match="could not be read"):
+        AwsGateway(Garbled(), "111111111111", REGION).list_stacks()  # type: ignore[arg-type]

@@ -154,7 +154,7 @@ def test_stacks_carry_ownership_tags_and_mapped_parameters(three_tenants: MotoWo
         naming.TAG_GAMESERVER: "gs-9",
         naming.TAG_GENERATION: "1",
         naming.TAG_TEMPLATE_VERSION: "v1",
-        naming.TAG_OWNER: "alex",
+        naming.TAG_OWNER: "alex-4135aa9dc1",  # the tag-safe encoding of the name
         naming.TAG_INCARNATION: record.incarnation,
     }
 

@@ -17,9 +17,9 @@ servers already converged, through random sequences of:
   consistent re-read the pass makes after planning (right before a CloudFormation call, or before a status
   write) first runs another pass of the same tenant (whole, scoped, or followed by CloudFormation
   finishing), or a player's write (to the record being re-read or another one), or that write and the
-  pass its stream event starts. That is the narrowest real race: a second trigger or a writer running
-  between one pass's plan and its apply. An assertion failing inside it is re-raised afterwards, since the
-  engine would isolate it as an internal error;
+  pass its stream event starts, or an operator pausing the tenant. That is the narrowest real race: a second
+  trigger or a writer running between one pass's plan and its apply. An assertion failing inside it is
+  re-raised afterwards, since the engine would isolate it as an internal error;
 - faults: throttling of the next calls, a transient failure of one operation, access denied (the tenant is
   quarantined) and its end (allowed again, quarantine released), expired credentials; the next create,
   update, delete or rollback of a stack ending failed (ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED, a clean
@@ -41,16 +41,20 @@ After every step (`check_every_step`):
   the stack gone; and a record's status never claims a generation the record does not have, nor goes back
   to an older one;
 - the deletion brake: in one pass of one tenant, at most `max_deletions` stacks are deleted unless an admin
-  confirmed, and none at all when that pass read the desired state incompletely. Deleting a stack in
-  ROLLBACK_COMPLETE, CREATE_FAILED or ROLLBACK_FAILED (the first half of a recreate) does not count: such a
-  stack holds no resources. Passes are measured by diffing the cloud's call log around each pass, nested
-  passes subtracted.
+  confirmed, none at all when that pass read the desired state incompletely, and none that the stored brake
+  held as the pass began unless an admin confirmed. Deleting a stack in ROLLBACK_COMPLETE, CREATE_FAILED or
+  ROLLBACK_FAILED (the first half of a recreate) does not count: such a stack holds no resources; nor does
+  retrying the delete of a stack in DELETE_FAILED: it was counted when its deletion was decided. Passes are
+  measured by diffing the cloud's call log around each pass, nested passes subtracted;
+- pause means stop: a pass of a paused tenant makes no CloudFormation change, and a pass during which the
+  tenant is paused (`interleaved_pass` in mode "pause", between the plan and a change) makes none after the
+  pause is written.
 
 At the end (`teardown`) the incident ends: faults cleared, blockers removed, accounts allowed, quarantines
-released, stuck stacks finished by hand. Then the documented operator steps (docs/operations.md), read off
-`stackherd plan`: `stackherd servers retry` for each server held after repeated DELETE_FAILED, then
-`stackherd reconcile TENANT --confirm-deletions` for the servers held by the deletion brake (narrowed to
-just those servers). After that at most three sweeps, each followed by CloudFormation finishing, must
+released, stuck stacks finished by hand, and the next scheduled sweep runs. Then the documented operator steps
+(docs/operations.md), read off `stackherd plan`: `stackherd servers retry` for each server held after repeated
+DELETE_FAILED, then `stackherd reconcile TENANT --confirm-deletions` for the servers held by the deletion brake
+(narrowed to just those servers). After that at most three sweeps, each followed by CloudFormation finishing, must
 converge every tenant exactly: the owned stacks are the non-deleted records' stacks, stable and with
 matching parameters, every record is Ready at its generation, deleted records are finalized, and a dry run
 is in sync. Three is the longest chain the decision table has (ROLLBACK_COMPLETE: delete, create, observe;
@@ -153,9 +157,10 @@ class Want:
 
 @dataclass(frozen=True)
 class _Before:
-    recreatable: set[tuple[str, str]]  # (region, name) of stacks a recreate may delete
+    recreatable: set[tuple[str, str]]  # (region, name) of stacks a recreate or a delete retry may delete
     incomplete: bool  # the pass reads the desired state incompletely
     paused: bool
+    held: frozenset[str]  # "<region>/<stack name>" of the deletions the brake holds as the pass starts
 
 
 @dataclass
@@ -255,10 +260,13 @@ class ReconcilerMachine(RuleBasedStateMachine):
         tenant = self.store.get_tenant(tenant_id)
         return _Before(
             recreatable={
-                (s.region, s.name) for s in self.cloud.stacks(account_of(tenant_id)) if s.status in RECREATE_STATUSES
+                (s.region, s.name)
+                for s in self.cloud.stacks(account_of(tenant_id))
+                if s.status in (*RECREATE_STATUSES, "DELETE_FAILED")
             },
             incomplete=tenant_id in self.store.fail_reads,
             paused=tenant is not None and tenant.paused,
+            held=self.store.get_tenant_state(tenant_id).deletion_brake.held_keys,
         )
 
     def _check_pass(self, tenant_id: str, calls: list[Call], before: _Before, *, confirm: bool) -> None:
@@ -274,6 +282,8 @@ class ReconcilerMachine(RuleBasedStateMachine):
         if before.incomplete:
             assert not deleted, f"{tenant_id}: deleted {sorted(deleted)} although its desired read was incomplete"
         if not confirm:
+            released = sorted(place for place in deleted if f"{place[0]}/{place[1]}" in before.held)
+            assert not released, f"{tenant_id}: deleted {released}, held by the brake, without an admin confirming"
             assert len(deleted) <= SETTINGS.max_deletions, (
                 f"{tenant_id}: {len(deleted)} deletions in one pass ({sorted(deleted)}), "
                 f"the brake allows {SETTINGS.max_deletions}"
@@ -489,7 +499,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     @rule(
         tenant=tenants,
-        mode=st.sampled_from(["pass", "scoped-pass", "pass-then-settle", "put", "put-then-pass", "delete"]),
+        mode=st.sampled_from(["pass", "scoped-pass", "pass-then-settle", "put", "put-then-pass", "delete", "pause"]),
         config=configs,
         other=st.sampled_from([None, *SERVER_IDS]),
     )
@@ -501,11 +511,17 @@ class ReconcilerMachine(RuleBasedStateMachine):
         original = store.get_server
 
         failures: list[AssertionError] = []
+        paused_at: list[int] = []
 
         def hooked(tenant_id: str, server_id: str) -> DesiredServer | None:
             store.__dict__.pop("get_server", None)  # once
             try:
-                if mode == "pass":
+                if mode == "pause":  # `stackherd tenants pause` while the pass is applying its plan
+                    registered = store.get_tenant(tenant_id)
+                    assert registered is not None
+                    store.put_tenant(replace(registered, paused=True))
+                    paused_at.append(len(self.cloud.calls))
+                elif mode == "pass":
                     self._pass(tenant_id)
                 elif mode == "scoped-pass":
                     self._pass(tenant_id, scope={server_id})
@@ -534,6 +550,10 @@ class ReconcilerMachine(RuleBasedStateMachine):
             store.__dict__.pop("get_server", None)
         if failures:
             raise failures[0]
+        if paused_at:
+            after = [c for c in self.cloud.calls[paused_at[0] :] if c.account_id == account_of(tenant)]
+            changes = [c for c in after if c.operation in MUTATING]
+            assert not changes, f"{tenant} was paused during the pass, which then made {changes}"
 
     # --- rules: time -----------------------------------------------------------------------------
 
@@ -734,6 +754,11 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.cloud.settle_all()
         for account, region, name, status in self.cloud.stuck_stacks():
             self.cloud.unstick(account, region, name, UNSTICK[status][0])
+        # The first scheduled sweep after the incident: it stores what the deletion brake holds, which is
+        # what an operator then confirms (a dry run shows what would be held, but only a pass holds it).
+        self._sweep()
+        self.cloud.settle_all()
+        self.check_every_step()
 
         # The documented operator steps (docs/operations.md) for what is held, read off `stackherd plan`:
         # `stackherd servers retry` for a stack that would not delete, then confirming braked deletions.

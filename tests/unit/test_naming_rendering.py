@@ -146,7 +146,7 @@ def test_render_maps_config_to_parameters_and_sets_ownership_tags() -> None:
         "stackherd:gameserver": "gs-1",
         "stackherd:generation": "4",
         "stackherd:template-version": "v7",
-        "stackherd:owner": "alice",
+        "stackherd:owner": "alice-2bd806c97f",  # a tag-safe encoding; the record keeps the name
         "stackherd:incarnation": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
     }
     assert naming.is_owned(spec.tags, "stackherd", "acme")

@@ -16,6 +16,7 @@ EVERY_VARIABLE = {
     "STACKHERD_REQUEUE_QUEUE_URL": "https://sqs.example/queue",
     "STACKHERD_SWEEP_CONCURRENCY": "4",
     "STACKHERD_MAX_DELETIONS": "2",
+    "STACKHERD_DELETION_WINDOW_SECONDS": "7200",
     "STACKHERD_DELETE_RETRY_LIMIT": "5",
     "STACKHERD_REQUEUE_AFTER_SECONDS": "45",
     "STACKHERD_ACCOUNT_CALLS_PER_SECOND": "2.5",
@@ -36,6 +37,7 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "requeue_queue_url": "https://sqs.example/queue",
         "sweep_concurrency": 4,
         "max_deletions": 2,
+        "deletion_window_s": 7200,
         "delete_retry_limit": 5,
         "requeue_after_s": 45,
         "account_calls_per_second": 2.5,
@@ -55,6 +57,7 @@ def test_defaults_and_empty_variables() -> None:
         ("STACKHERD_SWEEP_CONCURRENCY", "many"),
         ("STACKHERD_SWEEP_CONCURRENCY", "0"),
         ("STACKHERD_REQUEUE_AFTER_SECONDS", "901"),
+        ("STACKHERD_DELETION_WINDOW_SECONDS", "59"),
         ("STACKHERD_INSTALLATION", "Prod!"),
         ("STACKHERD_ACCOUNT_CALLS_PER_SECOND", "-1"),
     ],
@@ -82,5 +85,5 @@ def test_the_engine_is_given_the_planners_settings() -> None:
     from reconciler.planner import PlanSettings
 
     assert plan_settings(Settings.from_env(EVERY_VARIABLE)) == PlanSettings(
-        installation="prod", max_deletions=2, delete_retry_limit=5, requeue_after_s=45
+        installation="prod", max_deletions=2, delete_retry_limit=5, requeue_after_s=45, deletion_window_s=7200
     )
