@@ -251,6 +251,26 @@ def test_registering_again_is_an_error_unless_repeating_the_same_settings_is_all
         writes.register_tenant(_spec("bravo", tier="premium"), trail=ANA, repeat_ok=True)
 
 
+def test_every_door_refuses_tenant_regions_outside_the_roles_partition(
+    store: MemoryStore, writes: DesiredWrites
+) -> None:
+    with pytest.raises(ConfigError, match="aws-us-gov partition") as refused:
+        writes.register_tenant(_spec("bravo", regions=["us-east-1", "us-gov-west-1"]), trail=ANA)
+    assert (refused.value.field, refused.value.rule) == ("regions", "region_unknown")
+    assert store.get_tenant("bravo") is None
+
+    with pytest.raises(ConfigError, match="not a known region") as refused:
+        writes.update_tenant("alpha", trail=ANA, regions=["us-east-1", "eu-west-1", "xx-fake-1"])
+    assert refused.value.rule == "region_unknown"
+    stored = store.get_tenant("alpha")
+    assert stored is not None and stored.regions == ("us-east-1", "eu-west-1")
+
+    govcloud = _spec(
+        "charlie", "333333333333", regions=["us-gov-west-1"], role="arn:aws-us-gov:iam::333333333333:role/R"
+    )
+    assert writes.register_tenant(govcloud, trail=ANA)[1]
+
+
 def test_pause_and_resume_change_only_the_flag(store: MemoryStore, writes: DesiredWrites) -> None:
     store.set_quarantine("alpha", "denied", T0)
     assert writes.pause_tenant("alpha", trail=ANA).paused
