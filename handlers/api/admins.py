@@ -31,6 +31,7 @@ from handlers.api.routing import (
 )
 from handlers.api.views import server_view, tenant_view
 from handlers.observability import logger
+from reconciler.errors import UnreadableItemError
 
 router = Router()
 
@@ -69,7 +70,11 @@ def create_tenant(body: Annotated[TenantCreate, Body()]) -> Response[TenantView]
 )
 def get_tenant(tenant_id: TenantId) -> Response[TenantView]:
     tenant = admin_tenant(tenant_id)
-    return json_response(tenant_view(tenant, store().get_tenant_state(tenant_id)))
+    try:
+        state = store().get_tenant_state(tenant_id)
+    except UnreadableItemError as error:  # shown, like any item that no longer validates, not a 500
+        return json_response(tenant_view(tenant, state_unreadable=str(error)))
+    return json_response(tenant_view(tenant, state))
 
 
 @router.patch(

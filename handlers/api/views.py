@@ -74,12 +74,18 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
     )
 
 
-def tenant_view(tenant: Tenant, state: TenantState | None = None) -> TenantView:
+def tenant_view(tenant: Tenant, state: TenantState | None = None, *, state_unreadable: str | None = None) -> TenantView:
     """Any tenant as a view: its values as stored, never re-validated; `unreadable` says what is wrong with
     one that no longer validates (an unknown tier has no limits to show). With the reconciler's `state`
-    (single reads): the deletions the brake holds and the regions quarantined alone, when there are any."""
+    (single reads): the deletions the brake holds and the regions quarantined alone, when there are any;
+    `state_unreadable`: why that state could not be read (and how to repair it)."""
     limits = TIERS.get(tenant.tier)
     brake = state.deletion_brake if state is not None else None
+    problems = []
+    if tenant.unreadable:
+        problems.append(f"{tenant.unreadable}: correct the item in the tenants table, or PATCH the tenant")
+    if state_unreadable:
+        problems.append(state_unreadable)
     return TenantView(
         tenant_id=tenant.tenant_id,
         account_id=tenant.account_id,
@@ -92,9 +98,7 @@ def tenant_view(tenant: Tenant, state: TenantState | None = None) -> TenantView:
         paused=tenant.paused,
         quarantined=tenant.quarantined,
         quarantined_at=tenant.quarantined_at,
-        unreadable=f"{tenant.unreadable}: correct the item in the tenants table, or PATCH the tenant"
-        if tenant.unreadable
-        else None,
+        unreadable="; ".join(problems) or None,
         deletion_brake=HeldDeletionsView(
             held=len(brake.held),
             held_since=brake.held_since,

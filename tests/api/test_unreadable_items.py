@@ -136,3 +136,18 @@ def test_a_server_item_that_cannot_be_read_at_all_is_listed_as_unreadable(api: A
     assert "cannot be read" in _unreadable(items["bravo-1"])
     assert "unreadable" not in items["alpha-1"]
     assert api.get("/tenants/acme/servers", ROOT).status == 200
+
+
+def test_a_reconciler_state_that_cannot_be_read_does_not_break_reading_the_tenant(api: ApiClient) -> None:
+    from models.tables import TenantModel
+
+    TenantModel("acme").update(actions=[TenantModel.reconciler_state.set({"deletion_brake": {"held": "garbage"}})])
+
+    response = api.get("/tenants/acme", ROOT)
+
+    assert response.status == 200, response.text
+    tenant = response.json()
+    assert (tenant["tenant_id"], tenant["tier"]) == ("acme", "standard")
+    assert "reconciler state of tenant acme cannot be read" in tenant["unreadable"]
+    assert "remove its reconciler_state attribute" in tenant["unreadable"]
+    assert "deletion_brake" not in tenant
