@@ -252,19 +252,33 @@ def cmd_tenants_update(args: argparse.Namespace, out: IO[str]) -> int:
 
 def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
+    from reconciler.errors import UnreadableItemError
 
     store = runtime().store
     tenants = store.list_tenants()
-    states = {t.tenant_id: store.get_tenant_state(t.tenant_id) for t in tenants}
+    states: dict[str, TenantState] = {}
+    problems: dict[str, str] = {}  # tenant id -> why its reconciler state cannot be read: listed, not fatal
+    for t in tenants:
+        try:
+            states[t.tenant_id] = store.get_tenant_state(t.tenant_id)
+        except UnreadableItemError as error:
+            problems[t.tenant_id] = str(error)
     if args.json:
-        _print_json([tenant_dict(t, states[t.tenant_id]) for t in tenants], out)
+        listed = []
+        for t in tenants:
+            data = tenant_dict(t, states.get(t.tenant_id))
+            if t.tenant_id in problems:
+                data["unreadable"] = "; ".join(filter(None, (t.unreadable, problems[t.tenant_id])))
+            listed.append(data)
+        _print_json(listed, out)
         return EXIT_OK
     rows = []
     for t in tenants:
-        state = states[t.tenant_id]
+        state = states.get(t.tenant_id, TenantState())
         regions = state.quarantined_regions()
+        unreadable = "; ".join(filter(None, (t.unreadable, problems.get(t.tenant_id))))
         reason = (
-            t.unreadable or t.quarantined or "; ".join(f"{r} quarantined: {why}" for r, why in sorted(regions.items()))
+            unreadable or t.quarantined or "; ".join(f"{r} quarantined: {why}" for r, why in sorted(regions.items()))
         )
         held = state.deletion_brake.held
         rows.append(
@@ -275,7 +289,7 @@ def cmd_tenants_list(args: argparse.Namespace, out: IO[str]) -> int:
                 t.tier,
                 t.template_version,
                 "unreadable"
-                if t.unreadable
+                if unreadable
                 else ("paused" if t.paused else ("quarantined" if t.quarantined else "active")),
                 f"{len(held)} since {state.deletion_brake.held_since}" if held else "",
                 reason or "",

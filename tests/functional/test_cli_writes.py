@@ -128,3 +128,25 @@ def test_tenants_list_shows_an_unreadable_tenant_and_why(alpha: FakeWorld) -> No
     header, _, row = out.splitlines()
     assert row[header.index("STATE") :].split()[0] == "unreadable"
     assert row[header.index("REASON") :].rstrip() == "stored tier 'gold' is not one of ..."
+
+
+def test_tenants_list_shows_a_tenant_whose_reconciler_state_cannot_be_read(
+    alpha: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.errors import UnreadableItemError
+
+    def unreadable_state(tenant_id: str) -> None:
+        raise UnreadableItemError(f"the reconciler state of tenant {tenant_id} cannot be read (bad map)")
+
+    monkeypatch.setattr(alpha.store, "get_tenant_state", unreadable_state)
+
+    code, out = run("tenants", "list")
+    assert code == cli.EXIT_OK
+    header, _, row = out.splitlines()
+    assert row[header.index("STATE") :].split()[0] == "unreadable"
+    assert row[header.index("REASON") :].rstrip() == "the reconciler state of tenant alpha cannot be read (bad map)"
+
+    code, out = run("tenants", "list", "--json")
+    assert code == cli.EXIT_OK
+    [listed] = json.loads(out)
+    assert listed["unreadable"] == "the reconciler state of tenant alpha cannot be read (bad map)"
