@@ -3,15 +3,18 @@ conditional (optimistic) desired-state writes, and the activity log."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 
 from models.config import ConfigError, GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
+from models.records import DesiredServer, OrphanAttempts, Phase, ServerStatus, Tenant, now_iso
 from models.tables import (
     ActivityModel,
     GameServerModel,
@@ -36,6 +39,11 @@ ACTIVITY_TTL = timedelta(days=30)
 _UNREADABLE = (TypeError, ValueError)
 
 log = logging.getLogger("stackherd.engine")
+
+#: The tenant's orphan budgets live in one small item of the activity table, beside the servers' logs:
+#: orphans have no record to keep them on. "#" never occurs in a game-server id, so no log collides.
+ORPHANS_KEY = "#orphans"
+ORPHANS_SORT = "#state"
 
 
 def _conditional_failed(error: PynamoDBException) -> bool:
@@ -219,6 +227,37 @@ class DynamoStore:
             actor=actor,
             expires_at=at + self.activity_ttl,
         ).save()
+
+    def orphan_attempts(self, tenant_id: str) -> dict[str, OrphanAttempts]:
+        try:
+            item = ActivityModel.get(f"{tenant_id}/{ORPHANS_KEY}", ORPHANS_SORT, consistent_read=True)
+        except ActivityModel.DoesNotExist:
+            return {}
+        except PynamoDBException as error:
+            raise StoreError(f"could not read the orphan budgets of tenant {tenant_id}: {error}") from error
+        try:
+            raw = json.loads(item.message)
+            states = [OrphanAttempts(**entry) for entry in raw]
+        except (ValueError, TypeError) as error:
+            # Forgetting budgets re-spends them at worst; a pass must never stop on this item.
+            log.warning("unreadable orphan budgets of tenant %s: %s", tenant_id, error)
+            return {}
+        return {state.stack_id: state for state in states}
+
+    def save_orphan_attempts(self, tenant_id: str, attempts: Mapping[str, OrphanAttempts], at: datetime) -> None:
+        key = f"{tenant_id}/{ORPHANS_KEY}"
+        try:
+            if not attempts:
+                ActivityModel(key, ORPHANS_SORT).delete()
+                return
+            ActivityModel(
+                key,
+                ORPHANS_SORT,
+                kind="orphans",
+                message=json.dumps([asdict(a) for a in sorted(attempts.values(), key=lambda a: a.stack_id)]),
+            ).save()
+        except PynamoDBException as error:
+            raise StoreError(f"could not save the orphan budgets of tenant {tenant_id}: {error}") from error
 
     def history(
         self, tenant_id: str, gameserver_id: str, *, limit: int = 50, cursor: str | None = None

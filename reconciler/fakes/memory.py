@@ -4,12 +4,13 @@ optimistic concurrency, status-only writes), for the functional tests, the prope
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, now_iso
+from models.records import DesiredServer, OrphanAttempts, Phase, ServerStatus, Tenant, now_iso
 from reconciler.ports import DesiredRead
 from reconciler.writes import ConflictError, NotFoundError, PreconditionFailedError, WriteResult
 
@@ -67,6 +68,7 @@ class MemoryStore:
         self.activity: list[tuple[str, str, str, str, int | None, str]] = []
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
+        self.orphans: dict[str, dict[str, OrphanAttempts]] = {}
         self._lock = threading.RLock()
 
     # --- tenants ---------------------------------------------------------------------------------
@@ -90,6 +92,17 @@ class MemoryStore:
                 self.tenants[tenant_id] = replace(
                     tenant, quarantined=reason, quarantined_at=now_iso(at) if reason else None
                 )
+
+    def orphan_attempts(self, tenant_id: str) -> dict[str, OrphanAttempts]:
+        with self._lock:
+            return dict(self.orphans.get(tenant_id, {}))
+
+    def save_orphan_attempts(self, tenant_id: str, attempts: Mapping[str, OrphanAttempts], at: datetime) -> None:
+        with self._lock:
+            if attempts:
+                self.orphans[tenant_id] = dict(attempts)
+            else:
+                self.orphans.pop(tenant_id, None)
 
     # --- desired records -------------------------------------------------------------------------
 
