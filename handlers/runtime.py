@@ -47,6 +47,10 @@ class Settings(BaseModel):
     delete_retry_limit: int = Field(default=3, ge=1)
     requeue_after_s: int = Field(default=30, ge=1, le=900)
     account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
+    failure_budget: int = Field(default=3, ge=1, le=100)
+    failure_backoff_s: int = Field(default=300, ge=1, le=86400)
+    stuck_after_s: int = Field(default=3600, ge=60)
+    review_grace_s: int = Field(default=900, ge=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +67,10 @@ class Settings(BaseModel):
             "delete_retry_limit": "STACKHERD_DELETE_RETRY_LIMIT",
             "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS",
             "account_calls_per_second": "STACKHERD_ACCOUNT_CALLS_PER_SECOND",
+            "failure_budget": "STACKHERD_FAILURE_BUDGET",
+            "failure_backoff_s": "STACKHERD_FAILURE_BACKOFF_SECONDS",
+            "stuck_after_s": "STACKHERD_STUCK_AFTER_SECONDS",
+            "review_grace_s": "STACKHERD_REVIEW_GRACE_SECONDS",
         }
         values: dict[str, Any] = {name: env[var] for name, var in fields.items() if env.get(var)}
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
@@ -135,7 +143,7 @@ def build_runtime(settings: Settings) -> Runtime:
     import boto3
 
     from models.tables import configure
-    from reconciler.adapters.aws import AwsConnector, s3_client
+    from reconciler.adapters.aws import CLIENT_CONFIG, AwsConnector, s3_client
     from reconciler.adapters.dynamo import DynamoStore
     from reconciler.adapters.s3 import S3TemplateCatalog
     from reconciler.engine import Engine, EngineSettings
@@ -154,7 +162,12 @@ def build_runtime(settings: Settings) -> Runtime:
 
         limiter = AccountRateLimiter(settings.account_calls_per_second)
     connector = AwsConnector(session, limiter=limiter)
-    templates = S3TemplateCatalog(s3_client(session), settings.template_bucket)
+    templates = S3TemplateCatalog(
+        s3_client(session),
+        settings.template_bucket,
+        region=settings.region,
+        cloudformation=session.client("cloudformation", config=CLIENT_CONFIG),
+    )
     engine = Engine(
         store,
         connector,
@@ -164,6 +177,10 @@ def build_runtime(settings: Settings) -> Runtime:
             max_deletions=settings.max_deletions,
             delete_retry_limit=settings.delete_retry_limit,
             requeue_after_s=settings.requeue_after_s,
+            failure_budget=settings.failure_budget,
+            failure_backoff_s=settings.failure_backoff_s,
+            stuck_after_s=settings.stuck_after_s,
+            review_grace_s=settings.review_grace_s,
         ),
     )
     return Runtime(settings, store, connector, templates, engine)

@@ -32,6 +32,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = result.summary()
     metrics.add_metric(name="SweepTenants", unit=MetricUnit.Count, value=len(result.results))
     metrics.add_metric(name="SweepTenantFailures", unit=MetricUnit.Count, value=len(summary["failures"]))  # type: ignore[arg-type]
+    # Stacks in progress past the stuck setting: CloudFormation's own work, never cancelled, but alarmed on.
+    metrics.add_metric(name="StuckStacks", unit=MetricUnit.Count, value=sum(t.stuck for t in result.results))
     for kind, count in dict(summary["actions"]).items():  # type: ignore[call-overload]
         metrics.add_metric(name=f"Actions_{kind}", unit=MetricUnit.Count, value=count)
     logger.info("sweep finished", extra={"summary": summary})

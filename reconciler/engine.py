@@ -443,7 +443,7 @@ class Engine:
             else:
                 orphans[action.stack_id] = state
             if action.failed_attempt or (state is not None and state.held and (before is None or not before.held)):
-                text = f"orphan stack {action.stack_name}: {action.reason}"
+                text = f"{action.stack_name}: {action.reason}"
                 if state is not None and state.cause:
                     text += f"; cause: {state.cause}"
                 self._log(tenant.tenant_id, action.gameserver_id or action.stack_name, "orphan", text, effective)

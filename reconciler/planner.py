@@ -383,7 +383,10 @@ def budget_hold_reason(tries: int, settings: PlanSettings, tenant_id: str, serve
         if orphan
         else f"fix the cause, then run `stackherd servers retry {tenant_id} {server_id}` or write a new generation"
     )
-    return f"{tries} CloudFormation attempts failed, the failure budget of {settings.failure_budget}: {way_out}"
+    return (
+        f"the failure budget is spent: {tries} CloudFormation operations without converging (budget "
+        f"{settings.failure_budget}); {way_out}"
+    )
 
 
 def backoff_reason(tries: int, settings: PlanSettings, retry_at: str | None) -> str:
