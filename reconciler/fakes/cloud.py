@@ -188,6 +188,8 @@ class FakeCloud:
         self._always: dict[tuple[str, str, str], str] = {}
         self._causes: dict[tuple[str, str, str], FailureCause] = {}
         self._templates: dict[str, FakeTemplate] = {}  # template URL -> what it declares
+        # A template whose every create or update fails: (template URL, op) -> (final status, cause)
+        self._template_outcomes: dict[tuple[str, str], tuple[str, FailureCause]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -240,6 +242,15 @@ class FakeCloud:
         refused without its capabilities or with a parameter it does not declare."""
         with self._lock:
             self._templates[url] = FakeTemplate(dict(parameters), tuple(capabilities))
+
+    def fail_template(self, url: str, operation: str, final_status: str, cause: FailureCause | None = None) -> None:
+        """Every `operation` ("create" or "update") made with the template at `url` ends in `final_status`, in
+        every account: a template version that cannot work."""
+        with self._lock:
+            self._template_outcomes[(url, operation)] = (
+                final_status,
+                cause or FailureCause(reason=f"template {url} cannot {operation}"),
+            )
 
     def protect(self, account_id: str, region: str, name: str, enabled: bool = True) -> None:
         """Turn termination protection on (or off) by hand."""
@@ -307,6 +318,7 @@ class FakeCloud:
             self._faults.clear()
             self._outcomes.clear()
             self._always.clear()
+            self._template_outcomes.clear()
 
     # --- reading the world (for tests; not recorded as calls) ------------------------------------
 
@@ -446,8 +458,15 @@ class FakeCloud:
             return self._outcomes.pop(key) if consume else self._outcomes[key]
         return self._always.get(key)
 
-    def _start(self, account: _Account, stack: _Stack, operation: str, in_progress: str, done: str) -> None:
-        final = self._final(account.account_id, stack.name, operation, consume=True) or done
+    def _start(
+        self, account: _Account, stack: _Stack, operation: str, in_progress: str, done: str, url: str = ""
+    ) -> None:
+        final = self._final(account.account_id, stack.name, operation, consume=True)
+        by_template = self._template_outcomes.get((url, operation)) if url else None
+        if final is None and by_template is not None:
+            final = by_template[0]
+            self._causes[(account.account_id, stack.name, operation)] = by_template[1]
+        final = final or done
         now = self.clock()
         stack.status, stack.operation, stack.failing = in_progress, operation, None
         if operation != "create":
@@ -549,7 +568,7 @@ class FakeCloud:
                 created_at=self.clock(),
             )
             account.stacks[(spec.region, spec.name)] = stack
-            self._start(account, stack, "create", "CREATE_IN_PROGRESS", "CREATE_COMPLETE")
+            self._start(account, stack, "create", "CREATE_IN_PROGRESS", "CREATE_COMPLETE", spec.template_url)
             if stack.settles_to == "ROLLBACK_COMPLETE":
                 stack.status = "CREATE_IN_PROGRESS"
             return stack.stack_id
@@ -582,6 +601,8 @@ class FakeCloud:
                 raise NoUpdatesError("ValidationError: No updates are to be performed.")
             stack.tokens.add(token)
             final = self._final(account_id, stack.name, "update", consume=False)
+            if final is None:
+                final = self._template_outcomes.get((spec.template_url, "update"), (None,))[0]
             if final is None or final == "UPDATE_COMPLETE":
                 stack.parameters, stack.tags, stack.template_url = (
                     parameters,
@@ -589,7 +610,7 @@ class FakeCloud:
                     spec.template_url,
                 )
             stack.status_reason = ""
-            self._start(account, stack, "update", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE")
+            self._start(account, stack, "update", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", spec.template_url)
             return stack.stack_id
 
     def op_delete(self, account_id: str, region: str, credentials: Credentials, name: str, token: str) -> None:
