@@ -57,12 +57,12 @@ At the end (`teardown`) the incident ends: faults cleared, blockers removed, acc
 released, stuck stacks finished by hand, and one sweep sees the last outcomes. Then the documented operator
 steps (docs/operations.md), read off `stackherd plan`: `stackherd servers retry` for each server (or orphan)
 that is held or backing off after failed attempts, then `stackherd reconcile TENANT --confirm-deletions` for
-the servers held by the deletion brake (narrowed to just those servers). After that at most three sweeps,
-each followed by CloudFormation finishing, must converge every tenant exactly: the owned stacks are the non-deleted records' stacks, stable and with
-matching parameters, every record is Ready at its generation, deleted records are finalized, and a dry run
-is in sync. Three is the longest chain the decision table has (ROLLBACK_COMPLETE: delete, create, observe;
-UPDATE_ROLLBACK_FAILED: continue, update, observe); a pass that starts an operation cannot also observe its
-end, since the engine never waits.
+the servers held by the deletion brake (narrowed to just those servers). After that at most three sweeps, each
+followed by CloudFormation finishing, must converge every tenant exactly: the owned stacks are the non-deleted
+records' stacks, stable and with matching parameters, every record is Ready at its generation, deleted records
+are finalized, and a dry run is in sync. Three is the longest chain the decision table has (ROLLBACK_COMPLETE:
+delete, create, observe; UPDATE_ROLLBACK_FAILED: continue, update, observe); a pass that starts an operation
+cannot also observe its end, since the engine never waits.
 
 Sweeps run one tenant at a time (`concurrency=1`) so a failing example replays exactly; tenants share
 nothing but the fake cloud, and the same-tenant races that matter are the interleaved ones above.
