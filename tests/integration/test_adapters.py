@@ -210,3 +210,69 @@ def test_concurrent_gateways_share_one_client_per_account_and_region() -> None:
 
     assert len({id(g.client) for g in gateways}) == 2
     assert connector.cache.assume_calls == 1
+
+
+DEFAULTED_TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Difficulty:
+    Type: String
+  PlayerCount:
+    Type: String
+  Seed:
+    Type: String
+  MapSize:
+    Type: String
+    Default: medium
+Resources:
+  Settings:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Name: !Sub "/stackherd/${AWS::StackName}/settings"
+      Type: String
+      Value: !Sub "${Difficulty}/${PlayerCount}/${Seed}/${MapSize}"
+"""
+
+
+def _validating_catalog() -> Any:
+    import boto3
+
+    from reconciler.adapters.s3 import S3TemplateCatalog
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    return S3TemplateCatalog(s3, TEMPLATE_BUCKET, region=REGION, cloudformation=cloudformation)
+
+
+def test_publishing_stores_the_parameters_and_defaults_cloudformation_reads_from_the_template() -> None:
+    catalog = _validating_catalog()
+
+    url = catalog.publish(DEFAULTED_TEMPLATE.encode(), "v2")
+
+    assert url == f"https://{TEMPLATE_BUCKET}.s3.{REGION}.amazonaws.com/gameserver/v2.yaml"
+    described = catalog.describe("v2")
+    assert described.url == url
+    assert dict(described.parameters or {}) == {
+        "Difficulty": None,
+        "PlayerCount": None,
+        "Seed": None,
+        "MapSize": "medium",
+    }
+    assert catalog.versions() == ["v2"]  # the stored summary is no version of its own
+
+
+def test_a_version_published_without_a_summary_has_unknown_parameters() -> None:
+    catalog = _validating_catalog()
+    catalog.s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v1.yaml", Body=gameserver_template().encode())
+    described = catalog.describe("v1")
+    assert described.parameters is None and described.capabilities == ()
+
+
+def test_publishing_refuses_a_template_cloudformation_refuses() -> None:
+    from reconciler.adapters.s3 import InvalidTemplateError
+
+    catalog = _validating_catalog()
+    with pytest.raises(InvalidTemplateError, match="CloudFormation refuses the template"):
+        catalog.publish(b"Resources: {}\nNotASection: 1\n", "v2")
+    assert catalog.versions() == []
