@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from handlers import cli
+from handlers.local import cli
 
 
 def test_an_unforeseen_error_is_one_line_and_exit_1(
