@@ -417,6 +417,8 @@ class Engine:
                     message = f"{effective.kind.value}: {error or effective.reason}"
                     if effective.diff:
                         message += f" ({effective.diff})"
+                    if action.failed_attempt and status.cause:
+                        message += f"; cause: {status.cause}"
                     self._log(
                         tenant.tenant_id,
                         action.gameserver_id,

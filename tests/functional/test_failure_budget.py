@@ -105,6 +105,8 @@ def test_rolled_back_update_records_the_first_failed_resource_event_as_its_cause
     assert "attempt 1 of 3 failed" in condition.message and status.cause in condition.message
     assert status.next_retry_at == now_iso(seen_at + timedelta(seconds=world.settings.failure_backoff_s))
     assert world.cloud.count("DescribeStackEvents") == 0  # the cause was read once, on the pass that saw it
+    logged = [message for _, server, kind, message, _, _ in world.store.activity if server == "s0"]
+    assert logged[-1].startswith("backoff: attempt 1 of 3 failed") and logged[-1].endswith(f"; cause: {status.cause}")
 
 
 def test_stream_requeue_and_sweep_all_wait_out_the_backoff(installed: FakeWorld, context: LocalContext) -> None:

@@ -423,3 +423,40 @@ def test_an_unreadable_record_stands_in_as_a_failed_one_beside_the_others(
     assert ([r.gameserver_id for r in page], after) == (["gs-1", "gs-2"], "gs-2")
     assert store.get_server("alpha", "gs-2") == bad
     assert store.write_status(bad, ServerStatus(phase=Phase.FAILED)) is False
+
+
+def test_orphan_budgets_round_trip_per_tenant_and_stay_out_of_the_servers_history(store: DynamoStore) -> None:
+    from models.records import OrphanAttempts
+
+    ghost = OrphanAttempts(
+        "arn:aws:cloudformation:us-east-1:111111111111:stack/stackherd-alpha-ghost/1",
+        "stackherd-alpha-ghost",
+        "us-east-1",
+        tries=2,
+        next_retry_at="2026-03-01T12:10:00Z",
+        cause="Bucket (AWS::S3::Bucket) DELETE_FAILED: not empty",
+    )
+    assert store.orphan_attempts("alpha") == {}
+
+    store.save_orphan_attempts("alpha", {ghost.stack_id: ghost}, T0)
+
+    assert store.orphan_attempts("alpha") == {ghost.stack_id: ghost}
+    assert store.orphan_attempts("bravo") == {}
+    assert store.history("alpha", "ghost")[0] == []
+    store.save_orphan_attempts("alpha", {}, later(1))
+    assert store.orphan_attempts("alpha") == {}
+
+
+def test_the_failure_budget_fields_of_a_status_round_trip(store: DynamoStore) -> None:
+    created = store.put_server("alpha", "arena", "ana", config(), T0).server
+    status = ServerStatus(
+        phase=Phase.FAILED,
+        observed_generation=1,
+        operation="update",
+        tries=2,
+        cause="Server (AWS::EC2::Instance) UPDATE_FAILED: no",
+        next_retry_at="2026-03-01T12:05:00Z",
+    )
+    assert store.write_status(created, status)
+    read = store.get_server("alpha", "arena")
+    assert read is not None and read.status == status
