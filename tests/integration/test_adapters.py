@@ -276,3 +276,66 @@ def test_publishing_refuses_a_template_cloudformation_refuses() -> None:
     with pytest.raises(InvalidTemplateError, match="CloudFormation refuses the template"):
         catalog.publish(b"Resources: {}\nNotASection: 1\n", "v2")
     assert catalog.versions() == []
+
+
+def test_failure_cause_walks_the_events_back_to_the_operations_start_and_no_further() -> None:
+    """DescribeStackEvents pages newest first; the walk stops at the event that opened the latest operation
+    (no page after it is fetched) and names its first failed resource event, not a later cancellation."""
+    from datetime import UTC, datetime
+
+    import boto3
+    from botocore.stub import Stubber
+
+    from reconciler.adapters.aws import AwsGateway
+
+    client = boto3.client("cloudformation", region_name=REGION)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def event(logical: str, kind: str, status: str, reason: str = "") -> dict[str, Any]:
+        return {
+            "StackId": "arn:aws:cloudformation:us-east-1:111111111111:stack/gs-one/1",
+            "EventId": f"{logical}-{status}",
+            "StackName": "gs-one",
+            "LogicalResourceId": logical,
+            "ResourceType": kind,
+            "ResourceStatus": status,
+            "ResourceStatusReason": reason,
+            "Timestamp": at,
+        }
+
+    stack = "AWS::CloudFormation::Stack"
+    with Stubber(client) as stub:
+        stub.add_response(
+            "describe_stack_events",
+            {
+                "StackEvents": [
+                    event("gs-one", stack, "UPDATE_ROLLBACK_COMPLETE"),
+                    event("gs-one", stack, "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed"),
+                    event("Volume", "AWS::EC2::Volume", "UPDATE_FAILED", "Resource update cancelled"),
+                ],
+                "NextToken": "page-2",
+            },
+            {"StackName": "gs-one"},
+        )
+        stub.add_response(
+            "describe_stack_events",
+            {
+                "StackEvents": [
+                    event("Server", "AWS::EC2::Instance", "UPDATE_FAILED", "instance type not supported"),
+                    event("gs-one", stack, "UPDATE_IN_PROGRESS", "User Initiated"),
+                    event("gs-one", stack, "CREATE_FAILED", "an older operation"),
+                ],
+                "NextToken": "page-3",
+            },
+            {"StackName": "gs-one", "NextToken": "page-2"},
+        )
+        cause = AwsGateway(client, "111111111111", REGION).failure_cause("gs-one")
+        stub.assert_no_pending_responses()
+
+    assert cause is not None
+    assert (cause.logical_id, cause.resource_type, cause.status, cause.reason) == (
+        "Server",
+        "AWS::EC2::Instance",
+        "UPDATE_FAILED",
+        "instance type not supported",
+    )
