@@ -389,7 +389,13 @@ def budget_hold_reason(tries: int, settings: PlanSettings, tenant_id: str, serve
     )
 
 
+#: The code of a backoff after a call that failed transiently (throttled, say): no attempt was spent.
+RETRY_BACKOFF = "RetryBackoff"
+
+
 def backoff_reason(tries: int, settings: PlanSettings, retry_at: str | None) -> str:
+    if tries <= 0:
+        return f"the last call failed transiently; next try after {retry_at or 'the backoff'}"
     return f"attempt {tries} of {settings.failure_budget} failed; next try after {retry_at or 'the backoff'}"
 
 
@@ -460,6 +466,7 @@ def _plan_server(
                 backoff_reason(spent, settings, status.next_retry_at),
                 retry_at=status.next_retry_at,
                 requeue_after_s=min(900, left),
+                code=None if spent else RETRY_BACKOFF,
             )
         if stack is not None and stack.termination_protection and kind in (ActionKind.DELETE, ActionKind.RECREATE):
             return act(

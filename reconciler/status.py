@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from models.records import Condition, OrphanAttempts, Phase, ServerStatus, now_iso
 from reconciler.errors import ReconcileError
-from reconciler.planner import OPERATIONS, Action, ActionKind, HoldReason
+from reconciler.planner import OPERATIONS, RETRY_BACKOFF, Action, ActionKind, HoldReason
 
 READY = "Ready"
 HELD = "Held"
@@ -122,6 +122,8 @@ def next_status(
     `cause` what made a failed attempt fail (its first failed resource event), when the pass saw one."""
     stamp = now_iso(now)
     generation = action.generation if action.generation is not None else current.observed_generation
+    if action.kind is ActionKind.BACKOFF and action.code == RETRY_BACKOFF and error is None:
+        return current  # waiting out a transient failure's backoff: what the status says already holds
     if error is not None and action.tries and not error.retryable:
         # A call CloudFormation refused outright (a template it will not take, termination protection) is
         # a failed attempt like a rollback: it counts against the budget and is retried only after a backoff.

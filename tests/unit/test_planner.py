@@ -817,3 +817,10 @@ def test_capabilities_a_template_requires_go_with_the_spec() -> None:
     (create,) = plan(TENANT, [server()], [], settings=PlanSettings(), template_url=None, template=template).actions
     assert create.spec is not None and create.spec.capabilities == ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND")
     assert create.spec.template_url == URL
+
+
+def test_a_transient_failure_is_waited_out_without_spending_the_budget() -> None:
+    waiting = server(status=ServerStatus(observed_generation=1, attempts=1, next_retry_at=LATER))
+    (action,) = plan(TENANT, [waiting], [], settings=PlanSettings(), template_url=URL, now=NOW).actions
+    assert (action.kind, action.code, action.retry_at) == (B, "RetryBackoff", LATER)
+    assert action.reason == f"the last call failed transiently; next try after {LATER}"

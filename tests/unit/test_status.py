@@ -302,3 +302,9 @@ def test_a_stuck_stack_gets_a_stuck_condition_that_goes_once_it_moves() -> None:
     assert not needs_write(new, again) and again.condition("Stuck") == condition
     moved = next_status(again, action(ActionKind.NOOP), T1)
     assert moved.condition("Stuck") is None
+
+
+def test_waiting_out_a_transient_backoff_leaves_the_status_as_it_is() -> None:
+    current = next_status(ServerStatus(), action(ActionKind.CREATE, tries=1), T0, error=ThrottledError("Throttling"))
+    waiting = action(ActionKind.BACKOFF, code="RetryBackoff", retry_at=current.next_retry_at)
+    assert next_status(current, waiting, T1) == current
