@@ -425,13 +425,16 @@ def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
     rt = runtime()
     store = rt.store
     server = store.get_server(args.tenant, args.server)
+    # A stack of this name without a record (or left in a region the server moved from) keeps its budget
+    # with the tenant: it gets a fresh one too.
+    name = stack_name(rt.settings.installation, args.tenant, args.server)
+    orphans = store.orphan_attempts(args.tenant)
+    kept = {stack_id: state for stack_id, state in orphans.items() if state.stack_name != name}
+    if len(kept) != len(orphans):
+        store.save_orphan_attempts(args.tenant, kept, _now())
     if server is None:
-        name = stack_name(rt.settings.installation, args.tenant, args.server)
-        orphans = store.orphan_attempts(args.tenant)
-        kept = {stack_id: state for stack_id, state in orphans.items() if state.stack_name != name}
         if len(kept) == len(orphans):
             raise CliError(f"game server {args.tenant}/{args.server} not found, and no orphan stack {name} is held")
-        store.save_orphan_attempts(args.tenant, kept, _now())
         if args.json:
             _print_json({"tenant_id": args.tenant, "orphan_stack": name, "reset": True}, out)
         else:

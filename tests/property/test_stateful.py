@@ -788,14 +788,14 @@ class ReconcilerMachine(RuleBasedStateMachine):
         # then confirming braked deletions.
         for tenant_id in TENANTS:
             for retried in self._retry_candidates(tenant_id):
+                # Orphans of that name (none, or one left in a region the server moved from) are forgotten.
+                name = naming.stack_name(INSTALLATION, tenant_id, retried)
+                kept = {k: a for k, a in self.store.orphan_attempts(tenant_id).items() if a.stack_name != name}
+                self.store.save_orphan_attempts(tenant_id, kept, self.world.clock())
                 server = self.store.get_server(tenant_id, retried)
-                if server is None:  # an orphan: its budget is forgotten
-                    name = naming.stack_name(INSTALLATION, tenant_id, retried)
-                    kept = {k: a for k, a in self.store.orphan_attempts(tenant_id).items() if a.stack_name != name}
-                    self.store.save_orphan_attempts(tenant_id, kept, self.world.clock())
-                    continue
-                reset = replace(server.status, attempts=0, next_retry_at=None, tries=0, operation=None)
-                self.store.write_status(server, reset)
+                if server is not None:
+                    reset = replace(server.status, attempts=0, next_retry_at=None, tries=0, operation=None)
+                    self.store.write_status(server, reset)
             braked = self._held(tenant_id, HoldReason.DELETION_BRAKE)
             if braked:
                 # `stackherd reconcile TENANT --confirm-deletions`, narrowed to the held servers so it does no
