@@ -604,16 +604,15 @@ def _plan_orphan(
     )
     if tenant.paused:
         return _replace(base, kind=ActionKind.REPORT, reason="tenant is paused; orphan left in place")
-    if stack.in_progress:
-        return _replace(
-            base,
-            kind=ActionKind.WAIT,
-            reason=f"orphan stack is {stack.status}",
-            requeue_after_s=settings.requeue_after_s,
-        )
 
     def act(kind: ActionKind, reason: str, **extra: object) -> Action:
         return _replace(base, kind=kind, reason=f"orphan: {reason}", **extra)
+
+    if stack.in_progress:
+        waiting = _plan_in_progress(act, stack, settings, now)
+        if waiting.kind is ActionKind.WAIT and not waiting.stuck_since:
+            return _replace(waiting, reason=f"orphan stack is {stack.status}")
+        return waiting
 
     spent = state.tries if state is not None else 0
     if state is not None and state.operation == "delete" and stack.status in FAILED_OUTCOMES["delete"]:

@@ -681,6 +681,20 @@ ROWS = [
         id="review-in-progress-held",
     ),
     row(
+        "an orphan left in REVIEW_IN_PROGRESS past the grace is held too, and one stuck deleting is marked stuck",
+        [],
+        [
+            stack("gs-8", status="REVIEW_IN_PROGRESS", changed_at=NOW - timedelta(hours=1)),
+            stack("gs-9", status="DELETE_IN_PROGRESS", changed_at=NOW - timedelta(hours=2)),
+        ],
+        [
+            want(H, "gs-8", code="ReviewInProgress", orphan=True),
+            want(W, "gs-9", stuck_since="2026-03-01T10:00:00Z", orphan=True),
+        ],
+        now=NOW,
+        id="orphan-review-and-stuck",
+    ),
+    row(
         "deleting a stack with termination protection is held with its own code",
         [server(deletion_requested=True)],
         [stack(termination_protection=True)],
