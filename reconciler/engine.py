@@ -291,8 +291,9 @@ class Engine:
             delay = self._requeue_delay(outcome, servers.get(action.gameserver_id))
             if delay is not None:
                 result.requeue.append((action.gameserver_id, delay))
-        live = {s.stack_id for s in observed}
-        after = {stack_id: state for stack_id, state in after.items() if stack_id in live}
+        # An orphan's budget goes with its stack: forgotten once a listing of its region no longer shows it.
+        live, listed = {s.stack_id for s in observed}, set(regions)
+        after = {k: state for k, state in after.items() if k in live or state.region not in listed}
         if after != orphans:
             self.store.save_orphan_attempts(tenant.tenant_id, after, self.clock())
 

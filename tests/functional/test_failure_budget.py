@@ -185,3 +185,12 @@ def test_successful_changes_do_not_spend_the_budget(world: FakeWorld) -> None:
         assert stack.parameters["Seed"] == "wanted"
     server = world.server("alpha", "s0")
     assert server is not None and server.status.phase is Phase.READY
+
+
+def test_an_orphans_budget_is_forgotten_once_its_stack_is_gone() -> None:
+    world = FakeWorld()
+    run(passes=12, interval_s=300, world=world)
+    assert list(world.store.orphan_attempts("alpha").values())[0].held
+    world.cloud.remove_stack(ACCOUNT, "us-east-1", stack_name(ORPHAN))  # an operator deleted it by hand
+    world.engine.reconcile_tenant("alpha")
+    assert world.store.orphan_attempts("alpha") == {}
