@@ -276,7 +276,7 @@ def plan(
         template_url = template.url
     # Nested stacks belong to their root stack: listed with a ParentId and the parent's tags, they are never
     # an orphan and never touched.
-    by_place = {(s.region, s.name): s for s in observed if s.status not in GONE_STATUSES and not s.nested}
+    by_place = {(s.region, s.name): s for s in observed if not s.parent_id and s.status not in GONE_STATUSES}
     claimed: set[tuple[str, str]] = set()
     actions: list[Action] = []
 
@@ -346,11 +346,9 @@ def _in_sync(
 
 
 def _parameters_match(reported: dict[str, str], rendered: dict[str, str], template: TemplateVersion | None) -> bool:
-    if reported == rendered:
-        return True
-    if template is None or not template.parameters:
-        return False
-    return reported == {**template.defaults(), **rendered}
+    return reported == rendered or (
+        template is not None and bool(template.parameters) and reported == {**template.defaults(), **rendered}
+    )
 
 
 def _parse_time(value: str | None) -> datetime | None:
