@@ -204,3 +204,18 @@ def _owned(server_id: str) -> dict[str, str]:
     from reconciler import naming
 
     return {naming.TAG_INSTALLATION: "stackherd", naming.TAG_TENANT: "alpha", naming.TAG_GAMESERVER: server_id}
+
+
+def test_the_cli_shows_the_cause_and_next_try_and_reconcile_force_skips_the_backoff(installed: FakeWorld) -> None:
+    world = installed
+    _failed_once(world)
+    shown = io.StringIO()
+    assert cli.main(["servers", "show", "alpha", "s0"], shown) == 0
+    text = shown.getvalue()
+    assert "cause        Server (AWS::EC2::Instance) UPDATE_FAILED: The requested instance type" in text
+    assert "next try     after " in text
+
+    cli.main(["reconcile", "alpha"], io.StringIO())
+    assert mutating(world) == 0
+    cli.main(["reconcile", "alpha", "--force"], io.StringIO())
+    assert world.cloud.count("UpdateStack") == 1
