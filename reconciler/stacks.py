@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -98,14 +98,29 @@ def is_operation_start(event: StackEvent, stack_name: str) -> bool:
     )
 
 
-def first_failure(operation: Iterable[StackEvent], stack_name: str) -> StackEvent | None:
-    """The cause of a failed operation: its first failed resource event (oldest first), else the first
-    stack-level event that failed or rolled back with a reason (all that some backends report)."""
-    events = list(operation)
-    for event in events:
+def operation_failed(operation: Sequence[StackEvent], stack_name: str) -> bool:
+    """Whether an operation's events (oldest first, opened by its start event) end in failure: the stack's
+    last event failed, or rolled back a create or an update (a continued rollback that completes is a
+    success)."""
+    own = [e for e in operation if e.logical_id == stack_name]
+    if not own or not is_operation_start(own[0], stack_name) or own[-1].status.endswith("_IN_PROGRESS"):
+        return False
+    last = own[-1].status
+    return last.endswith("_FAILED") or (
+        last.endswith("ROLLBACK_COMPLETE") and own[0].status != "UPDATE_ROLLBACK_IN_PROGRESS"
+    )
+
+
+def first_failure(operation: Sequence[StackEvent], stack_name: str) -> StackEvent | None:
+    """The cause of a failed operation (events oldest first): its first failed resource event, else the first
+    stack-level event after the start that failed or rolled back with a reason (all that some backends
+    report). None when the operation did not fail."""
+    if not operation_failed(operation, stack_name):
+        return None
+    for event in operation:
         if event.logical_id != stack_name and event.status.endswith("_FAILED"):
             return event
-    for event in events:
+    for event in operation[1:]:
         if event.logical_id == stack_name and event.reason and ("FAILED" in event.status or "ROLLBACK" in event.status):
             return event
     return None

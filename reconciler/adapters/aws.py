@@ -152,10 +152,6 @@ class AwsGateway:
                     break
         except StackNotFoundError:
             return None
-        if not events or events[0].status.endswith("_IN_PROGRESS"):
-            return None  # still running: it has no outcome yet
-        if not any(e.status.endswith("_FAILED") or "ROLLBACK" in e.status for e in events):
-            return None
         return first_failure(events[::-1], stack_name)
 
 

@@ -50,7 +50,6 @@ from reconciler.stacks import (
     StackEvent,
     StackSpec,
     first_failure,
-    is_operation_start,
     operation_events,
 )
 
@@ -641,12 +640,7 @@ class FakeCloud:
             stack = self._live(account, region, name)
             if stack is None:
                 return None
-            events = operation_events(reversed(stack.events), stack.name)
-            if not events or not is_operation_start(events[0], stack.name) or stack.status.endswith("_IN_PROGRESS"):
-                return None
-            if not any(e.status.endswith("_FAILED") or "ROLLBACK" in e.status for e in events):
-                return None
-            return first_failure(events, stack.name)
+            return first_failure(operation_events(reversed(stack.events), stack.name), stack.name)
 
     def op_continue_rollback(
         self, account_id: str, region: str, credentials: Credentials, name: str, token: str
