@@ -3,9 +3,12 @@ termination protection, change sets never executed, templates that need capabili
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from handlers import sweep
+from handlers.local import cli
 from handlers.local.embedded import LocalContext
 from models.records import Phase
 from reconciler import naming
@@ -73,7 +76,8 @@ def test_stack_in_progress_past_an_hour_is_reported_stuck_never_cancelled(
 # --- drift that knows the template ----------------------------------------------------------------
 
 
-def test_template_version_that_adds_a_defaulted_parameter_updates_once_then_is_in_sync(world: FakeWorld) -> None:
+def test_template_version_that_adds_a_defaulted_parameter_updates_once_then_is_in_sync(installed: FakeWorld) -> None:
+    world = installed
     world.templates.add("v1", GAME_PARAMETERS)
     v2 = world.templates.add("v2", {**GAME_PARAMETERS, "MapSize": "medium"})
     world.cloud.register_template(world.templates.url("v1"), GAME_PARAMETERS)
@@ -93,7 +97,9 @@ def test_template_version_that_adds_a_defaulted_parameter_updates_once_then_is_i
     world.converge("alpha", passes=10)
     assert world.cloud.count("UpdateStack") == 3  # was one per server per pass: `MapSize: 'medium' -> removed`
     planned = world.engine.reconcile_tenant("alpha", dry_run=True)
-    assert planned.in_sync, planned.to_dict()  # `plan` exits 0
+    assert planned.in_sync, planned.to_dict()
+    out = io.StringIO()
+    assert cli.main(["plan", "alpha"], out) == 0, out.getvalue()  # was 2 ("changes pending") for ever
 
 
 def test_a_parameter_the_template_no_longer_declares_is_not_drift(world: FakeWorld) -> None:
