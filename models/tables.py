@@ -93,6 +93,9 @@ class StatusMap(MapAttribute[str, Any]):
     last_transition_time = UnicodeAttribute(null=True)
     next_retry_at = UnicodeAttribute(null=True)
     drift = UnicodeAttribute(null=True)
+    operation = UnicodeAttribute(null=True)
+    tries = NumberAttribute(null=True)
+    cause = UnicodeAttribute(null=True)
 
 
 class TenantModel(Model):
@@ -269,6 +272,9 @@ def status_from_map(raw: StatusMap | None) -> ServerStatus:
         last_transition_time=raw.last_transition_time,
         next_retry_at=raw.next_retry_at,
         drift=raw.drift,
+        operation=raw.operation,
+        tries=int(raw.tries or 0),
+        cause=raw.cause,
     )
 
 
@@ -293,6 +299,9 @@ def status_to_map(status: ServerStatus) -> StatusMap:
         last_transition_time=status.last_transition_time,
         next_retry_at=status.next_retry_at,
         drift=status.drift,
+        operation=status.operation,
+        tries=status.tries,
+        cause=status.cause,
     )
 
 

@@ -106,6 +106,8 @@ def server_dict(server: DesiredServer) -> dict[str, Any]:
             "last_transition_time": status.last_transition_time,
             "next_retry_at": status.next_retry_at,
             "drift": status.drift,
+            "tries": status.tries,
+            "cause": status.cause,
             "conditions": [
                 {
                     "type": c.type,
@@ -167,13 +169,27 @@ def cmd_templates_publish(args: argparse.Namespace, out: IO[str]) -> int:
             body = handle.read()
     except OSError as error:
         raise CliError(f"cannot read {args.file}: {error.strerror}") from None
-    text = body.decode("utf-8", errors="replace")
-    missing = [p for p in REQUIRED_PARAMETERS if p not in text]
+    catalog = runtime().templates
+    summary = None
+    if getattr(catalog, "cloudformation", None) is not None:
+        from reconciler.errors import ReconcileError
+
+        # CloudFormation reads the template: a template it refuses is never published, and the parameters
+        # it declares (with their defaults) and the capabilities it needs are stored with the version.
+        try:
+            summary = catalog.summarize(body)
+        except ReconcileError as error:
+            raise CliError(f"{args.file}: {error}") from None
+        declared = summary["parameters"]
+        missing = [p for p in REQUIRED_PARAMETERS if p not in declared]
+    else:
+        text = body.decode("utf-8", errors="replace")
+        missing = [p for p in REQUIRED_PARAMETERS if p not in text]
     if missing:
         raise CliError(
             f"{args.file} does not declare the parameters {', '.join(missing)} that game-server configs map to"
         )
-    url = runtime().templates.publish(body, args.version)
+    url = catalog.publish(body, args.version, summary) if summary is not None else catalog.publish(body, args.version)
     if args.json:
         _print_json({"version": args.version, "url": url}, out)
     else:
@@ -356,6 +372,10 @@ def cmd_servers_show(args: argparse.Namespace, out: IO[str]) -> int:
         out.write(f"  drift        {status['drift']}\n")
     if status["last_error"]:
         out.write(f"  last error   {status['last_error']}\n")
+    if status["cause"]:
+        out.write(f"  cause        {status['cause']}  ({status['tries']} operations this generation)\n")
+    if status["next_retry_at"]:
+        out.write(f"  next try     after {status['next_retry_at']}\n")
     for condition in status["conditions"]:
         out.write(
             f"  condition    {condition['type']}={condition['status']} {condition['reason']}: {condition['message']}"
@@ -381,15 +401,34 @@ def cmd_servers_delete(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
-    """Clear a server's retry count (after an operator fixed what blocked a delete), so it is tried again."""
+    """Give a server (or an orphan stack of that id) a fresh failure budget and no backoff, after an operator
+    fixed what made it fail, so it is tried again."""
     from handlers.runtime import runtime
+    from reconciler.naming import stack_name
     from reconciler.writes import NotFoundError
 
     tenant = _tenant(args.tenant)
+    validate_id(args.server, "gameserver id")
+    rt = runtime()
+    writes = rt.writes
+    # A stack of this name without a record (or left in a region the server moved from) keeps its budget
+    # with the tenant: it gets a fresh one too.
+    name = stack_name(rt.settings.installation, args.tenant, args.server)
+    orphan_reset = writes.retry_orphan(tenant, name)
     try:
-        server = runtime().writes.retry_server(tenant, args.server, trail=_trail(args))
+        server = writes.retry_server(tenant, args.server, trail=_trail(args))
     except NotFoundError:
-        raise CliError(f"game server {args.tenant}/{args.server} not found") from None
+        if not orphan_reset:
+            raise CliError(
+                f"game server {args.tenant}/{args.server} not found, and no orphan stack {name} is held"
+            ) from None
+        if args.json:
+            _print_json({"tenant_id": args.tenant, "orphan_stack": name, "reset": True}, out)
+        else:
+            out.write(
+                f"orphan stack {name}: failure budget reset; run `stackherd reconcile {args.tenant}` to act now\n"
+            )
+        return EXIT_OK
     if args.json:
         _print_json(server_dict(server), out)
     else:
@@ -435,7 +474,7 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
 
     _tenant(args.tenant)
     rt = runtime()
-    result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions)
+    result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions, force=args.force)
     data = result.to_dict()
     if args.json:
         _print_json(data, out)
@@ -548,7 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("tenant")
     delete.add_argument("server")
 
-    retry = command("retry", cmd_servers_retry, "reset a held server's retry count so it is tried again", servers)
+    retry = command(
+        "retry", cmd_servers_retry, "give a failed or held server (or orphan) a fresh failure budget", servers
+    )
     retry.add_argument("tenant")
     retry.add_argument("server")
 
@@ -557,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec = command("reconcile", cmd_reconcile, "reconcile one tenant now and print the actions taken")
     rec.add_argument("tenant")
     rec.add_argument("--confirm-deletions", action="store_true", help="lift the deletion brake for this pass")
+    rec.add_argument("--force", action="store_true", help="act now on servers waiting out a failed attempt's backoff")
     sweep = command("sweep", cmd_sweep, "reconcile every tenant")
     sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
     return parser

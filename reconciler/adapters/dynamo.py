@@ -4,11 +4,13 @@ the activity log. Every method returns plain records (`models.records`), never P
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -19,7 +21,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, WriteTrail, now_iso
+from models.records import DesiredServer, OrphanAttempts, Phase, ServerStatus, Tenant, WriteTrail, now_iso
 from models.tables import (
     ACCOUNT_PREFIX,
     AccountModel,
@@ -58,6 +60,11 @@ _TRANSACTION_TRIES = 8
 
 log = logging.getLogger("stackherd.store")
 T = TypeVar("T")
+
+#: The tenant's orphan budgets live in one small item of the activity table, beside the servers' logs:
+#: orphans have no record to keep them on. "#" never occurs in a game-server id, so no log collides.
+ORPHANS_KEY = "#orphans"
+ORPHANS_SORT = "#state"
 
 
 def _conditional_failed(error: PynamoDBException) -> bool:
@@ -454,6 +461,37 @@ class DynamoStore:
                 return False
             raise StoreError(f"could not remove {server.gameserver_id}: {error}") from error
         return True
+
+    def orphan_attempts(self, tenant_id: str) -> dict[str, OrphanAttempts]:
+        try:
+            item = ActivityModel.get(f"{tenant_id}/{ORPHANS_KEY}", ORPHANS_SORT, consistent_read=True)
+        except ActivityModel.DoesNotExist:
+            return {}
+        except PynamoDBException as error:
+            raise StoreError(f"could not read the orphan budgets of tenant {tenant_id}: {error}") from error
+        try:
+            raw = json.loads(item.message)
+            states = [OrphanAttempts(**entry) for entry in raw]
+        except (ValueError, TypeError) as error:
+            # Forgetting budgets re-spends them at worst; a pass must never stop on this item.
+            log.warning("unreadable orphan budgets of tenant %s: %s", tenant_id, error)
+            return {}
+        return {state.stack_id: state for state in states}
+
+    def save_orphan_attempts(self, tenant_id: str, attempts: Mapping[str, OrphanAttempts], at: datetime) -> None:
+        key = f"{tenant_id}/{ORPHANS_KEY}"
+        try:
+            if not attempts:
+                ActivityModel(key, ORPHANS_SORT).delete()
+                return
+            ActivityModel(
+                key,
+                ORPHANS_SORT,
+                kind="orphans",
+                message=json.dumps([asdict(a) for a in sorted(attempts.values(), key=lambda a: a.stack_id)]),
+            ).save()
+        except PynamoDBException as error:
+            raise StoreError(f"could not save the orphan budgets of tenant {tenant_id}: {error}") from error
 
     # --- history ---------------------------------------------------------------------------------
 

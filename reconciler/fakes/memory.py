@@ -5,6 +5,7 @@ functional and API tests, the property test and the benchmark; the store contrac
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from models.config import GameServerConfig
 from models.records import (
     ActivityEntry,
     DesiredServer,
+    OrphanAttempts,
     Phase,
     ServerStatus,
     Tenant,
@@ -92,6 +94,7 @@ class MemoryStore:
         self.counts: dict[str, int] = {}  # tenant id -> live game servers
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
+        self.orphans: dict[str, dict[str, OrphanAttempts]] = {}
         self._lock = threading.RLock()
 
     # --- tenants ---------------------------------------------------------------------------------
@@ -159,6 +162,17 @@ class MemoryStore:
     def live_server_count(self, tenant_id: str) -> int | None:
         with self._lock:
             return self.counts.get(tenant_id)
+
+    def orphan_attempts(self, tenant_id: str) -> dict[str, OrphanAttempts]:
+        with self._lock:
+            return dict(self.orphans.get(tenant_id, {}))
+
+    def save_orphan_attempts(self, tenant_id: str, attempts: Mapping[str, OrphanAttempts], at: datetime) -> None:
+        with self._lock:
+            if attempts:
+                self.orphans[tenant_id] = dict(attempts)
+            else:
+                self.orphans.pop(tenant_id, None)
 
     # --- desired records -------------------------------------------------------------------------
 
