@@ -1,6 +1,7 @@
 """Admin handler: force one tenant now, or ask for its plan first.
 
-Event: `{"tenant_id": "...", "dry_run": true|false, "confirm_deletions": false}`. Returns the plan
+Event: `{"tenant_id": "...", "dry_run": true|false, "confirm_deletions": false, "force": false}` (`force`
+acts now on servers waiting out a failed attempt's backoff). Returns the plan
 (dry run) or the actions taken, as JSON-serialisable data; a bad event returns a clear error.
 """
 
@@ -23,6 +24,7 @@ class AdminRequest(BaseModel):
     # JSON booleans only: a string such as "false" or "no" must not quietly turn a dry run into real changes.
     dry_run: bool = Field(default=True, strict=True)
     confirm_deletions: bool = Field(default=False, strict=True)
+    force: bool = Field(default=False, strict=True)
 
 
 def run(request: AdminRequest) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def run(request: AdminRequest) -> dict[str, Any]:
 
     rt = runtime()
     result = rt.engine.reconcile_tenant(
-        request.tenant_id, dry_run=request.dry_run, confirm_deletions=request.confirm_deletions
+        request.tenant_id, dry_run=request.dry_run, confirm_deletions=request.confirm_deletions, force=request.force
     )
     return {"ok": result.error is None, **result.to_dict()}
 

@@ -34,6 +34,10 @@ def plan_settings(settings: Settings) -> PlanSettings:
         deletion_window_s=settings.deletion_window_s,
         delete_retry_limit=settings.delete_retry_limit,
         requeue_after_s=settings.requeue_after_s,
+        failure_budget=settings.failure_budget,
+        failure_backoff_s=settings.failure_backoff_s,
+        stuck_after_s=settings.stuck_after_s,
+        review_grace_s=settings.review_grace_s,
     )
 
 
@@ -59,7 +63,7 @@ def build_runtime(settings: Settings) -> Runtime:
     import boto3
 
     from models.tables import configure
-    from reconciler.adapters.aws import AwsConnector, s3_client
+    from reconciler.adapters.aws import CLIENT_CONFIG, AwsConnector, s3_client
     from reconciler.adapters.dynamo import DynamoStore
     from reconciler.adapters.s3 import S3TemplateCatalog
     from reconciler.adapters.sqs import SqsRequeuer
@@ -74,7 +78,12 @@ def build_runtime(settings: Settings) -> Runtime:
 
         limiter = AccountRateLimiter(settings.account_calls_per_second)
     connector = AwsConnector(session, limiter=limiter)
-    templates = S3TemplateCatalog(s3_client(session), settings.template_bucket)
+    templates = S3TemplateCatalog(
+        s3_client(session),
+        settings.template_bucket,
+        region=settings.region,
+        cloudformation=session.client("cloudformation", config=CLIENT_CONFIG),
+    )
     engine = Engine(
         store,
         connector,

@@ -149,6 +149,8 @@ class StreamBatch:
             }
             for server in servers:
                 self.outcome[(tenant_id, server)] = transient or failed.get(server)
+            if result.stuck:
+                metrics.add_metric(name="StuckStacks", unit=MetricUnit.Count, value=result.stuck)
 
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_tenant) or 1))) as pool:
             list(pool.map(one, sorted(by_tenant.items())))

@@ -30,6 +30,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = result.summary()
     metrics.add_metric(name="SweepTenants", unit=MetricUnit.Count, value=len(result.results))
     metrics.add_metric(name="SweepTenantFailures", unit=MetricUnit.Count, value=len(summary.failures))
+    # Stacks in progress past the stuck setting: CloudFormation's own work, never cancelled, but alarmed on.
+    metrics.add_metric(name="StuckStacks", unit=MetricUnit.Count, value=summary.stuck)
     for kind, count in summary.actions.items():
         metrics.add_metric(name=f"Actions_{kind}", unit=MetricUnit.Count, value=count)
     answer = summary.to_dict()

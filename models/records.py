@@ -59,6 +59,12 @@ class ServerStatus:
     last_transition_time: str | None = None
     next_retry_at: str | None = None
     drift: str | None = None
+    #: The CloudFormation operation last started for `observed_generation` whose outcome is not seen yet.
+    operation: str | None = None
+    #: CloudFormation operations sent for this generation since it last converged (the failure budget).
+    tries: int = 0
+    #: Why the last attempt failed: the first failed resource event of the operation.
+    cause: str | None = None
 
     def comparable(self) -> tuple[Any, ...]:
         """Everything but timestamps: two statuses with equal `comparable()` need no write."""
@@ -71,10 +77,28 @@ class ServerStatus:
             self.last_error,
             self.attempts,
             self.drift,
+            self.operation,
+            self.tries,
+            self.cause,
+            self.next_retry_at,
         )
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
+
+
+@dataclass(frozen=True)
+class OrphanAttempts:
+    """The failure budget of one orphan stack (a stack with our tags and no record), kept per tenant."""
+
+    stack_id: str
+    stack_name: str
+    region: str
+    tries: int = 0
+    operation: str | None = None
+    next_retry_at: str | None = None
+    cause: str | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -277,6 +301,8 @@ class TenantState:
     deletion_brake: DeletionBrake = field(default_factory=DeletionBrake)
     #: region -> (reason, since) for a region quarantined alone (e.g. refused by an SCP)
     region_quarantine: tuple[tuple[str, str, str], ...] = ()
+    #: the failure budgets of the tenant's orphan stacks (they have no record to keep them on), by stack id
+    orphan_budgets: tuple[OrphanAttempts, ...] = ()
     #: sections this version does not know, kept as they are
     other: tuple[tuple[str, Any], ...] = ()
 

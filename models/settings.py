@@ -59,6 +59,23 @@ class Settings(BaseSettings):
         default=30, ge=1, le=900, validation_alias=AliasChoices("STACKHERD_REQUEUE_AFTER_SECONDS", "requeue_after_s")
     )
     account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
+    #: CloudFormation operations a generation may cost while it fails before the server is held.
+    failure_budget: int = Field(default=3, ge=1, le=100)
+    #: The wait after a failed attempt (doubled for each further one).
+    failure_backoff_s: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        validation_alias=AliasChoices("STACKHERD_FAILURE_BACKOFF_SECONDS", "failure_backoff_s"),
+    )
+    #: An operation in progress for longer than this is reported as Stuck (never cancelled).
+    stuck_after_s: int = Field(
+        default=3600, ge=60, validation_alias=AliasChoices("STACKHERD_STUCK_AFTER_SECONDS", "stuck_after_s")
+    )
+    #: A stack left in REVIEW_IN_PROGRESS longer than this is held.
+    review_grace_s: int = Field(
+        default=900, ge=0, validation_alias=AliasChoices("STACKHERD_REVIEW_GRACE_SECONDS", "review_grace_s")
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -75,8 +92,15 @@ def _variable(field: str) -> str:
     """The environment variable a field is read from, for error messages."""
     if field.isupper():
         return field  # already an alias (AWS_REGION, STACKHERD_*_SECONDS)
-    return {
-        "region": "AWS_REGION",
-        "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS",
-        "deletion_window_s": "STACKHERD_DELETION_WINDOW_SECONDS",
-    }.get(field, f"STACKHERD_{field.upper()}")
+    return _SECONDS_VARIABLES.get(field, f"STACKHERD_{field.upper()}")
+
+
+#: Fields whose variable is not the field's name: the region's, and the durations spelled out in seconds.
+_SECONDS_VARIABLES = {
+    "region": "AWS_REGION",
+    "requeue_after_s": "STACKHERD_REQUEUE_AFTER_SECONDS",
+    "deletion_window_s": "STACKHERD_DELETION_WINDOW_SECONDS",
+    "failure_backoff_s": "STACKHERD_FAILURE_BACKOFF_SECONDS",
+    "stuck_after_s": "STACKHERD_STUCK_AFTER_SECONDS",
+    "review_grace_s": "STACKHERD_REVIEW_GRACE_SECONDS",
+}

@@ -33,6 +33,7 @@ from models.records import (
     Condition,
     DeletionBrake,
     DesiredServer,
+    OrphanAttempts,
     Phase,
     ServerStatus,
     Tenant,
@@ -95,6 +96,9 @@ class StatusMap(MapAttribute[str, Any]):
     last_transition_time = UnicodeAttribute(null=True)
     next_retry_at = UnicodeAttribute(null=True)
     drift = UnicodeAttribute(null=True)
+    operation = UnicodeAttribute(null=True)
+    tries = NumberAttribute(null=True)
+    cause = UnicodeAttribute(null=True)
 
 
 class TenantModel(Model):
@@ -254,6 +258,7 @@ def tenant_to_item(tenant: Tenant, created_at: str | None = None) -> TenantModel
 #: The sections of `TenantModel.reconciler_state`.
 BRAKE_SECTION = "deletion_brake"
 REGIONS_SECTION = "region_quarantine"
+ORPHANS_SECTION = "orphan_budgets"
 
 
 def _plain(value: Any) -> Any:
@@ -274,13 +279,27 @@ def tenant_state_from_map(raw: Any) -> TenantState:
     if not isinstance(data, dict):
         data = {}
     regions = data.get(REGIONS_SECTION) or {}
+    try:
+        orphans = orphan_budgets_from_list(data.get(ORPHANS_SECTION))
+        known: tuple[str, ...] = (BRAKE_SECTION, REGIONS_SECTION, ORPHANS_SECTION)
+    except (TypeError, ValueError):  # forgetting budgets re-spends them at worst: kept as found, never fatal
+        orphans, known = (), (BRAKE_SECTION, REGIONS_SECTION)
     return TenantState(
         deletion_brake=DeletionBrake.from_dict(data.get(BRAKE_SECTION)),
         region_quarantine=tuple(
             sorted((str(r), str(v.get("reason", "")), str(v.get("at", ""))) for r, v in regions.items())
         ),
-        other=tuple(sorted((k, v) for k, v in data.items() if k not in (BRAKE_SECTION, REGIONS_SECTION))),
+        orphan_budgets=orphans,
+        other=tuple(sorted((k, v) for k, v in data.items() if k not in known)),
     )
+
+
+def orphan_budgets_from_list(raw: Any) -> tuple[OrphanAttempts, ...]:
+    """The orphan budgets section as stored (a list of maps); ValueError/TypeError when it is not one."""
+    entries = _plain(raw) if raw is not None else []
+    if not isinstance(entries, list):
+        raise ValueError(f"{ORPHANS_SECTION} is not a list")
+    return tuple(sorted((OrphanAttempts(**entry) for entry in entries), key=lambda a: a.stack_id))
 
 
 def status_from_map(raw: StatusMap | None) -> ServerStatus:
@@ -306,6 +325,9 @@ def status_from_map(raw: StatusMap | None) -> ServerStatus:
         last_transition_time=raw.last_transition_time,
         next_retry_at=raw.next_retry_at,
         drift=raw.drift,
+        operation=raw.operation,
+        tries=int(raw.tries or 0),
+        cause=raw.cause,
     )
 
 
@@ -330,6 +352,9 @@ def status_to_map(status: ServerStatus) -> StatusMap:
         last_transition_time=status.last_transition_time,
         next_retry_at=status.next_retry_at,
         drift=status.drift,
+        operation=status.operation,
+        tries=status.tries,
+        cause=status.cause,
     )
 
 

@@ -299,18 +299,29 @@ class DesiredWrites:
         return WriteResult(server, created=False, changed=True)
 
     def retry_server(self, tenant: Tenant, gameserver_id: str, *, trail: WriteTrail) -> DesiredServer:
-        """Clear a server's retry count (an operator fixed what blocked it), so the next pass tries again."""
+        """Give a server a fresh failure budget and no backoff (an operator fixed what made it fail), so the
+        next pass tries again."""
         validate_id(gameserver_id, "gameserver id")
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
-        reset = replace(current.status, attempts=0, next_retry_at=None)
+        reset = replace(current.status, attempts=0, next_retry_at=None, tries=0, operation=None)
         if not self.store.write_status(current, reset):
             raise ConcurrentWriteError(
                 f"game server {gameserver_id!r} changed while resetting its retries; run it again"
             )
         self._history(current, "retries reset", trail, kind="retry")
         return replace(current, status=reset)
+
+    def retry_orphan(self, tenant: Tenant, stack_name: str) -> bool:
+        """Give the tenant's orphan stacks of this name (one per region at most) a fresh failure budget; False
+        when none of them had one. An orphan has no record to keep its budget on: it is kept with the tenant."""
+        orphans = self.store.orphan_attempts(tenant.tenant_id)
+        kept = {stack_id: state for stack_id, state in orphans.items() if state.stack_name != stack_name}
+        if len(kept) == len(orphans):
+            return False
+        self.store.save_orphan_attempts(tenant.tenant_id, kept, self.clock())
+        return True
 
     def _lost(self, gameserver_id: str, lost: PreconditionFailedError, expected: Expected) -> Exception:
         """Another writer got between our read and our conditional write. With If-Match the caller's

@@ -16,7 +16,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
-from models.records import DeletionBrake, DesiredServer, HeldDeletion, Phase, Tenant, WriteTrail, now_iso
+from models.records import (
+    DeletionBrake,
+    DesiredServer,
+    HeldDeletion,
+    OrphanAttempts,
+    Phase,
+    Tenant,
+    WriteTrail,
+    now_iso,
+)
 from reconciler import naming
 from reconciler.credentials import utcnow
 from reconciler.errors import (
@@ -35,8 +44,8 @@ from reconciler.errors import (
 from reconciler.planner import Action, ActionKind, BrakeView, HoldReason, Plan, PlanSettings, brake_key, plan
 from reconciler.ports import AccountConnector, DesiredStore, Requeuer, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
-from reconciler.stacks import ObservedStack, stack_region
-from reconciler.status import backoff_seconds, needs_write, next_status
+from reconciler.stacks import ObservedStack, TemplateVersion, stack_region
+from reconciler.status import STUCK, backoff_seconds, needs_write, next_orphan_attempts, next_status
 
 log = logging.getLogger("stackherd.engine")
 T = TypeVar("T")
@@ -106,6 +115,11 @@ class TenantResult:
     failing: list[str] = field(default_factory=list)
 
     @property
+    def stuck(self) -> int:
+        """Stacks whose operation has run past the stuck setting (a metric; never cancelled)."""
+        return sum(1 for r in self.results if r.action.stuck_since)
+
+    @property
     def ok(self) -> bool:
         return self.error is None and all(r.outcome is not Outcome.FAILED for r in self.results)
 
@@ -162,6 +176,7 @@ class SweepSummary:
     actions: dict[str, int]  # kind -> how many were done (or planned)
     failed_actions: int
     failures: dict[str, str]  # tenant -> why its pass failed
+    stuck: int = 0  # stacks in progress past the stuck setting (CloudFormation's own work, never cancelled)
 
     @property
     def ok(self) -> bool:
@@ -175,6 +190,7 @@ class SweepSummary:
             "actions": dict(self.actions),
             "failed_actions": self.failed_actions,
             "failures": dict(self.failures),
+            "stuck": self.stuck,
         }
 
 
@@ -195,6 +211,7 @@ class SweepResult:
             actions=dict(sorted(actions.items())),
             failed_actions=sum(1 for r in self.results for a in r.results if a.outcome is Outcome.FAILED),
             failures={r.tenant_id: r.error for r in self.results if r.error},
+            stuck=sum(r.stuck for r in self.results),
         )
 
 
@@ -241,8 +258,11 @@ class Engine:
         scope: Iterable[str] | None = None,
         dry_run: bool = False,
         confirm_deletions: bool = False,
+        force: bool = False,
     ) -> TenantResult:
-        """Converge one tenant (or only the servers in `scope`). Errors are returned, never raised."""
+        """Converge one tenant (or only the servers in `scope`). Errors are returned, never raised.
+
+        `force` is an admin's: act now on servers waiting out a failed attempt's backoff."""
         result = TenantResult(tenant_id, dry_run=dry_run)
         try:
             tenant = self.store.get_tenant(tenant_id)
@@ -250,7 +270,9 @@ class Engine:
                 raise UnknownTenantError(f"tenant {tenant_id!r} is not registered; add it with `stackherd tenants add`")
             if tenant.unreadable is not None:
                 raise UnreadableItemError(f"tenant {tenant_id!r} cannot be read: {tenant.unreadable}")
-            self._reconcile(tenant, result, frozenset(scope) if scope is not None else None, dry_run, confirm_deletions)
+            self._reconcile(
+                tenant, result, frozenset(scope) if scope is not None else None, dry_run, confirm_deletions, force
+            )
         except ReconcileError as error:
             result.error, result.error_code, result.retryable = str(error), error.code, error.retryable
             log.warning("reconcile of tenant %s failed: %s", tenant_id, error, extra={"tenant_id": tenant_id})
@@ -315,12 +337,15 @@ class Engine:
         scope: frozenset[str] | None,
         dry_run: bool,
         confirm: bool,
+        force: bool = False,
     ) -> None:
         read = self.store.read_servers(tenant.tenant_id)
         url: str | None
         template_error: str | None = None
+        template: TemplateVersion | None = None
         try:
-            url = self.templates.url_for(tenant.template_version)
+            template = self.templates.describe(tenant.template_version)
+            url = template.url
         except TemplateNotFoundError as error:
             url, template_error = None, str(error)
 
@@ -355,17 +380,22 @@ class Engine:
             confirmed=stored.held_keys if confirm else frozenset(),
             counted=counted,
         )
+        # Orphans have no record to keep their failure budget on: it is kept with the tenant's state, read above.
+        orphans: dict[str, OrphanAttempts] = {a.stack_id: a for a in state.orphan_budgets}
         the_plan: Plan = plan(
             tenant,
             read.servers,
             observed,
-            settings=replace(self.settings, confirm_deletions=confirm),
+            settings=replace(self.settings, confirm_deletions=confirm, force=force),
             template_url=url,
             template_error=template_error,
             desired_complete=read.complete,
             scope=scope,
             brake=view,
             unobserved=unobserved,
+            now=now,
+            template=template,
+            orphan_attempts=orphans,
         )
         actions = list(the_plan.actions)
         brake = self._next_brake(stored, recent, actions, scope, read.complete, now, view, frozenset(unobserved))
@@ -408,13 +438,14 @@ class Engine:
             )
         result.brake = _brake_summary(brake, brake.in_window(window_start), self.settings)
         servers = {s.gameserver_id: s for s in read.servers}
+        after = dict(orphans)
         for action in actions:
             if result.stopped and (action.mutating or action.kind is ActionKind.FINALIZE):
                 result.results.append(
                     ActionResult(action, Outcome.SKIPPED, f"not done: {result.stopped} during this pass")
                 )
                 continue
-            outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id))
+            outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id), after)
             result.results.append(outcome)
             if outcome.stopped:
                 result.stopped = outcome.stopped
@@ -430,6 +461,13 @@ class Engine:
                 skipped,
                 extra={"tenant_id": tenant.tenant_id},
             )
+
+        # An orphan's budget goes with its stack: forgotten once a listing of its region no longer shows it. Only
+        # a region listed in this pass says so; a region that could not be listed keeps what it had.
+        live, listed = {s.stack_id for s in observed}, set(regions) - set(unobserved)
+        after = {k: budget for k, budget in after.items() if k in live or budget.region not in listed}
+        if after != orphans:
+            self.store.save_orphan_attempts(tenant.tenant_id, after, self.clock())
 
     def _next_brake(
         self,
@@ -591,8 +629,26 @@ class Engine:
                 raise RegionDeniedError(str(error), code=error.code) from error
         raise AssertionError("unreachable")
 
+    def _failure_cause(self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action) -> str | None:
+        """The first failed resource event of the operation that failed; best effort (the status falls back
+        to the stack status when the events cannot be read)."""
+        target = action.stack_id or action.stack_name
+        try:
+            event = self._call(tenant, gateways, action.region, lambda gw: gw.failure_cause(target))
+        except TenantUnavailableError:
+            raise
+        except ReconcileError as error:
+            log.warning("could not read the events of %s: %s", target, error, extra={"tenant_id": tenant.tenant_id})
+            return None
+        return event.describe() if event is not None else None
+
     def _apply(
-        self, tenant: Tenant, gateways: dict[str, StackGateway], action: Action, server: DesiredServer | None
+        self,
+        tenant: Tenant,
+        gateways: dict[str, StackGateway],
+        action: Action,
+        server: DesiredServer | None,
+        orphans: dict[str, OrphanAttempts] | None = None,
     ) -> ActionResult:
         kind = action.kind
         now = self.clock()
@@ -629,6 +685,7 @@ class Engine:
         stack_id: str | None = None
         error: ReconcileError | None = None
         effective = action
+        cause = self._failure_cause(tenant, gateways, action) if action.failed_attempt else None
         if action.mutating:
             try:
                 stack_id = self._mutate(tenant, gateways, action, now)
@@ -657,7 +714,9 @@ class Engine:
                 )
 
         if server is not None and not action.orphan:
-            status = next_status(server.status, effective, now, error=error, stack_id=stack_id)
+            status = next_status(server.status, effective, now, error=error, stack_id=stack_id, cause=cause)
+            if action.stuck_since and server.status.condition(STUCK) is None:
+                self._log(tenant.tenant_id, action.gameserver_id, "stuck", f"{action.reason}: stuck", effective, server)
             if needs_write(server.status, status):
                 # Conditional on the generation planned for: a pass that planned before a desired write must
                 # not flap the newer generation's status back (the newer generation's pass writes its own).
@@ -666,6 +725,8 @@ class Engine:
                     message = f"{effective.kind.value}: {error or effective.reason}"
                     if effective.diff:
                         message += f" ({effective.diff})"
+                    if action.failed_attempt and status.cause:
+                        message += f"; cause: {status.cause}"
                     self._log(
                         tenant.tenant_id,
                         action.gameserver_id,
@@ -686,6 +747,18 @@ class Engine:
         elif action.orphan and action.mutating:
             text = f"orphan delete: {error}" if error else f"orphan stack {action.stack_name} deleted"
             self._log(tenant.tenant_id, action.gameserver_id or action.stack_name, "orphan", text, effective)
+        if action.orphan and orphans is not None and action.stack_id:
+            before = orphans.get(action.stack_id)
+            state = next_orphan_attempts(before, effective, now, error=error, cause=cause)
+            if state is None:
+                orphans.pop(action.stack_id, None)
+            else:
+                orphans[action.stack_id] = state
+            if action.failed_attempt or (state is not None and state.held and (before is None or not before.held)):
+                text = f"{action.stack_name}: {action.reason}"
+                if state is not None and state.cause:
+                    text += f"; cause: {state.cause}"
+                self._log(tenant.tenant_id, action.gameserver_id or action.stack_name, "orphan", text, effective)
 
         if error is not None:
             return ActionResult(effective, Outcome.FAILED, str(error), retryable=error.retryable)

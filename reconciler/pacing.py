@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from models.records import Tenant
 from reconciler.ports import AccountConnector, StackGateway
-from reconciler.stacks import ObservedStack, StackSpec
+from reconciler.stacks import ObservedStack, StackEvent, StackSpec
 
 T = TypeVar("T")
 
@@ -79,6 +79,9 @@ class PacedGateway:
 
     def continue_update_rollback(self, name: str, token: str) -> None:
         self._paced(lambda: self.inner.continue_update_rollback(name, token))
+
+    def failure_cause(self, name: str) -> StackEvent | None:
+        return self._paced(lambda: self.inner.failure_cause(name))
 
 
 class PacedConnector:

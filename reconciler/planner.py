@@ -8,21 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from operator import attrgetter
 from typing import Protocol
 
 from models.config import tier_limits
-from models.records import DesiredServer, Tenant
+from models.records import DesiredServer, OrphanAttempts, Tenant, now_iso
 from reconciler import naming
 from reconciler.rendering import render, server_region
 from reconciler.stacks import (
     CONTINUE_ROLLBACK_STATUSES,
     DELETE_FAILED,
+    FAILED_OUTCOMES,
     GONE_STATUSES,
     RECREATE_STATUSES,
+    REVIEW_IN_PROGRESS,
     ObservedStack,
     StackSpec,
+    TemplateVersion,
 )
 
 
@@ -38,6 +42,7 @@ class ActionKind(StrEnum):
     FINALIZE = "finalize"
     REPORT = "report"
     FAIL = "fail"
+    BACKOFF = "backoff"
 
 
 #: Kinds that call CloudFormation (FINALIZE only writes DynamoDB).
@@ -57,6 +62,19 @@ class HoldReason(StrEnum):
     DELETION_BRAKE = "DeletionBrake"
     DELETE_FAILED = "DeleteFailedRepeatedly"
     UNEXPECTED_STATUS = "UnexpectedStackStatus"
+    FAILURE_BUDGET = "FailureBudgetExhausted"
+    TERMINATION_PROTECTED = "TerminationProtected"
+    REVIEW_IN_PROGRESS = "ReviewInProgress"
+
+
+#: The operation each mutating kind starts (a recreate starts with the delete).
+OPERATIONS: Mapping[ActionKind, str] = {
+    ActionKind.CREATE: "create",
+    ActionKind.UPDATE: "update",
+    ActionKind.DELETE: "delete",
+    ActionKind.RECREATE: "delete",
+    ActionKind.CONTINUE_ROLLBACK: "continue-rollback",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,21 @@ class PlanSettings:
     requeue_after_s: int = 30
     confirm_deletions: bool = False
     deletion_window_s: int = 3600
+    #: CloudFormation operations a generation may cost while it fails before the server is held.
+    failure_budget: int = 3
+    #: The wait after a failed attempt, doubled for each further one (capped at `failure_backoff_max_s`).
+    failure_backoff_s: int = 300
+    failure_backoff_max_s: int = 3600
+    #: An operation in progress for longer than this is reported as Stuck (never cancelled).
+    stuck_after_s: int = 3600
+    #: A stack left in REVIEW_IN_PROGRESS (a change set never executed) longer than this is held.
+    review_grace_s: int = 900
+    #: An admin's force: act now, without waiting out a failed attempt's backoff.
+    force: bool = False
+
+    def failure_backoff(self, tries: int) -> int:
+        """The wait after the `tries`-th failed attempt: base, 2 x base, 4 x base ... capped."""
+        return int(min(self.failure_backoff_max_s, self.failure_backoff_s * (2 ** max(0, tries - 1))))
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,16 @@ class Action:
     attempt: int = 0
     #: for a REPORT in a paused tenant: what the action would be if the tenant were active
     would: ActionKind | None = None
+    #: Which try of this generation a mutating action is (against the failure budget); 0 when not counted.
+    tries: int = 0
+    #: Set when this pass saw the outcome of our own operation fail: the engine reads its cause.
+    failed_attempt: bool = False
+    #: When the next attempt may be made (a backoff), ISO time.
+    retry_at: str | None = None
+    #: The backoff to record should this try's call be refused outright.
+    backoff_s: int | None = None
+    #: Set when the stack has been in progress for longer than `stuck_after_s`: since when (ISO time).
+    stuck_since: str | None = None
 
     @property
     def mutating(self) -> bool:
@@ -103,9 +146,10 @@ class Action:
 
     @property
     def blocked(self) -> bool:
-        """True when the server cannot converge without someone acting (Failed or Held)."""
+        """True when the server is not converging: Failed or Held, or backing off after a failed attempt
+        (phase Failed until a try succeeds)."""
         kind = self.would if self.kind is ActionKind.REPORT else self.kind
-        return kind in (ActionKind.FAIL, ActionKind.HOLD)
+        return kind in (ActionKind.FAIL, ActionKind.HOLD, ActionKind.BACKOFF)
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -123,10 +167,14 @@ class Action:
             "code": self.code,
             "requeue_after_s": self.requeue_after_s,
             "would": self.would.value if self.would is not None else None,
+            "retry_at": self.retry_at,
+            "stuck_since": self.stuck_since,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         if self.orphan:
             data["orphan"] = True
+        if self.failed_attempt:
+            data["failed_attempt"] = True
         if self.spec is not None:
             data["parameters"] = dict(self.spec.parameters)
         return data
@@ -154,12 +202,26 @@ class Plan:
         }
 
 
-def drift_summary(spec: StackSpec, stack: ObservedStack) -> str | None:
+def effective_parameters(
+    rendered: Mapping[str, str], reported: Mapping[str, str], template: TemplateVersion | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(want, have) for drift: the rendering plus the template's defaults, against what the stack reports
+    of the parameters the template declares. A parameter at its template default is not drift, and
+    neither is one the template no longer declares."""
+    if template is None or template.parameters is None:
+        return dict(rendered), dict(reported)
+    declared = template.parameters
+    want = {**template.defaults(), **rendered}
+    have = {k: v for k, v in reported.items() if k in declared or k in rendered}
+    return want, have
+
+
+def drift_summary(spec: StackSpec, stack: ObservedStack, template: TemplateVersion | None = None) -> str | None:
     """Human-readable difference between what should be and what is; None when they match.
 
     A cheap equality check runs first; deepdiff only explains a difference that is already known.
     """
-    want_params, have_params = spec.parameters, stack.parameters
+    want_params, have_params = effective_parameters(spec.parameters, stack.parameters, template)
     want_tags = {k: spec.tags.get(k) for k in naming.IDENTITY_TAGS}
     have_tags = {k: stack.tags.get(k) for k in naming.IDENTITY_TAGS}
     if want_params == have_params and want_tags == have_tags:
@@ -217,6 +279,9 @@ def plan(
     scope: frozenset[str] | None = None,
     brake: BrakeView | None = None,
     unobserved: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+    template: TemplateVersion | None = None,
+    orphan_attempts: Mapping[str, OrphanAttempts] | None = None,
 ) -> Plan:
     """Decide what to do for one tenant. Pure: same inputs, same plan; never performs I/O.
 
@@ -224,11 +289,17 @@ def plan(
     plan to those game-server ids (the stream path), including orphans with those ids. `brake` is what the
     stored deletion brake allows (None: at most `settings.max_deletions` in this plan). `unobserved` names
     the regions that could not be listed in this pass, with why: their servers fail alone, and since nothing
-    was seen there, nothing there is an orphan.
+    was seen there, nothing there is an orphan. `now` is the pass's time (backoffs, stuck and review graces
+    are judged against it; None judges none of them), `template` the pinned version as the catalog knows it,
+    `orphan_attempts` the failure budget of the tenant's orphans by stack id.
     """
     unobserved = unobserved or {}
     installation = settings.installation
-    by_place = {(s.region, s.name): s for s in observed if s.status not in GONE_STATUSES}
+    if template is not None and template_url is None:
+        template_url = template.url
+    # Nested stacks belong to their root stack: listed with a ParentId and the parent's tags, they are never
+    # an orphan and never touched.
+    by_place = {(s.region, s.name): s for s in observed if not s.parent_id and s.status not in GONE_STATUSES}
     claimed: set[tuple[str, str]] = set()
     actions: list[Action] = []
 
@@ -243,7 +314,17 @@ def plan(
         stack = by_place.get((region, name))
         claimed.add((region, name))
         action = _plan_server(
-            tenant, server, stack, name, region, settings, template_url, template_error, unobserved.get(region)
+            tenant,
+            server,
+            stack,
+            name,
+            region,
+            settings,
+            template_url,
+            template_error,
+            unobserved.get(region),
+            now,
+            template,
         )
         if action.kind is ActionKind.FAIL:
             # A record that cannot be converged (e.g. moved to a region the tenant lacks) keeps the stack it
@@ -258,7 +339,9 @@ def plan(
         server_id = _orphan_id(stack, installation, tenant.tenant_id)
         if scope is not None and server_id not in scope:
             continue
-        actions.append(_plan_orphan(tenant, stack, server_id, settings))
+        actions.append(
+            _plan_orphan(tenant, stack, server_id, settings, (orphan_attempts or {}).get(stack.stack_id), now)
+        )
 
     return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete, brake)))
 
@@ -273,7 +356,12 @@ def _orphan_id(stack: ObservedStack, installation: str, tenant_id: str) -> str:
 
 
 def _in_sync(
-    tenant: Tenant, server: DesiredServer, stack: ObservedStack | None, installation: str, template_url: str | None
+    tenant: Tenant,
+    server: DesiredServer,
+    stack: ObservedStack | None,
+    installation: str,
+    template_url: str | None,
+    template: TemplateVersion | None = None,
 ) -> bool:
     """True when the stack is stable, ours and already renders exactly this record (what `render` +
     `drift_summary` would conclude), checked cheaply; any doubt falls through to the full decision."""
@@ -288,8 +376,60 @@ def _in_sync(
         and tags.get(naming.TAG_INCARNATION) == (server.incarnation or None)
         and _config_problem(tenant, server) is None
         and server.config is not None
-        and stack.parameters == server.config.parameters()
+        and _parameters_match(stack.parameters, server.config.parameters(), template)
     )
+
+
+def _parameters_match(reported: dict[str, str], rendered: dict[str, str], template: TemplateVersion | None) -> bool:
+    return reported == rendered or (
+        template is not None and bool(template.parameters) and reported == {**template.defaults(), **rendered}
+    )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _seconds_left(retry_at: str | None, now: datetime | None) -> int:
+    """Seconds until `retry_at` (0 when it has passed, or when time is not judged)."""
+    at = _parse_time(retry_at)
+    if at is None or now is None:
+        return 0
+    return max(0, int((at - now).total_seconds()))
+
+
+def _age_s(stack: ObservedStack, now: datetime | None) -> float | None:
+    if now is None or stack.changed_at is None:
+        return None
+    return (now - stack.changed_at).total_seconds()
+
+
+def budget_hold_reason(tries: int, settings: PlanSettings, tenant_id: str, server_id: str, orphan: bool) -> str:
+    """The same words on every pass while the server (or orphan) stays held, so its status does not flap."""
+    way_out = (
+        f"fix the cause, then run `stackherd servers retry {tenant_id} {server_id}`"
+        if orphan
+        else f"fix the cause, then run `stackherd servers retry {tenant_id} {server_id}` or write a new generation"
+    )
+    return (
+        f"the failure budget is spent: {tries} CloudFormation operations without converging (budget "
+        f"{settings.failure_budget}); {way_out}"
+    )
+
+
+#: The code of a backoff after a call that failed transiently (throttled, say): no attempt was spent.
+RETRY_BACKOFF = "RetryBackoff"
+
+
+def backoff_reason(tries: int, settings: PlanSettings, retry_at: str | None) -> str:
+    if tries <= 0:
+        return f"the last call failed transiently; next try after {retry_at or 'the backoff'}"
+    return f"attempt {tries} of {settings.failure_budget} failed; next try after {retry_at or 'the backoff'}"
 
 
 def _plan_server(
@@ -302,6 +442,8 @@ def _plan_server(
     template_url: str | None,
     template_error: str | None,
     region_problem: str | None = None,
+    now: datetime | None = None,
+    template: TemplateVersion | None = None,
 ) -> Action:
     def act(kind: ActionKind, reason: str, **extra: object) -> Action:
         return Action(
@@ -316,16 +458,15 @@ def _plan_server(
             **extra,  # type: ignore[arg-type]
         )
 
-    if _in_sync(tenant, server, stack, settings.installation, template_url):
+    if _in_sync(tenant, server, stack, settings.installation, template_url, template):
         # The common case of a steady-state pass, decided without rendering a spec.
         return act(ActionKind.NOOP, "stack matches its rendering")
-    wait_s = settings.requeue_after_s
     if tenant.paused:
         # Observe and report only, but say what would be done: a paused tenant with a missing stack is not
         # in sync, and `plan` must not say it is.
         active = replace(tenant, paused=False)
         inner = _plan_server(
-            active, server, stack, name, region, settings, template_url, template_error, region_problem
+            active, server, stack, name, region, settings, template_url, template_error, region_problem, now, template
         )
         if inner.kind is ActionKind.NOOP:
             return act(ActionKind.REPORT, "tenant is paused: observe and report only", would=ActionKind.NOOP)
@@ -357,10 +498,45 @@ def _plan_server(
             "will not touch it: rename or remove it, or choose another game-server id",
             code="StackNameTaken",
         )
+    status = server.status
+    same_generation = status.observed_generation == server.generation
+    spent = status.tries if same_generation else 0
+    pending = status.operation if same_generation else None
+    if pending in ("create", "update") and stack is not None and stack.status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        spent = 0  # our operation succeeded: the budget is for failures, a later change starts afresh
+
+    if stack is not None and not stack.in_progress and pending and stack.status in FAILED_OUTCOMES.get(pending, ()):
+        # The outcome of our own operation for this generation: a failed attempt, whatever comes next.
+        return _failed_attempt(act, spent, settings, now, tenant.tenant_id, server.gameserver_id, orphan=False)
+
+    def attempt(kind: ActionKind, reason: str, **extra: object) -> Action:
+        """A mutating action, unless the failure budget is spent or a failed attempt's backoff runs."""
+        if spent >= settings.failure_budget:
+            reason = budget_hold_reason(spent, settings, tenant.tenant_id, server.gameserver_id, orphan=False)
+            return act(ActionKind.HOLD, reason, code=HoldReason.FAILURE_BUDGET.value)
+        left = 0 if settings.force or not same_generation else _seconds_left(status.next_retry_at, now)
+        if left:
+            return act(
+                ActionKind.BACKOFF,
+                backoff_reason(spent, settings, status.next_retry_at),
+                retry_at=status.next_retry_at,
+                requeue_after_s=min(900, left),
+                code=None if spent else RETRY_BACKOFF,
+            )
+        if stack is not None and stack.termination_protection and kind in (ActionKind.DELETE, ActionKind.RECREATE):
+            return act(
+                ActionKind.HOLD,
+                f"{reason}; but the stack has termination protection, which stackherd never turns off: an "
+                "operator disables it (aws cloudformation update-termination-protection "
+                "--no-enable-termination-protection) if the stack may go",
+                code=HoldReason.TERMINATION_PROTECTED.value,
+            )
+        return act(kind, reason, tries=spent + 1, backoff_s=settings.failure_backoff(spent + 1), **extra)
+
     if server.deletion_requested:
         if stack is None:
             return act(ActionKind.FINALIZE, "deletion requested and the stack is gone: remove the record")
-        return _plan_removal(act, stack, server.status.attempts, settings, "deletion requested")
+        return _plan_removal(attempt, act, stack, server.status.attempts, settings, "deletion requested", now)
 
     problem = _config_problem(tenant, server)
     if problem:
@@ -372,33 +548,85 @@ def _plan_server(
             code="TemplateNotFound",
         )
     spec = render(tenant, server, installation=settings.installation, url=template_url)
+    if template is not None and template.capabilities:
+        spec = replace(spec, capabilities=template.capabilities)
 
     if stack is None:
-        return act(ActionKind.CREATE, "no stack yet", spec=spec)
+        return attempt(ActionKind.CREATE, "no stack yet", spec=spec)
     if stack.in_progress:
-        return act(ActionKind.WAIT, f"stack is {stack.status}", requeue_after_s=wait_s)
+        return _plan_in_progress(act, stack, settings, now)
     if stack.status in RECREATE_STATUSES:
         reason = f"stack is {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else "")
-        return act(ActionKind.RECREATE, reason + ": delete it, then create it again")
+        return attempt(ActionKind.RECREATE, reason + ": delete it, then create it again")
     if stack.status in CONTINUE_ROLLBACK_STATUSES:
-        return act(ActionKind.CONTINUE_ROLLBACK, f"stack is {stack.status}: continue the rollback, then re-plan")
+        return attempt(ActionKind.CONTINUE_ROLLBACK, f"stack is {stack.status}: continue the rollback, then re-plan")
     if stack.status == DELETE_FAILED:
-        return _plan_removal(act, stack, server.status.attempts, settings, "stack failed to delete")
+        return _plan_removal(attempt, act, stack, server.status.attempts, settings, "stack failed to delete", now)
     if not stack.stable:
         return act(
             ActionKind.HOLD,
             f"stack is in unexpected status {stack.status}; an operator should look",
             code=HoldReason.UNEXPECTED_STATUS.value,
         )
-    diff = drift_summary(spec, stack)
+    diff = drift_summary(spec, stack, template)
     if diff is None:
         return act(ActionKind.NOOP, "stack matches its rendering")
-    return act(ActionKind.UPDATE, "stack differs from its rendering", spec=spec, diff=diff)
+    return attempt(ActionKind.UPDATE, "stack differs from its rendering", spec=spec, diff=diff)
 
 
-def _plan_removal(act: _ActFn, stack: ObservedStack, attempts: int, settings: PlanSettings, why: str) -> Action:
+def _failed_attempt(
+    act: _ActFn, tries: int, settings: PlanSettings, now: datetime | None, tenant_id: str, server_id: str, orphan: bool
+) -> Action:
+    """The pass that sees our operation failed: back off, or hold once the budget is spent."""
+    if tries >= settings.failure_budget:
+        reason = budget_hold_reason(tries, settings, tenant_id, server_id, orphan)
+        return act(ActionKind.HOLD, reason, code=HoldReason.FAILURE_BUDGET.value, failed_attempt=True)
+    wait = settings.failure_backoff(tries)
+    retry_at = now_iso(now + timedelta(seconds=wait)) if now is not None else None
+    return act(
+        ActionKind.BACKOFF,
+        backoff_reason(tries, settings, retry_at),
+        failed_attempt=True,
+        retry_at=retry_at,
+        requeue_after_s=min(900, wait),
+    )
+
+
+def _plan_in_progress(act: _ActFn, stack: ObservedStack, settings: PlanSettings, now: datetime | None) -> Action:
+    """Wait for CloudFormation, never cancel it; say so when it takes far too long."""
+    age = _age_s(stack, now)
+    since = now_iso(stack.changed_at) if stack.changed_at is not None else None
+    if stack.status == REVIEW_IN_PROGRESS and age is not None and age > settings.review_grace_s:
+        return act(
+            ActionKind.HOLD,
+            f"stack is {REVIEW_IN_PROGRESS} since {since}: a change set was made for it and never executed; "
+            "execute or delete the change set, or delete the stack, then reconcile",
+            code=HoldReason.REVIEW_IN_PROGRESS.value,
+        )
+    if age is not None and age > settings.stuck_after_s:
+        return act(
+            ActionKind.WAIT,
+            f"stack is {stack.status} since {since}",
+            requeue_after_s=settings.requeue_after_s,
+            stuck_since=since,
+        )
+    return act(ActionKind.WAIT, f"stack is {stack.status}", requeue_after_s=settings.requeue_after_s)
+
+
+def _plan_removal(
+    attempt: _ActFn,
+    act: _ActFn,
+    stack: ObservedStack,
+    attempts: int,
+    settings: PlanSettings,
+    why: str,
+    now: datetime | None = None,
+) -> Action:
     if stack.in_progress:
-        return act(ActionKind.WAIT, f"{why}; stack is {stack.status}", requeue_after_s=settings.requeue_after_s)
+        waiting = _plan_in_progress(act, stack, settings, now)
+        if waiting.kind is ActionKind.WAIT:
+            return replace(waiting, reason=f"{why}; {waiting.reason}")
+        return waiting
     if stack.status == DELETE_FAILED and attempts >= settings.delete_retry_limit:
         return act(
             ActionKind.HOLD,
@@ -407,11 +635,18 @@ def _plan_removal(act: _ActFn, stack: ObservedStack, attempts: int, settings: Pl
             code=HoldReason.DELETE_FAILED.value,
         )
     if stack.status == DELETE_FAILED:
-        return act(ActionKind.DELETE, f"{why}; retrying the delete", attempt=attempts + 1)
-    return act(ActionKind.DELETE, why)
+        return attempt(ActionKind.DELETE, f"{why}; retrying the delete", attempt=attempts + 1)
+    return attempt(ActionKind.DELETE, why)
 
 
-def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings: PlanSettings) -> Action:
+def _plan_orphan(
+    tenant: Tenant,
+    stack: ObservedStack,
+    server_id: str,
+    settings: PlanSettings,
+    state: OrphanAttempts | None = None,
+    now: datetime | None = None,
+) -> Action:
     base = Action(
         ActionKind.DELETE,
         server_id,
@@ -422,21 +657,42 @@ def _plan_orphan(tenant: Tenant, stack: ObservedStack, server_id: str, settings:
         stack_status=stack.status,
         orphan=True,
     )
+
+    def act(kind: ActionKind, reason: str, **extra: object) -> Action:
+        return _replace(base, kind=kind, reason=f"orphan: {reason}", **extra)
+
     if tenant.paused:
-        return _replace(
-            base,
-            kind=ActionKind.REPORT,
-            reason="tenant is paused; orphan left in place",
-            would=ActionKind.WAIT if stack.in_progress else ActionKind.DELETE,
-        )
+        # Left in place, but say what would be done (a delete, a wait, a backoff or a hold) had it been active.
+        inner = _plan_orphan(replace(tenant, paused=False), stack, server_id, settings, state, now)
+        return _replace(base, kind=ActionKind.REPORT, reason="tenant is paused; orphan left in place", would=inner.kind)
     if stack.in_progress:
-        return _replace(
-            base,
-            kind=ActionKind.WAIT,
-            reason=f"orphan stack is {stack.status}",
-            requeue_after_s=settings.requeue_after_s,
+        waiting = _plan_in_progress(act, stack, settings, now)
+        if waiting.kind is ActionKind.WAIT and not waiting.stuck_since:
+            return _replace(waiting, reason=f"orphan stack is {stack.status}")
+        return waiting
+
+    spent = state.tries if state is not None else 0
+    if state is not None and state.operation == "delete" and stack.status in FAILED_OUTCOMES["delete"]:
+        return _failed_attempt(act, spent, settings, now, tenant.tenant_id, server_id, orphan=True)
+    if spent >= settings.failure_budget:
+        reason = budget_hold_reason(spent, settings, tenant.tenant_id, server_id, orphan=True)
+        return act(ActionKind.HOLD, reason, code=HoldReason.FAILURE_BUDGET.value)
+    left = 0 if settings.force or state is None else _seconds_left(state.next_retry_at, now)
+    if left:
+        return act(
+            ActionKind.BACKOFF,
+            backoff_reason(spent, settings, state.next_retry_at if state else None),
+            retry_at=state.next_retry_at if state else None,
+            requeue_after_s=min(900, left),
         )
-    return base
+    if stack.termination_protection:
+        return act(
+            ActionKind.HOLD,
+            "the stack has termination protection, which stackherd never turns off: an operator disables it "
+            "if the stack may go, or removes the stack's stackherd tags to keep it",
+            code=HoldReason.TERMINATION_PROTECTED.value,
+        )
+    return _replace(base, tries=spent + 1, backoff_s=settings.failure_backoff(spent + 1))
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,23 @@ with the same request token; observing never mutates. Implementations: `reconcil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from models.config import GameServerConfig
-from models.records import ActivityEntry, DeletionBrake, DesiredServer, ServerStatus, Tenant, TenantState, WriteTrail
-from reconciler.stacks import ObservedStack, StackSpec
+from models.records import (
+    ActivityEntry,
+    DeletionBrake,
+    DesiredServer,
+    OrphanAttempts,
+    ServerStatus,
+    Tenant,
+    TenantState,
+    WriteTrail,
+)
+from reconciler.stacks import ObservedStack, StackEvent, StackSpec, TemplateVersion
 
 
 class StackGateway(Protocol):
@@ -41,6 +50,11 @@ class StackGateway(Protocol):
     def continue_update_rollback(self, name: str, token: str) -> None:
         """Resume a rollback that failed (UPDATE_ROLLBACK_FAILED)."""
 
+    def failure_cause(self, name: str) -> StackEvent | None:
+        """Why the stack's latest operation failed: its first failed resource event (else the stack-level
+        failure), read from the stack's events back to the event that opened the operation; None when the
+        operation did not fail or the stack is gone."""
+
 
 class AccountConnector(Protocol):
     """Tenant -> gateway bound to credentials assumed in the tenant's account."""
@@ -55,6 +69,10 @@ class AccountConnector(Protocol):
 class TemplateCatalog(Protocol):
     def url_for(self, version: str) -> str:
         """The template URL of a published version; raises TemplateNotFoundError otherwise."""
+
+    def describe(self, version: str) -> TemplateVersion:
+        """A published version with the parameters it declares (and their defaults) and the capabilities it
+        requires, as stored with it when it was published; raises TemplateNotFoundError otherwise."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,12 @@ class DesiredStore(Protocol):
 
     def live_server_count(self, tenant_id: str) -> int | None:
         """The tenant's counter of live game servers (None when it was registered before counters were kept)."""
+
+    def orphan_attempts(self, tenant_id: str) -> dict[str, OrphanAttempts]:
+        """The failure budget of the tenant's orphan stacks, by stack id (orphans have no record to hold it)."""
+
+    def save_orphan_attempts(self, tenant_id: str, attempts: Mapping[str, OrphanAttempts], at: datetime) -> None:
+        """Replace the tenant's orphan budgets (an empty mapping forgets them)."""
 
     # --- desired records ---------------------------------------------------------------------------
 

@@ -12,8 +12,12 @@ def template_key(version: str) -> str:
     return f"gameserver/{version}.yaml"
 
 
-def template_url(bucket: str, version: str) -> str:
-    """The standard virtual-hosted S3 URL, the form CloudFormation (and moto) resolve."""
+def template_url(bucket: str, version: str, region: str | None = None) -> str:
+    """The virtual-hosted S3 URL of a version. With the bucket's region it is the regional form
+    (`https://<bucket>.s3.<region>.amazonaws.com/<key>`), the one that works for a bucket in any region,
+    opt-in regions included; CloudFormation and moto both resolve it. Without, the legacy global form."""
+    if region:
+        return f"https://{bucket}.s3.{region}.amazonaws.com/{template_key(version)}"
     return f"https://{bucket}.s3.amazonaws.com/{template_key(version)}"
 
 

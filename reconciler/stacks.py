@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 IN_PROGRESS_SUFFIX = "_IN_PROGRESS"
 STABLE_STATUSES = frozenset(
@@ -18,6 +20,22 @@ RECREATE_STATUSES = frozenset({"ROLLBACK_COMPLETE", "CREATE_FAILED", "ROLLBACK_F
 CONTINUE_ROLLBACK_STATUSES = frozenset({"UPDATE_ROLLBACK_FAILED"})
 DELETE_FAILED = "DELETE_FAILED"
 GONE_STATUSES = frozenset({"DELETE_COMPLETE"})
+REVIEW_IN_PROGRESS = "REVIEW_IN_PROGRESS"
+
+#: The statuses a stack can end in when the operation we started on it failed, by operation. Seen on the
+#: pass after our own call for the record's generation, each is a failed attempt against the failure budget.
+FAILED_OUTCOMES: Mapping[str, frozenset[str]] = {
+    "create": frozenset({"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED"}),
+    "update": frozenset({"UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED"}),
+    "delete": frozenset({"DELETE_FAILED"}),
+    "continue-rollback": frozenset({"UPDATE_ROLLBACK_FAILED"}),
+}
+
+#: Stack-level statuses that open an operation in the event log (the walk back for a cause stops there).
+OPERATION_START_STATUSES = frozenset(
+    {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS", REVIEW_IN_PROGRESS}
+)
+STACK_RESOURCE_TYPE = "AWS::CloudFormation::Stack"
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,83 @@ class StackSpec:
     template_url: str
     parameters: dict[str, str]
     tags: dict[str, str]
+    #: What the template version requires (CAPABILITY_IAM, ...), stored with the version when published.
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplateVersion:
+    """A published template version: where it lives, the parameters it declares (name -> default, None for
+    a parameter without one) and the capabilities it requires. `parameters` is None when not known."""
+
+    version: str
+    url: str
+    parameters: Mapping[str, str | None] | None = None
+    capabilities: tuple[str, ...] = ()
+
+    def defaults(self) -> dict[str, str]:
+        return {k: v for k, v in (self.parameters or {}).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class StackEvent:
+    """One DescribeStackEvents entry."""
+
+    logical_id: str
+    resource_type: str
+    status: str
+    reason: str = ""
+    timestamp: datetime | None = None
+
+    def describe(self) -> str:
+        return f"{self.logical_id} ({self.resource_type}) {self.status}: {self.reason or 'no reason given'}"
+
+
+def operation_events(events_newest_first: Iterable[StackEvent], stack_name: str) -> list[StackEvent]:
+    """The events of the stack's latest operation, oldest first: the walk stops at the stack-level event
+    that opened it, so callers can stop paging there too."""
+    found: list[StackEvent] = []
+    for event in events_newest_first:
+        found.append(event)
+        if is_operation_start(event, stack_name):
+            break
+    return found[::-1]
+
+
+def is_operation_start(event: StackEvent, stack_name: str) -> bool:
+    return (
+        event.resource_type == STACK_RESOURCE_TYPE
+        and event.logical_id == stack_name
+        and (event.status in OPERATION_START_STATUSES or event.reason == "User Initiated")
+    )
+
+
+def operation_failed(operation: Sequence[StackEvent], stack_name: str) -> bool:
+    """Whether an operation's events (oldest first, opened by its start event) end in failure: the stack's
+    last event failed, or rolled back a create or an update (a continued rollback that completes is a
+    success)."""
+    own = [e for e in operation if e.logical_id == stack_name]
+    if not own or not is_operation_start(own[0], stack_name) or own[-1].status.endswith("_IN_PROGRESS"):
+        return False
+    last = own[-1].status
+    return last.endswith("_FAILED") or (
+        last.endswith("ROLLBACK_COMPLETE") and own[0].status != "UPDATE_ROLLBACK_IN_PROGRESS"
+    )
+
+
+def first_failure(operation: Sequence[StackEvent], stack_name: str) -> StackEvent | None:
+    """The cause of a failed operation (events oldest first): its first failed resource event, else the first
+    stack-level event after the start that failed or rolled back with a reason (all that some backends
+    report). None when the operation did not fail."""
+    if not operation_failed(operation, stack_name):
+        return None
+    for event in operation:
+        if event.logical_id != stack_name and event.status.endswith("_FAILED"):
+            return event
+    for event in operation[1:]:
+        if event.logical_id == stack_name and event.reason and ("FAILED" in event.status or "ROLLBACK" in event.status):
+            return event
+    return None
 
 
 @dataclass(frozen=True)
@@ -42,6 +137,15 @@ class ObservedStack:
     parameters: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     status_reason: str = ""
+    #: Set for a nested stack: only root stacks are planned, a nested one belongs to its parent.
+    parent_id: str = ""
+    termination_protection: bool = False
+    #: When the stack last changed (LastUpdatedTime, else CreationTime); None when not reported.
+    changed_at: datetime | None = None
+
+    @property
+    def nested(self) -> bool:
+        return bool(self.parent_id)
 
     @property
     def in_progress(self) -> bool:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from models.records import Condition, Phase, ServerStatus, now_iso
+from models.records import Condition, OrphanAttempts, Phase, ServerStatus, now_iso
 from reconciler.errors import ReconcileError
-from reconciler.planner import Action, ActionKind
+from reconciler.planner import OPERATIONS, RETRY_BACKOFF, Action, ActionKind, HoldReason
 
 READY = "Ready"
 HELD = "Held"
 SYNCED = "Synced"
+STUCK = "Stuck"
 
 _BACKOFF_BASE_S = 30
 _BACKOFF_MAX_S = 900
@@ -92,6 +93,13 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
         )
     if kind is ActionKind.FAIL:
         return Phase.FAILED, stack_status, Condition(READY, False, action.code or "Failed", action.reason), 0
+    if kind is ActionKind.BACKOFF:
+        return (
+            Phase.FAILED,
+            stack_status,
+            Condition(READY, False, "AttemptFailed", action.reason),
+            current.attempts,
+        )
     # REPORT: a paused tenant is observed, not changed.
     return (
         Phase.PAUSED,
@@ -108,10 +116,30 @@ def next_status(
     *,
     error: ReconcileError | None = None,
     stack_id: str | None = None,
+    cause: str | None = None,
 ) -> ServerStatus:
-    """The status to record after `action`; `error` is what the cloud call raised, if anything."""
+    """The status to record after `action`; `error` is what the cloud call raised, if anything, and
+    `cause` what made a failed attempt fail (its first failed resource event), when the pass saw one."""
     stamp = now_iso(now)
     generation = action.generation if action.generation is not None else current.observed_generation
+    if action.kind is ActionKind.BACKOFF and action.code == RETRY_BACKOFF and error is None:
+        return current  # waiting out a transient failure's backoff: what the status says already holds
+    if error is not None and action.tries and not error.retryable:
+        # A call CloudFormation refused outright (a template it will not take, termination protection) is
+        # a failed attempt like a rollback: it counts against the budget and is retried only after a backoff.
+        message = f"{action.kind.value} failed: {error}"
+        retry_at = now_iso(now + timedelta(seconds=action.backoff_s or 0)) if action.backoff_s else None
+        failed = replace(
+            current,
+            phase=Phase.FAILED,
+            observed_generation=generation,
+            last_error=str(error),
+            tries=action.tries,
+            operation=None,
+            cause=str(error),
+            next_retry_at=retry_at,
+        )
+        return _with_stuck(_with_condition(failed, Condition(READY, False, error.code, message), stamp, current), None)
     if error is not None:
         attempts = current.attempts + 1
         if error.retryable and action.kind is ActionKind.DELETE and action.stack_status == "DELETE_FAILED":
@@ -150,8 +178,13 @@ def next_status(
     if action.kind is ActionKind.RECREATE:
         last_error = action.reason
     drift = action.diff if action.kind is ActionKind.UPDATE else None
-    if action.kind in (ActionKind.WAIT, ActionKind.HOLD, ActionKind.REPORT):
+    if action.kind in (ActionKind.WAIT, ActionKind.HOLD, ActionKind.REPORT, ActionKind.BACKOFF):
         drift = current.drift
+    operation, tries, known_cause, next_retry = _budget(current, action, cause)
+    if action.kind is ActionKind.BACKOFF or action.code == HoldReason.FAILURE_BUDGET.value:
+        last_error = known_cause or action.stack_status
+        if known_cause:
+            condition = replace(condition, message=f"{condition.message}; cause: {known_cause}")
     new = replace(
         current,
         phase=phase,
@@ -160,10 +193,79 @@ def next_status(
         stack_status=stack_status,
         last_error=last_error,
         attempts=attempts,
-        next_retry_at=None,
+        next_retry_at=next_retry,
         drift=drift,
+        operation=operation,
+        tries=tries,
+        cause=known_cause,
     )
-    return _with_condition(new, condition, stamp, current)
+    return _with_stuck(_with_condition(new, condition, stamp, current), action, stamp, current)
+
+
+def _budget(current: ServerStatus, action: Action, cause: str | None) -> tuple[str | None, int, str | None, str | None]:
+    """(operation, tries, cause, next_retry_at) after a successful step: a started operation is awaited on
+    the next pass; a converged server starts its budget afresh; a failed attempt records its cause."""
+    kind = action.kind
+    if kind in OPERATIONS:
+        tries = action.tries or current.tries
+        return OPERATIONS[kind], tries, current.cause, None
+    if kind is ActionKind.NOOP:
+        return None, 0, None, None
+    if action.failed_attempt:
+        fallback = f"stack ended in {action.stack_status}" if action.stack_status else current.cause
+        return None, current.tries, cause or fallback, action.retry_at
+    if kind is ActionKind.BACKOFF:
+        return current.operation, current.tries, current.cause, action.retry_at
+    return current.operation, current.tries, current.cause, None
+
+
+def _with_stuck(
+    new: ServerStatus, action: Action | None, stamp: str = "", current: ServerStatus | None = None
+) -> ServerStatus:
+    """A `Stuck` condition while the stack's operation has run past the setting; gone once it moves on."""
+    if action is not None and action.kind is ActionKind.WAIT and action.stuck_since:
+        message = (
+            f"stack has been {action.stack_status} since {action.stuck_since}; CloudFormation is still working "
+            "on it and stackherd never cancels its work: look at the stack's events"
+        )
+        return _with_condition(new, Condition(STUCK, True, "StackStuck", message), stamp, current or new)
+    if new.condition(STUCK) is None:
+        return new
+    return replace(new, conditions=tuple(c for c in new.conditions if c.type != STUCK))
+
+
+def next_orphan_attempts(
+    current: OrphanAttempts | None,
+    action: Action,
+    now: datetime,
+    *,
+    error: ReconcileError | None = None,
+    cause: str | None = None,
+) -> OrphanAttempts | None:
+    """The failure budget of an orphan after `action`: what `next_status` is to a record's status."""
+    if not action.orphan or not action.stack_id:
+        return current
+    base = current if current is not None and current.stack_id == action.stack_id else None
+    state = base or OrphanAttempts(action.stack_id, action.stack_name, action.region)
+    if action.kind is ActionKind.DELETE:
+        if error is not None and error.retryable:
+            return base
+        if error is not None:
+            retry_at = now_iso(now + timedelta(seconds=action.backoff_s)) if action.backoff_s else None
+            return replace(state, tries=action.tries, operation=None, next_retry_at=retry_at, cause=str(error))
+        return replace(state, tries=action.tries or state.tries + 1, operation="delete", next_retry_at=None)
+    if action.failed_attempt:
+        fallback = f"stack ended in {action.stack_status}" if action.stack_status else state.cause
+        return replace(
+            state,
+            operation=None,
+            next_retry_at=action.retry_at,
+            cause=cause or fallback,
+            held=action.kind is ActionKind.HOLD,
+        )
+    if action.kind is ActionKind.HOLD and base is not None and not base.held:
+        return replace(base, held=True)
+    return base
 
 
 def _with_condition(new: ServerStatus, condition: Condition, stamp: str, current: ServerStatus) -> ServerStatus:

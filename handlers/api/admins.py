@@ -16,6 +16,7 @@ from handlers.api.routing import (
     BODY_ERRORS,
     DEFAULT_PAGE,
     ConfirmDeletions,
+    Force,
     Limit,
     NextToken,
     TenantId,
@@ -140,15 +141,21 @@ def plan_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False
 @router.post(
     "/tenants/<tenant_id>/reconcile",
     summary="Reconcile this tenant now and return the actions taken",
+    description="`force=true` acts now on servers waiting out a failed attempt's backoff, like `stackherd "
+    "reconcile --force`; a server whose failure budget is spent stays held.",
     tags=["tenants"],
     responses=responses({200: ("the actions taken", PlanView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
 )
-def reconcile_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False) -> Response[PlanView]:
+def reconcile_tenant(
+    tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False, force: Force = False
+) -> Response[PlanView]:
     from handlers.runtime import runtime
 
     identity = caller(router)
     admin_tenant(tenant_id)
     rt = runtime()
-    result = rt.engine.reconcile_tenant(tenant_id, confirm_deletions=confirm_deletions)
-    logger.info("tenant reconciled by an admin", reconciled_tenant=tenant_id, by=identity.user, ok=result.ok)
+    result = rt.engine.reconcile_tenant(tenant_id, confirm_deletions=confirm_deletions, force=force)
+    logger.info(
+        "tenant reconciled by an admin", reconciled_tenant=tenant_id, by=identity.user, ok=result.ok, force=force
+    )
     return json_response(PlanView.model_validate({**result.to_dict(), "requeued": result.requeued}))

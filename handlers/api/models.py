@@ -201,8 +201,20 @@ class StatusView(_Out):
     stack_id: str | None = None
     stack_status: str | None = None
     last_error: str | None = None
-    next_retry_at: str | None = None
+    next_retry_at: str | None = Field(
+        default=None, description="present while a failed attempt's backoff runs: the next try is not before it"
+    )
     drift: str | None = Field(default=None, description="present when the last pass found the stack drifted")
+    tries: int | None = Field(
+        default=None,
+        description="CloudFormation operations this generation has cost since it last converged; after the "
+        "failure budget's number of failed ones the server is Held",
+    )
+    cause: str | None = Field(
+        default=None,
+        description="why the last attempt failed: CloudFormation's first failed resource event of the operation "
+        "(logical id, resource type, status and reason)",
+    )
 
 
 class ServerView(_Out):
@@ -315,6 +327,13 @@ class ActionView(_Out):
     would: str | None = Field(default=None, description="in a paused tenant: what would be done if it were active")
     diff: str | None = None
     parameters: dict[str, str] | None = None
+    code: str | None = Field(
+        default=None, description="why a server is held or failing, e.g. FailureBudgetExhausted or StackNameTaken"
+    )
+    retry_at: str | None = Field(default=None, description="a backoff: the next attempt is not before this time")
+    stuck_since: str | None = Field(
+        default=None, description="the stack's operation has been in progress since then, past the stuck setting"
+    )
 
 
 class BrakeView(_Out):

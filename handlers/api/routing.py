@@ -184,3 +184,10 @@ NextToken = Annotated[str | None, Query(max_length=512, description="the next_to
 ConfirmDeletions = Annotated[
     bool, Query(description="let this pass delete more stacks than the per-pass deletion brake allows")
 ]
+Force = Annotated[
+    bool,
+    Query(
+        description="act now on servers waiting out a failed attempt's backoff (a spent failure budget still "
+        "holds; `stackherd servers retry` or a new generation gives a fresh one)"
+    ),
+]

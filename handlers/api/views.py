@@ -68,6 +68,8 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
             last_error=status.last_error,
             next_retry_at=status.next_retry_at,
             drift=status.drift,
+            tries=status.tries or None,
+            cause=status.cause,
         ),
         config_error=server.unreadable if server.config is None else None,
         unreadable=unreadable,

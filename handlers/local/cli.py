@@ -118,6 +118,8 @@ def server_dict(server: DesiredServer) -> dict[str, Any]:
             "last_transition_time": status.last_transition_time,
             "next_retry_at": status.next_retry_at,
             "drift": status.drift,
+            "tries": status.tries,
+            "cause": status.cause,
             "conditions": [
                 {
                     "type": c.type,
@@ -179,13 +181,27 @@ def cmd_templates_publish(args: argparse.Namespace, out: IO[str]) -> int:
             body = handle.read()
     except OSError as error:
         raise CliError(f"cannot read {args.file}: {error.strerror}") from None
-    text = body.decode("utf-8", errors="replace")
-    missing = [p for p in REQUIRED_PARAMETERS if p not in text]
+    catalog = runtime().templates
+    summary = None
+    if getattr(catalog, "cloudformation", None) is not None:
+        from reconciler.errors import ReconcileError
+
+        # CloudFormation reads the template: a template it refuses is never published, and the parameters
+        # it declares (with their defaults) and the capabilities it needs are stored with the version.
+        try:
+            summary = catalog.summarize(body)
+        except ReconcileError as error:
+            raise CliError(f"{args.file}: {error}") from None
+        declared = summary["parameters"]
+        missing = [p for p in REQUIRED_PARAMETERS if p not in declared]
+    else:
+        text = body.decode("utf-8", errors="replace")
+        missing = [p for p in REQUIRED_PARAMETERS if p not in text]
     if missing:
         raise CliError(
             f"{args.file} does not declare the parameters {', '.join(missing)} that game-server configs map to"
         )
-    url = runtime().templates.publish(body, args.version)
+    url = catalog.publish(body, args.version, summary) if summary is not None else catalog.publish(body, args.version)
     if args.json:
         _print_json({"version": args.version, "url": url}, out)
     else:
@@ -393,6 +409,10 @@ def cmd_servers_show(args: argparse.Namespace, out: IO[str]) -> int:
         out.write(f"  drift        {status['drift']}\n")
     if status["last_error"]:
         out.write(f"  last error   {status['last_error']}\n")
+    if status["cause"]:
+        out.write(f"  cause        {status['cause']}  ({status['tries']} operations this generation)\n")
+    if status["next_retry_at"]:
+        out.write(f"  next try     after {status['next_retry_at']}\n")
     for condition in status["conditions"]:
         out.write(
             f"  condition    {condition['type']}={condition['status']} {condition['reason']}: {condition['message']}"
@@ -418,15 +438,34 @@ def cmd_servers_delete(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
-    """Clear a server's retry count (after an operator fixed what blocked a delete), so it is tried again."""
+    """Give a server (or an orphan stack of that id) a fresh failure budget and no backoff, after an operator
+    fixed what made it fail, so it is tried again."""
     from handlers.runtime import runtime
+    from reconciler.naming import stack_name
     from reconciler.writes import NotFoundError
 
     tenant = _tenant(args.tenant)
+    validate_id(args.server, "gameserver id")
+    rt = runtime()
+    writes = rt.writes
+    # A stack of this name without a record (or left in a region the server moved from) keeps its budget
+    # with the tenant: it gets a fresh one too.
+    name = stack_name(rt.settings.installation, args.tenant, args.server)
+    orphan_reset = writes.retry_orphan(tenant, name)
     try:
-        server = runtime().writes.retry_server(tenant, args.server, trail=_trail(args))
+        server = writes.retry_server(tenant, args.server, trail=_trail(args))
     except NotFoundError:
-        raise CliError(f"game server {args.tenant}/{args.server} not found") from None
+        if not orphan_reset:
+            raise CliError(
+                f"game server {args.tenant}/{args.server} not found, and no orphan stack {name} is held"
+            ) from None
+        if args.json:
+            _print_json({"tenant_id": args.tenant, "orphan_stack": name, "reset": True}, out)
+        else:
+            out.write(
+                f"orphan stack {name}: failure budget reset; run `stackherd reconcile {args.tenant}` to act now\n"
+            )
+        return EXIT_OK
     if args.json:
         _print_json(server_dict(server), out)
     else:
@@ -461,6 +500,8 @@ def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
 
 
 _EXIT_FOR = {"in_sync": EXIT_OK, "pending": EXIT_PENDING, "failed": EXIT_ERROR}
+#: Action kinds (or what a paused tenant's action would be) that leave a server not converging.
+_BLOCKED_KINDS = ("fail", "hold", "backoff")
 
 
 def _verdict_line(data: dict[str, Any]) -> str:
@@ -479,12 +520,20 @@ def _verdict_line(data: dict[str, Any]) -> str:
         {
             a["gameserver_id"] or a["stack_name"]
             for a in data["actions"]
-            if a["outcome"] in ("failed", "held") or a["kind"] in ("fail", "hold") or a.get("would") in ("fail", "hold")
+            if a["outcome"] in ("failed", "held") or a["kind"] in _BLOCKED_KINDS or a.get("would") in _BLOCKED_KINDS
         }
         | set(data.get("failing", []))
     )
     if data.get("error"):
         return f"error: {data['error']}"
+    backing_off = sorted(
+        {a["gameserver_id"] or a["stack_name"] for a in data["actions"] if "backoff" in (a["kind"], a.get("would"))}
+    )
+    if backing_off and set(backing_off) == set(blocked):
+        return (
+            f"not converging: {', '.join(blocked)} failed and back off before the next try; see the reasons "
+            f"above (`stackherd reconcile {tenant_id} --force` tries now)"
+        )
     return f"not converging: {', '.join(blocked)} failed or held; see the reasons above (an operator must act)"
 
 
@@ -508,7 +557,7 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
 
     _tenant(args.tenant)
     rt = runtime()
-    result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions)
+    result = rt.engine.reconcile_tenant(args.tenant, confirm_deletions=args.confirm_deletions, force=args.force)
     data = result.to_dict()
     # A reconcile that did what it could exits 0 even while stacks are still changing; a failed action or a
     # server left Failed or Held does not.
@@ -628,7 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("tenant")
     delete.add_argument("server")
 
-    retry = command("retry", cmd_servers_retry, "reset a held server's retry count so it is tried again", servers)
+    retry = command(
+        "retry", cmd_servers_retry, "give a failed or held server (or orphan) a fresh failure budget", servers
+    )
     retry.add_argument("tenant")
     retry.add_argument("server")
 
@@ -641,6 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--confirm-deletions", action="store_true", help="release the deletions the brake holds now (exactly those)"
     )
+    rec.add_argument("--force", action="store_true", help="act now on servers waiting out a failed attempt's backoff")
     sweep = command("sweep", cmd_sweep, "reconcile every tenant")
     sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
     return parser

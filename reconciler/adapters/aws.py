@@ -28,7 +28,7 @@ from reconciler.errors import (
 )
 from reconciler.naming import session_name
 from reconciler.regions import partition_of, region_problem
-from reconciler.stacks import ObservedStack, StackSpec
+from reconciler.stacks import ObservedStack, StackEvent, StackSpec, first_failure, is_operation_start
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -65,6 +65,11 @@ def observed_from(raw: StackTypeDef, region: str) -> ObservedStack:
         parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in raw.get("Parameters", [])},
         tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
         status_reason=raw.get("StackStatusReason", ""),
+        parent_id=raw.get("ParentId", "") or raw.get("RootId", ""),
+        termination_protection=bool(raw.get("EnableTerminationProtection", False)),
+        # AWS reports LastUpdatedTime once a stack has been updated; before that (and on moto, which never
+        # does in listings) the creation time is when it last changed.
+        changed_at=raw.get("LastUpdatedTime") or raw.get("CreationTime"),
     )
 
 
@@ -105,6 +110,7 @@ class AwsGateway:
             "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(spec.parameters.items())],
             "Tags": [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())],
             "ClientRequestToken": token,
+            **({"Capabilities": list(spec.capabilities)} if spec.capabilities else {}),
         }
 
     def create(self, spec: StackSpec, token: str) -> str:
@@ -122,6 +128,33 @@ class AwsGateway:
     def continue_update_rollback(self, name: str, token: str) -> None:
         with translated("ContinueUpdateRollback", self.region):
             self.client.continue_update_rollback(StackName=name, ClientRequestToken=token)
+
+    def failure_cause(self, name: str) -> StackEvent | None:
+        # Events come newest first; the walk (and the paging) stops at the event that opened the stack's
+        # latest operation, so a stack with a long history costs one or two pages.
+        events: list[StackEvent] = []
+        stack_name = ""
+        try:
+            with translated("DescribeStackEvents"):
+                for page in self.client.get_paginator("describe_stack_events").paginate(StackName=name):
+                    for raw in page.get("StackEvents", []):
+                        stack_name = stack_name or raw.get("StackName", name)
+                        event = StackEvent(
+                            logical_id=raw.get("LogicalResourceId", ""),
+                            resource_type=raw.get("ResourceType", ""),
+                            status=raw.get("ResourceStatus", ""),
+                            reason=raw.get("ResourceStatusReason", ""),
+                            timestamp=raw.get("Timestamp"),
+                        )
+                        events.append(event)
+                        if is_operation_start(event, stack_name):
+                            break
+                    else:
+                        continue
+                    break
+        except StackNotFoundError:
+            return None
+        return first_failure(events[::-1], stack_name)
 
 
 class AwsConnector:

@@ -8,7 +8,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -19,10 +20,21 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from models.config import GameServerConfig
-from models.records import DeletionBrake, DesiredServer, Phase, ServerStatus, Tenant, TenantState, WriteTrail, now_iso
+from models.records import (
+    DeletionBrake,
+    DesiredServer,
+    OrphanAttempts,
+    Phase,
+    ServerStatus,
+    Tenant,
+    TenantState,
+    WriteTrail,
+    now_iso,
+)
 from models.tables import (
     ACCOUNT_PREFIX,
     BRAKE_SECTION,
+    ORPHANS_SECTION,
     REGIONS_SECTION,
     AccountModel,
     ActivityModel,
@@ -284,6 +296,27 @@ class DynamoStore:
     def clear_region_quarantine(self, tenant_id: str) -> None:
         if self.get_tenant_state(tenant_id).region_quarantine:
             self._set_section(tenant_id, REGIONS_SECTION, {}, TenantModel.tenant_id.exists())
+
+    def orphan_attempts(self, tenant_id: str) -> dict[str, OrphanAttempts]:
+        try:
+            item = TenantModel.get(tenant_id, consistent_read=True, attributes_to_get=["reconciler_state"])
+        except TenantModel.DoesNotExist:
+            return {}
+        except PynamoDBException as error:
+            raise StoreError(f"could not read the orphan budgets of tenant {tenant_id}: {error}") from error
+        try:
+            states = tenant_state_from_map(item.reconciler_state).orphan_budgets
+        except _UNREADABLE as error:
+            # Forgetting budgets re-spends them at worst; a pass must never stop on this section.
+            log.warning("unreadable orphan budgets of tenant %s: %s", tenant_id, error)
+            return {}
+        return {state.stack_id: state for state in states}
+
+    def save_orphan_attempts(self, tenant_id: str, attempts: Mapping[str, OrphanAttempts], at: datetime) -> None:
+        """Kept in the tenant's reconciler state beside the brake: an orphan has no record of its own. A tenant
+        that no longer exists keeps nothing."""
+        value = [asdict(a) for a in sorted(attempts.values(), key=lambda a: a.stack_id)]
+        self._set_section(tenant_id, ORPHANS_SECTION, value, TenantModel.tenant_id.exists())
 
     def tenant_stop_reason(self, tenant_id: str) -> str | None:
         try:

@@ -6,6 +6,13 @@ ROLLBACK_COMPLETE, failed updates that end in UPDATE_ROLLBACK_FAILED, DELETE_FAI
 progress, already-exists, idempotent request tokens, per-account throttling (a token bucket), access
 denied, expired credentials and per-call latency. Every call is recorded.
 
+It also has the shapes of real CloudFormation that moto lacks: stack events (a stack-level event opening
+each operation, resource events with their reasons when one fails, the stack's own outcome), nested stacks
+(listed with a ParentId and their parent's tags), termination protection (a delete is refused), stacks in
+REVIEW_IN_PROGRESS (a change set never executed), templates that declare parameter defaults (reported
+by DescribeStacks like any other parameter) and templates that require capabilities (a create or update
+without them is refused with InsufficientCapabilities), and each stack's creation and last-update time.
+
 Request tokens are modelled on the strict side: a token stays spent for its stack name after the stack is
 deleted, so a CreateStack that repeats the token of a deleted stack is taken for a replay of that old
 request and creates nothing. CloudFormation documents tokens as identifying a request to retry; a
@@ -32,12 +39,20 @@ from reconciler.errors import (
     AlreadyExistsError,
     CredentialsExpiredError,
     NoUpdatesError,
+    PermanentError,
     ReconcileError,
     StackNotFoundError,
     ThrottledError,
     TransientError,
 )
-from reconciler.stacks import ObservedStack, StackSpec
+from reconciler.stacks import (
+    STACK_RESOURCE_TYPE,
+    ObservedStack,
+    StackEvent,
+    StackSpec,
+    first_failure,
+    operation_events,
+)
 
 PAGE_SIZE = 50
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -68,6 +83,23 @@ class Call:
     target: str = ""
 
 
+@dataclass(frozen=True)
+class FailureCause:
+    """The resource whose failure makes an injected outcome fail, as its event reports it."""
+
+    logical_id: str = "GameServer"
+    resource_type: str = "AWS::EC2::Instance"
+    reason: str = "injected failure"
+
+
+@dataclass(frozen=True)
+class FakeTemplate:
+    """What CloudFormation reads from a template body: its parameters (name -> default) and capabilities."""
+
+    parameters: dict[str, str | None]
+    capabilities: tuple[str, ...] = ()
+
+
 @dataclass
 class _Stack:
     name: str
@@ -82,6 +114,14 @@ class _Stack:
     settles_to: str | None = None
     settles_at: datetime | None = None
     tokens: set[str] = field(default_factory=set)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    parent_id: str = ""
+    termination_protection: bool = False
+    events: list[StackEvent] = field(default_factory=list)  # oldest first
+    # The cause the operation in flight fails with, when it is to fail.
+    failing: FailureCause | None = None
+    operation: str = ""
 
     def observed(self) -> ObservedStack:
         return ObservedStack(
@@ -92,7 +132,13 @@ class _Stack:
             parameters=dict(self.parameters),
             tags=dict(self.tags),
             status_reason=self.status_reason,
+            parent_id=self.parent_id,
+            termination_protection=self.termination_protection,
+            changed_at=self.updated_at or self.created_at,
         )
+
+    def event(self, logical_id: str, resource_type: str, status: str, reason: str, at: datetime) -> None:
+        self.events.append(StackEvent(logical_id, resource_type, status, reason, at))
 
 
 @dataclass
@@ -140,6 +186,12 @@ class FakeCloud:
         self._accounts: dict[str, _Account] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._outcomes: dict[tuple[str, str, str], str] = {}  # (account, name, op) -> final status
+        # Outcomes that hold for every such operation, not only the next: (account, name, op) -> final status
+        self._always: dict[tuple[str, str, str], str] = {}
+        self._causes: dict[tuple[str, str, str], FailureCause] = {}
+        self._templates: dict[str, FakeTemplate] = {}  # template URL -> what it declares
+        # A template whose every create or update fails: (template URL, op) -> (final status, cause)
+        self._template_outcomes: dict[tuple[str, str], tuple[str, FailureCause]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -185,11 +237,45 @@ class FakeCloud:
     def throttle_next(self, account_id: str, times: int = 1) -> None:
         self.fail_next(account_id, "*", lambda: ThrottledError("Throttling: Rate exceeded"), times)
 
-    def set_outcome(self, account_id: str, stack_name: str, operation: str, final_status: str) -> None:
+    def set_outcome(
+        self,
+        account_id: str,
+        stack_name: str,
+        operation: str,
+        final_status: str,
+        *,
+        always: bool = False,
+        cause: FailureCause | None = None,
+    ) -> None:
         """The next `operation` on the stack ends in `final_status` (e.g. create -> ROLLBACK_COMPLETE,
-        update -> UPDATE_ROLLBACK_FAILED, delete -> DELETE_FAILED, any -> *_IN_PROGRESS to stay stuck)."""
+        update -> UPDATE_ROLLBACK_FAILED, delete -> DELETE_FAILED, any -> *_IN_PROGRESS to stay stuck);
+        with `always`, every such operation does. A failure leaves a resource event with `cause`."""
         with self._lock:
-            self._outcomes[(account_id, stack_name, operation)] = final_status
+            key = (account_id, stack_name, operation)
+            (self._always if always else self._outcomes)[key] = final_status
+            self._causes[key] = cause or FailureCause(reason=f"injected failure: {operation} ends in {final_status}")
+
+    def register_template(
+        self, url: str, parameters: dict[str, str | None], capabilities: tuple[str, ...] = ()
+    ) -> None:
+        """What the template at `url` declares: creates and updates with it report its defaults, and are
+        refused without its capabilities or with a parameter it does not declare."""
+        with self._lock:
+            self._templates[url] = FakeTemplate(dict(parameters), tuple(capabilities))
+
+    def fail_template(self, url: str, operation: str, final_status: str, cause: FailureCause | None = None) -> None:
+        """Every `operation` ("create" or "update") made with the template at `url` ends in `final_status`, in
+        every account: a template version that cannot work."""
+        with self._lock:
+            self._template_outcomes[(url, operation)] = (
+                final_status,
+                cause or FailureCause(reason=f"template {url} cannot {operation}"),
+            )
+
+    def protect(self, account_id: str, region: str, name: str, enabled: bool = True) -> None:
+        """Turn termination protection on (or off) by hand."""
+        with self._lock:
+            self._account(account_id).stacks[(region, name)].termination_protection = enabled
 
     def put_stack(
         self,
@@ -200,10 +286,14 @@ class FakeCloud:
         parameters: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         status: str = "CREATE_COMPLETE",
+        parent_id: str = "",
+        termination_protection: bool = False,
     ) -> str:
-        """Place a stack directly, as if made by hand (e.g. one without our tags)."""
+        """Place a stack directly, as if made by hand (e.g. one without our tags), or by CloudFormation: a
+        nested stack (`parent_id`), a stack left in REVIEW_IN_PROGRESS by a change set never executed."""
         with self._lock:
             account = self._account(account_id)
+            now = self.clock()
             stack = _Stack(
                 name=name,
                 stack_id=self._new_id(account_id, region, name),
@@ -212,7 +302,14 @@ class FakeCloud:
                 parameters=dict(parameters or {}),
                 tags=dict(tags or {}),
                 template_url="https://example.invalid/hand-made.yaml",
+                created_at=now,
+                parent_id=parent_id,
+                termination_protection=termination_protection,
             )
+            opening = "REVIEW_IN_PROGRESS" if status == "REVIEW_IN_PROGRESS" else "CREATE_IN_PROGRESS"
+            stack.event(name, STACK_RESOURCE_TYPE, opening, "User Initiated", now)
+            if status != opening:
+                stack.event(name, STACK_RESOURCE_TYPE, status, "", now)
             account.stacks[(region, name)] = stack
             return stack.stack_id
 
@@ -240,6 +337,8 @@ class FakeCloud:
         with self._lock:
             self._faults.clear()
             self._outcomes.clear()
+            self._always.clear()
+            self._template_outcomes.clear()
 
     # --- reading the world (for tests; not recorded as calls) ------------------------------------
 
@@ -348,7 +447,25 @@ class FakeCloud:
 
     def _settle(self, account: _Account, stack: _Stack) -> None:
         if stack.settles_to and stack.settles_at and self.clock() >= stack.settles_at:
-            stack.status, stack.settles_to, stack.settles_at = stack.settles_to, None, None
+            at = stack.settles_at
+            final = stack.settles_to
+            if stack.failing is not None:
+                # What CloudFormation writes when a resource fails: the resource's own event with its reason,
+                # then the stack rolling back (or failing) because of it.
+                cause = stack.failing
+                verb = {"create": "CREATE", "update": "UPDATE", "delete": "DELETE"}.get(stack.operation, "UPDATE")
+                stack.event(cause.logical_id, cause.resource_type, f"{verb}_FAILED", cause.reason, at)
+                if final != f"{verb}_FAILED" and final != "DELETE_FAILED":
+                    rolling = "ROLLBACK_IN_PROGRESS" if verb == "CREATE" else "UPDATE_ROLLBACK_IN_PROGRESS"
+                    stack.event(
+                        stack.name,
+                        STACK_RESOURCE_TYPE,
+                        rolling,
+                        f"The following resource(s) failed to {verb.lower()}: [{cause.logical_id}].",
+                        at,
+                    )
+            stack.event(stack.name, STACK_RESOURCE_TYPE, final, stack.status_reason if stack.failing else "", at)
+            stack.status, stack.settles_to, stack.settles_at, stack.failing = final, None, None, None
             if stack.status == "DELETE_COMPLETE":
                 self._remove(account, stack.region, stack.name)
 
@@ -358,16 +475,52 @@ class FakeCloud:
         if stack is not None:
             account.spent_tokens.setdefault((region, name), {}).update(dict.fromkeys(stack.tokens, stack.stack_id))
 
-    def _start(self, account: _Account, stack: _Stack, operation: str, in_progress: str, done: str) -> None:
-        final = self._outcomes.pop((account.account_id, stack.name, operation), done)
-        stack.status = in_progress
+    def _final(self, account_id: str, name: str, operation: str, *, consume: bool) -> str | None:
+        key = (account_id, name, operation)
+        if key in self._outcomes:
+            return self._outcomes.pop(key) if consume else self._outcomes[key]
+        return self._always.get(key)
+
+    def _start(
+        self, account: _Account, stack: _Stack, operation: str, in_progress: str, done: str, url: str = ""
+    ) -> None:
+        final = self._final(account.account_id, stack.name, operation, consume=True)
+        by_template = self._template_outcomes.get((url, operation)) if url else None
+        if final is None and by_template is not None:
+            final = by_template[0]
+            self._causes[(account.account_id, stack.name, operation)] = by_template[1]
+        final = final or done
+        now = self.clock()
+        stack.status, stack.operation, stack.failing = in_progress, operation, None
+        if operation != "create":
+            stack.updated_at = now
+        stack.event(stack.name, STACK_RESOURCE_TYPE, in_progress, "User Initiated", now)
         if final.endswith("_IN_PROGRESS"):
             stack.status, stack.settles_to, stack.settles_at = final, None, None  # stuck
             return
         if final != done:
             stack.status_reason = f"injected failure: {operation} ends in {final}"
+            stack.failing = self._causes.get((account.account_id, stack.name, operation), FailureCause())
         stack.settles_to = final
-        stack.settles_at = self.clock() + timedelta(seconds=self.operation_seconds)
+        stack.settles_at = now + timedelta(seconds=self.operation_seconds)
+
+    def _check_template(self, spec: StackSpec) -> dict[str, str]:
+        """The parameters a stack made from `spec` reports (the template's defaults filled in); raises what
+        CloudFormation raises for a template it will not take as sent."""
+        template = self._templates.get(spec.template_url)
+        if template is None:
+            return dict(spec.parameters)
+        unknown = sorted(set(spec.parameters) - set(template.parameters))
+        if unknown:
+            raise PermanentError(f"ValidationError: Parameters: [{', '.join(unknown)}] do not exist in the template")
+        missing = [c for c in template.capabilities if c not in spec.capabilities]
+        if missing:
+            raise PermanentError(
+                f"InsufficientCapabilitiesException: Requires capabilities : [{', '.join(missing)}]",
+                code="InsufficientCapabilities",
+            )
+        defaults = {k: v for k, v in template.parameters.items() if v is not None}
+        return {**defaults, **spec.parameters}
 
     def _new_id(self, account_id: str, region: str, name: str) -> str:
         return f"arn:aws:cloudformation:{region}:{account_id}:stack/{name}/{next(self._ids):08d}"
@@ -425,18 +578,20 @@ class FakeCloud:
             replayed = account.spent_tokens.get((spec.region, spec.name), {}).get(token)
             if replayed is not None:
                 return replayed  # the token of a request already taken, for a stack since deleted
+            parameters = self._check_template(spec)
             stack = _Stack(
                 name=spec.name,
                 stack_id=self._new_id(account_id, spec.region, spec.name),
                 region=spec.region,
                 status="CREATE_IN_PROGRESS",
-                parameters=dict(spec.parameters),
+                parameters=parameters,
                 tags=dict(spec.tags),
                 template_url=spec.template_url,
                 tokens={token},
+                created_at=self.clock(),
             )
             account.stacks[(spec.region, spec.name)] = stack
-            self._start(account, stack, "create", "CREATE_IN_PROGRESS", "CREATE_COMPLETE")
+            self._start(account, stack, "create", "CREATE_IN_PROGRESS", "CREATE_COMPLETE", spec.template_url)
             refused = resource_tag_problem(spec.tags)
             if refused:  # the stack's tags reach its resources, whose services refuse the value: a rollback
                 stack.settles_to, stack.status_reason = "ROLLBACK_COMPLETE", refused
@@ -467,22 +622,21 @@ class FakeCloud:
                 raise ReconcileError(
                     f"ValidationError: Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
                 )
-            if (
-                stack.parameters == spec.parameters
-                and stack.tags == spec.tags
-                and stack.template_url == spec.template_url
-            ):
+            parameters = self._check_template(spec)
+            if stack.parameters == parameters and stack.tags == spec.tags and stack.template_url == spec.template_url:
                 raise NoUpdatesError("ValidationError: No updates are to be performed.")
             stack.tokens.add(token)
-            final = self._outcomes.get((account_id, stack.name, "update"))
+            final = self._final(account_id, stack.name, "update", consume=False)
             if final is None:
+                final = self._template_outcomes.get((spec.template_url, "update"), (None,))[0]
+            if final is None or final == "UPDATE_COMPLETE":
                 stack.parameters, stack.tags, stack.template_url = (
-                    dict(spec.parameters),
+                    parameters,
                     dict(spec.tags),
                     spec.template_url,
                 )
             stack.status_reason = ""
-            self._start(account, stack, "update", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE")
+            self._start(account, stack, "update", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", spec.template_url)
             return stack.stack_id
 
     def op_delete(self, account_id: str, region: str, credentials: Credentials, name: str, token: str) -> None:
@@ -495,9 +649,25 @@ class FakeCloud:
                 return  # deleting what is gone, or going, succeeds
             if token in stack.tokens:
                 return  # a retry of a request already taken: CloudFormation does not run it again
+            if stack.termination_protection:
+                raise PermanentError(
+                    f"ValidationError: Stack [{name}] cannot be deleted while TerminationProtection is enabled"
+                )
+            if stack.parent_id:
+                raise PermanentError(f"ValidationError: Stack [{name}] is a nested stack; delete its root stack")
             stack.tokens.add(token)
             stack.status_reason = ""
             self._start(account, stack, "delete", "DELETE_IN_PROGRESS", "DELETE_COMPLETE")
+
+    def op_failure_cause(self, account_id: str, region: str, credentials: Credentials, name: str) -> StackEvent | None:
+        self._enter("DescribeStackEvents", account_id, region, name)
+        with self._lock:
+            self._check_credentials(account_id, credentials)
+            account = self._account(account_id)
+            stack = self._live(account, region, name)
+            if stack is None:
+                return None
+            return first_failure(operation_events(reversed(stack.events), stack.name), stack.name)
 
     def op_continue_rollback(
         self, account_id: str, region: str, credentials: Credentials, name: str, token: str
@@ -571,6 +741,9 @@ class FakeGateway:
 
     def continue_update_rollback(self, name: str, token: str) -> None:
         self.cloud.op_continue_rollback(self.account_id, self.region, self.credentials, name, token)
+
+    def failure_cause(self, name: str) -> StackEvent | None:
+        return self.cloud.op_failure_cause(self.account_id, self.region, self.credentials, name)
 
 
 class FakeConnector:

@@ -5,6 +5,7 @@ functional and API tests, the property test and the benchmark; the store contrac
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from models.records import (
     ActivityEntry,
     DeletionBrake,
     DesiredServer,
+    OrphanAttempts,
     Phase,
     ServerStatus,
     Tenant,
@@ -196,6 +198,19 @@ class MemoryStore:
             state = self.states.get(tenant_id)
             if state is not None:
                 self.states[tenant_id] = replace(state, region_quarantine=())
+
+    def orphan_attempts(self, tenant_id: str) -> dict[str, OrphanAttempts]:
+        with self._lock:
+            state = self.states.get(tenant_id, TenantState())
+            return {a.stack_id: a for a in state.orphan_budgets}
+
+    def save_orphan_attempts(self, tenant_id: str, attempts: Mapping[str, OrphanAttempts], at: datetime) -> None:
+        with self._lock:
+            if tenant_id not in self.tenants:
+                return
+            state = self.states.get(tenant_id, TenantState())
+            kept = tuple(sorted(attempts.values(), key=lambda a: a.stack_id))
+            self.states[tenant_id] = replace(state, orphan_budgets=kept)
 
     def tenant_stop_reason(self, tenant_id: str) -> str | None:
         with self._lock:

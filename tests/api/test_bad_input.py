@@ -396,6 +396,16 @@ CASES: list[tuple[str, str, str, dict[str, Any], Caller, int, str, str]] = [
         "bool_parsing",
     ),
     (
+        "force not a boolean",
+        "POST",
+        "/tenants/acme/reconcile",
+        {"query": {"force": "maybe"}},
+        ROOT,
+        422,
+        "force",
+        "bool_parsing",
+    ),
+    (
         "If-Match garbage",
         "DELETE",
         "/servers/a-1",

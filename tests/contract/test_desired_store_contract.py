@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import pytest
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, Phase, ServerStatus, Tenant, WriteTrail, role_arn_for
+from models.records import DesiredServer, OrphanAttempts, Phase, ServerStatus, Tenant, WriteTrail, role_arn_for
 from reconciler.ports import DesiredStore
 from reconciler.writes import (
     AccountTakenError,
@@ -297,6 +297,43 @@ def test_write_status_touches_nothing_else(store: DesiredStore) -> None:
     assert store.get_server("alpha", "gs-1") == replace(current, status=status)
     assert store.write_status(server("gs-9"), status) is False
     assert store.get_server("alpha", "gs-9") is None
+
+
+def test_the_failure_budget_fields_of_a_status_round_trip(store: DesiredStore) -> None:
+    created = store.create_server(server("arena"), tier="free", max_servers=3)
+    status = ServerStatus(
+        phase=Phase.FAILED,
+        observed_generation=1,
+        operation="update",
+        tries=2,
+        cause="Server (AWS::EC2::Instance) UPDATE_FAILED: no",
+        next_retry_at="2026-03-01T12:05:00Z",
+    )
+    assert store.write_status(created, status)
+    read = store.get_server("alpha", "arena")
+    assert read is not None and read.status == status
+
+
+def test_orphan_budgets_round_trip_per_tenant_and_stay_out_of_the_servers_history(store: DesiredStore) -> None:
+    ghost = OrphanAttempts(
+        "arn:aws:cloudformation:us-east-1:111111111111:stack/stackherd-alpha-ghost/1",
+        "stackherd-alpha-ghost",
+        "us-east-1",
+        tries=2,
+        next_retry_at="2026-03-01T12:10:00Z",
+        cause="Bucket (AWS::S3::Bucket) DELETE_FAILED: not empty",
+    )
+    record = store.create_server(server("ghost"), tier="free", max_servers=3)
+    assert store.orphan_attempts("alpha") == {}
+
+    store.save_orphan_attempts("alpha", {ghost.stack_id: ghost}, T0)
+
+    assert store.orphan_attempts("alpha") == {ghost.stack_id: ghost}
+    assert store.orphan_attempts("bravo") == {}
+    assert store.history("alpha", "ghost", record.incarnation).entries == ()
+    assert [s.gameserver_id for s in store.read_servers("alpha").servers] == ["ghost"]
+    store.save_orphan_attempts("alpha", {}, later(1))
+    assert store.orphan_attempts("alpha") == {}
 
 
 def test_reads_are_per_tenant_and_pages_follow_the_id_order(store: DesiredStore) -> None:

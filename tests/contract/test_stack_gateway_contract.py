@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import pytest
 
 from models.records import Tenant, role_arn_for
-from reconciler.errors import AccessDeniedError, AlreadyExistsError, NoUpdatesError, StackNotFoundError
+from reconciler.errors import AccessDeniedError, AlreadyExistsError, NoUpdatesError, PermanentError, StackNotFoundError
 from reconciler.ports import AccountConnector
 from reconciler.rendering import template_url
 from reconciler.stacks import StackSpec
@@ -491,3 +491,109 @@ class TestMotoFacts:
 
         with pytest.raises(NoUpdatesError):
             gateway.update(retagged, "update-gs-one-g2")
+
+
+# --- what a failed operation left, and the shapes of real CloudFormation --------------------------
+
+
+def test_failure_cause_of_a_healthy_or_missing_stack_is_none(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    stack_id = gateway.create(spec(backend, "gs-one"), "create-gs-one-g1")
+    backend.settle()
+    gateway.update(spec(backend, "gs-one", Seed="next"), "update-gs-one-g2")
+    backend.settle()
+
+    assert gateway.failure_cause("gs-one") is None
+    assert gateway.failure_cause(stack_id) is None
+    assert gateway.failure_cause("gs-missing") is None
+
+
+# Fake-only: moto's DescribeStackEvents reports stack-level events only and none of its operations fail
+# in CloudFormation's way; the part both share (no cause for a healthy or missing stack) is pinned above.
+@pytest.mark.parametrize("backend", ["fake"], indirect=True)
+def test_failure_cause_is_the_first_failed_resource_event_of_the_latest_operation(backend: Backend) -> None:
+    from reconciler.fakes.cloud import FailureCause
+
+    cloud = backend.cloud  # type: ignore[attr-defined]
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    gateway.create(spec(backend, "gs-one"), "create-gs-one-g1")
+    backend.settle()
+    cause = FailureCause("Server", "AWS::EC2::Instance", "The requested instance type is not supported")
+    cloud.set_outcome(ACCOUNT_A, "gs-one", "update", "UPDATE_ROLLBACK_COMPLETE", cause=cause)
+    gateway.update(spec(backend, "gs-one", Seed="next"), "update-gs-one-g2")
+    assert gateway.failure_cause("gs-one") is None, "an operation in progress has no outcome yet"
+    backend.settle()
+
+    event = gateway.failure_cause("gs-one")
+    assert event is not None
+    assert (event.logical_id, event.resource_type, event.status, event.reason) == (
+        "Server",
+        "AWS::EC2::Instance",
+        "UPDATE_FAILED",
+        "The requested instance type is not supported",
+    )
+
+    gateway.update(spec(backend, "gs-one", Seed="again"), "update-gs-one-g3")
+    backend.settle()
+    assert gateway.failure_cause("gs-one") is None, "only the latest operation counts"
+
+
+def test_listed_stacks_say_when_they_last_changed_and_are_root_unprotected_stacks(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    gateway.create(spec(backend, "gs-one"), "create-gs-one-g1")
+    backend.settle()
+
+    (listed,) = gateway.list_stacks()
+
+    # AWS reports LastUpdatedTime only once a stack was updated (moto never in listings): CreationTime stands in.
+    assert listed.changed_at is not None and listed.changed_at.tzinfo is not None
+    assert (listed.parent_id, listed.nested, listed.termination_protection) == ("", False, False)
+
+
+def test_a_template_url_in_the_regional_s3_form_is_resolved(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    regional = template_url(TEMPLATE_BUCKET, "v1", REGION)
+    assert regional == f"https://{TEMPLATE_BUCKET}.s3.{REGION}.amazonaws.com/gameserver/v1.yaml"
+
+    gateway.create(spec(backend, "gs-one", url=regional), "create-gs-one-g1")
+    backend.settle()
+
+    observed = gateway.describe("gs-one")
+    assert observed is not None and observed.status == "CREATE_COMPLETE"
+
+
+def test_create_and_update_send_the_capabilities_a_template_requires(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    needs = ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM")
+    if backend.name == "fake":
+        backend.cloud.register_template(  # type: ignore[attr-defined]
+            backend.url, {"Difficulty": None, "PlayerCount": None, "Seed": None}, capabilities=needs
+        )
+        with pytest.raises(PermanentError) as refused:
+            gateway.create(spec(backend, "gs-bare"), "create-gs-bare-g1")
+        assert refused.value.code == "InsufficientCapabilities"
+
+    gateway.create(replace(spec(backend, "gs-one"), capabilities=needs), "create-gs-one-g1")
+    backend.settle()
+    gateway.update(replace(spec(backend, "gs-one", Seed="next"), capabilities=needs), "update-gs-one-g2")
+    backend.settle()
+
+    observed = gateway.describe("gs-one")
+    assert observed is not None and observed.parameters["Seed"] == "next"
+
+
+# Fake-only: moto accepts EnableTerminationProtection but does not enforce it, nor does it make nested stacks
+# or leave a stack in REVIEW_IN_PROGRESS from a change set in a way its listing reports with a ParentId.
+@pytest.mark.parametrize("backend", ["fake"], indirect=True)
+def test_termination_protection_refuses_a_delete_and_nested_stacks_list_their_parent(backend: Backend) -> None:
+    cloud = backend.cloud  # type: ignore[attr-defined]
+    tenant = backend.tenant("alpha", ACCOUNT_A)
+    gateway = backend.connector.gateway(tenant, REGION)
+    root = cloud.put_stack(ACCOUNT_A, REGION, "gs-root", termination_protection=True)
+    cloud.put_stack(ACCOUNT_A, REGION, "gs-root-Storage-ABC123", parent_id=root)
+
+    with pytest.raises(PermanentError, match="TerminationProtection"):
+        gateway.delete("gs-root", "delete-gs-root-g1")
+    listed = {s.name: s for s in gateway.list_stacks()}
+    assert listed["gs-root"].termination_protection is True
+    assert listed["gs-root-Storage-ABC123"].parent_id == root and listed["gs-root-Storage-ABC123"].nested

@@ -214,6 +214,9 @@ def test_failed_create_is_deleted_and_created_again(world: FakeWorld) -> None:
     world.engine.reconcile_tenant("alpha")
     world.cloud.settle_all()
 
+    seen = world.engine.reconcile_tenant("alpha")
+    assert [r.action.kind.value for r in seen.results] == ["backoff"]  # a failed attempt: wait before the next
+    world.clock.advance(world.settings.failure_backoff_s)
     recreate = world.engine.reconcile_tenant("alpha")
     assert [r.action.kind.value for r in recreate.results] == ["recreate"]
     server = world.server("alpha", "arena")
@@ -230,6 +233,9 @@ def test_update_rollback_failed_is_continued_then_updated_again(world: FakeWorld
     world.put("alpha", "s0", seed="next")
     world.engine.reconcile_tenant("alpha")
     world.cloud.settle_all()
+    seen = world.engine.reconcile_tenant("alpha")
+    assert [r.action.kind.value for r in seen.results] == ["backoff"]
+    world.clock.advance(world.settings.failure_backoff_s)
     result = world.engine.reconcile_tenant("alpha")
     assert [r.action.kind.value for r in result.results] == ["continue-rollback"]
     world.converge("alpha")
@@ -240,15 +246,16 @@ def test_update_rollback_failed_is_continued_then_updated_again(world: FakeWorld
 def test_delete_failed_is_retried_then_held_for_an_operator(world: FakeWorld) -> None:
     converged_tenant(world, servers=1)
     world.delete("alpha", "s0")
-    for _ in range(5):
-        world.cloud.set_outcome(ACCOUNT_A, "stackherd-alpha-s0", "delete", "DELETE_FAILED")
+    world.cloud.set_outcome(ACCOUNT_A, "stackherd-alpha-s0", "delete", "DELETE_FAILED", always=True)
+    for _ in range(8):
         world.engine.reconcile_tenant("alpha")
-        world.cloud.settle_all()
+        world.clock.advance(15 * 60)
     server = world.server("alpha", "s0")
     assert server is not None and server.status.phase is Phase.HELD
-    assert world.cloud.count("DeleteStack") == 4  # the first delete and three retries
-    assert (server.status.condition("Ready") or None) is not None
-    assert server.status.conditions[0].reason == "DeleteFailedRepeatedly"
+    assert world.cloud.count("DeleteStack") == 3  # the first delete and two retries: the failure budget
+    condition = server.status.condition("Ready")
+    assert condition is not None and condition.reason == "FailureBudgetExhausted"
+    assert "DELETE_FAILED" in condition.message and "servers retry alpha s0" in condition.message
 
 
 def test_paused_tenant_is_observed_and_reported_only(world: FakeWorld) -> None:

@@ -251,3 +251,132 @@ def test_a_response_that_cannot_be_parsed_is_transient_not_an_internal_error() -
 
     with pytest.raises(TransientError, match="could not be read"):
         AwsGateway(Garbled(), "111111111111", REGION).list_stacks()  # type: ignore[arg-type]
+
+
+DEFAULTED_TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Difficulty:
+    Type: String
+  PlayerCount:
+    Type: String
+  Seed:
+    Type: String
+  MapSize:
+    Type: String
+    Default: medium
+Resources:
+  Settings:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Name: !Sub "/stackherd/${AWS::StackName}/settings"
+      Type: String
+      Value: !Sub "${Difficulty}/${PlayerCount}/${Seed}/${MapSize}"
+"""
+
+
+def _validating_catalog() -> Any:
+    import boto3
+
+    from reconciler.adapters.s3 import S3TemplateCatalog
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    return S3TemplateCatalog(s3, TEMPLATE_BUCKET, region=REGION, cloudformation=cloudformation)
+
+
+def test_publishing_stores_the_parameters_and_defaults_cloudformation_reads_from_the_template() -> None:
+    catalog = _validating_catalog()
+
+    url = catalog.publish(DEFAULTED_TEMPLATE.encode(), "v2")
+
+    assert url == f"https://{TEMPLATE_BUCKET}.s3.{REGION}.amazonaws.com/gameserver/v2.yaml"
+    described = catalog.describe("v2")
+    assert described.url == url
+    assert dict(described.parameters or {}) == {
+        "Difficulty": None,
+        "PlayerCount": None,
+        "Seed": None,
+        "MapSize": "medium",
+    }
+    assert catalog.versions() == ["v2"]  # the stored summary is no version of its own
+
+
+def test_a_version_published_without_a_summary_has_unknown_parameters() -> None:
+    catalog = _validating_catalog()
+    catalog.s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v1.yaml", Body=gameserver_template().encode())
+    described = catalog.describe("v1")
+    assert described.parameters is None and described.capabilities == ()
+
+
+def test_publishing_refuses_a_template_cloudformation_refuses() -> None:
+    from reconciler.adapters.s3 import InvalidTemplateError
+
+    catalog = _validating_catalog()
+    with pytest.raises(InvalidTemplateError, match="CloudFormation refuses the template"):
+        catalog.publish(b"Resources: {}\nNotASection: 1\n", "v2")
+    assert catalog.versions() == []
+
+
+def test_failure_cause_walks_the_events_back_to_the_operations_start_and_no_further() -> None:
+    """DescribeStackEvents pages newest first; the walk stops at the event that opened the latest operation
+    (no page after it is fetched) and names its first failed resource event, not a later cancellation."""
+    from datetime import UTC, datetime
+
+    import boto3
+    from botocore.stub import Stubber
+
+    from reconciler.adapters.aws import AwsGateway
+
+    client = boto3.client("cloudformation", region_name=REGION)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def event(logical: str, kind: str, status: str, reason: str = "") -> dict[str, Any]:
+        return {
+            "StackId": "arn:aws:cloudformation:us-east-1:111111111111:stack/gs-one/1",
+            "EventId": f"{logical}-{status}",
+            "StackName": "gs-one",
+            "LogicalResourceId": logical,
+            "ResourceType": kind,
+            "ResourceStatus": status,
+            "ResourceStatusReason": reason,
+            "Timestamp": at,
+        }
+
+    stack = "AWS::CloudFormation::Stack"
+    with Stubber(client) as stub:
+        stub.add_response(
+            "describe_stack_events",
+            {
+                "StackEvents": [
+                    event("gs-one", stack, "UPDATE_ROLLBACK_COMPLETE"),
+                    event("gs-one", stack, "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed"),
+                    event("Volume", "AWS::EC2::Volume", "UPDATE_FAILED", "Resource update cancelled"),
+                ],
+                "NextToken": "page-2",
+            },
+            {"StackName": "gs-one"},
+        )
+        stub.add_response(
+            "describe_stack_events",
+            {
+                "StackEvents": [
+                    event("Server", "AWS::EC2::Instance", "UPDATE_FAILED", "instance type not supported"),
+                    event("gs-one", stack, "UPDATE_IN_PROGRESS", "User Initiated"),
+                    event("gs-one", stack, "CREATE_FAILED", "an older operation"),
+                ],
+                "NextToken": "page-3",
+            },
+            {"StackName": "gs-one", "NextToken": "page-2"},
+        )
+        cause = AwsGateway(client, "111111111111", REGION).failure_cause("gs-one")
+        stub.assert_no_pending_responses()
+
+    assert cause is not None
+    assert (cause.logical_id, cause.resource_type, cause.status, cause.reason) == (
+        "Server",
+        "AWS::EC2::Instance",
+        "UPDATE_FAILED",
+        "instance type not supported",
+    )

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from models.records import DesiredServer, Phase
 from reconciler.fakes.world import FakeWorld
+from reconciler.planner import PlanSettings
 
 ACCOUNT = "111111111111"
 PRIMARY, SECONDARY = "us-east-1", "eu-west-1"
@@ -13,9 +14,11 @@ NAME = "stackherd-alpha-s0"
 
 
 def converge(world: FakeWorld, passes: int = 4) -> None:
+    """Sweeps far enough apart for any failed attempt's backoff to have run out before the next."""
     for _ in range(passes):
         world.engine.sweep(concurrency=1)
         world.cloud.settle_all()
+        world.clock.advance(20 * 60)
 
 
 def test_server_moved_to_another_region_does_not_leave_its_old_stack_behind() -> None:
@@ -52,6 +55,8 @@ def test_update_tried_again_after_a_rollback_is_a_new_request() -> None:
         world.cloud.set_outcome(ACCOUNT, NAME, "update", "UPDATE_ROLLBACK_COMPLETE")
         world.engine.reconcile_tenant("alpha")
         world.cloud.settle_all()
+        world.engine.reconcile_tenant("alpha")  # sees the rollback: a failed attempt, then a backoff
+        world.clock.advance(2 * world.settings.failure_backoff_s)
     converge(world)
 
     (stack,) = world.cloud.stacks(ACCOUNT)
@@ -63,8 +68,8 @@ def test_update_tried_again_after_a_rollback_is_a_new_request() -> None:
 def test_continue_rollback_tried_again_after_it_failed_is_a_new_request() -> None:
     # The continue-rollback token was the same for every try at one generation, so after a rollback that
     # failed twice the third ContinueUpdateRollback was taken for a replay and the stack stayed
-    # UPDATE_ROLLBACK_FAILED for good.
-    world = FakeWorld()
+    # UPDATE_ROLLBACK_FAILED for good. (A budget large enough for the two injected failures and the repairs.)
+    world = FakeWorld(settings=PlanSettings(failure_budget=5))
     world.add_tenant("alpha", ACCOUNT)
     world.put("alpha", "s0", seed="old")
     converge(world)
@@ -76,7 +81,7 @@ def test_continue_rollback_tried_again_after_it_failed_is_a_new_request() -> Non
     world.cloud.set_outcome(ACCOUNT, NAME, "continue-rollback", "UPDATE_ROLLBACK_FAILED")
     world.engine.reconcile_tenant("alpha")
     world.cloud.settle_all()
-    converge(world)
+    converge(world, passes=7)
 
     (stack,) = world.cloud.stacks(ACCOUNT)
     assert (stack.status, stack.parameters["Seed"]) == ("UPDATE_COMPLETE", "new")
@@ -143,15 +148,17 @@ def test_servers_retry_after_repeated_delete_failed_deletes_the_stack() -> None:
     world.put("alpha", "s0")
     converge(world)
     world.delete("alpha", "s0")
-    for _ in range(5):
+    for _ in range(6):
         world.cloud.set_outcome(ACCOUNT, NAME, "delete", "DELETE_FAILED")
         world.engine.reconcile_tenant("alpha")
         world.cloud.settle_all()
+        world.clock.advance(20 * 60)
     held = world.server("alpha", "s0")
     assert held is not None and held.status.phase is Phase.HELD
     world.cloud.clear_faults()  # the operator removed what blocked the delete
 
-    world.store.write_status(held, replace(held.status, attempts=0, next_retry_at=None))  # servers retry
+    reset = replace(held.status, attempts=0, next_retry_at=None, tries=0, operation=None)  # servers retry
+    world.store.write_status(held, reset)
     converge(world)
 
     assert world.cloud.stacks(ACCOUNT) == []

@@ -20,6 +20,11 @@ servers already converged, through random sequences of:
   pass its stream event starts, or an operator pausing the tenant. That is the narrowest real race: a second
   trigger or a writer running between one pass's plan and its apply. An assertion failing inside it is
   re-raised afterwards, since the engine would isolate it as an internal error;
+- templates: v3 declares an optional parameter with a default (`MapSize: medium`), which every stack on it
+  reports; `failing_template` makes every update with v2 roll back (a template version that cannot work)
+  and pins a tenant to it;
+- faults that never end by themselves: a create of one server that always rolls back, an orphan stack (our
+  tags, no record) whose every delete fails;
 - faults: throttling of the next calls, a transient failure of one operation, access denied (the tenant is
   quarantined) and its end (allowed again, quarantine released), expired credentials; the next create,
   update, delete or rollback of a stack ending failed (ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED, a clean
@@ -40,6 +45,8 @@ After every step (`check_every_step`):
   generation, deletion flag), except records the reconciler legitimately finalized: deletion requested and
   the stack gone; and a record's status never claims a generation the record does not have, nor goes back
   to an older one;
+- the failure budget: no pass acts on a server's stack (at the record's region) while the server waits out a
+  backoff (`next_retry_at` after the pass's time, at the generation it was set for), unless an admin forced it;
 - the deletion brake: in one pass of one tenant, at most `max_deletions` stacks are deleted unless an admin
   confirmed, none at all when that pass read the desired state incompletely, and none that the stored brake
   held as the pass began unless an admin confirmed. Deleting a stack in ROLLBACK_COMPLETE, CREATE_FAILED or
@@ -51,15 +58,16 @@ After every step (`check_every_step`):
   pause is written.
 
 At the end (`teardown`) the incident ends: faults cleared, blockers removed, accounts allowed, quarantines
-released, stuck stacks finished by hand, and the next scheduled sweep runs. Then the documented operator steps
-(docs/operations.md), read off `stackherd plan`: `stackherd servers retry` for each server held after repeated
-DELETE_FAILED, then `stackherd reconcile TENANT --confirm-deletions` for the servers held by the deletion brake
-(narrowed to just those servers). After that at most three sweeps, each followed by CloudFormation finishing, must
-converge every tenant exactly: the owned stacks are the non-deleted records' stacks, stable and with
-matching parameters, every record is Ready at its generation, deleted records are finalized, and a dry run
-is in sync. Three is the longest chain the decision table has (ROLLBACK_COMPLETE: delete, create, observe;
-UPDATE_ROLLBACK_FAILED: continue, update, observe); a pass that starts an operation cannot also observe its
-end, since the engine never waits.
+released, stuck stacks finished by hand, and one sweep sees the last outcomes and stores what the deletion
+brake holds. Then the documented operator steps (docs/operations.md), read off `stackherd plan`: `stackherd
+servers retry` for each server (or orphan) that is held or backing off after failed attempts (or held after
+repeated DELETE_FAILED), then `stackherd reconcile TENANT --confirm-deletions` for the servers held by the
+deletion brake (narrowed to just those servers). After that at most three sweeps, each followed by
+CloudFormation finishing, must converge every tenant exactly: the owned stacks are the non-deleted records'
+stacks, stable and with matching parameters, every record is Ready at its generation, deleted records are
+finalized, and a dry run is in sync. Three is the longest chain the decision table has (ROLLBACK_COMPLETE:
+delete, create, observe; UPDATE_ROLLBACK_FAILED: continue, update, observe); a pass that starts an operation
+cannot also observe its end, since the engine never waits.
 
 Sweeps run one tenant at a time (`concurrency=1`) so a failing example replays exactly; tenants share
 nothing but the fake cloud, and the same-tenant races that matter are the interleaved ones above.
@@ -81,7 +89,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, Phase
+from models.records import DesiredServer, Phase, now_iso
 from reconciler import naming
 from reconciler.desired import trail
 from reconciler.engine import TenantResult
@@ -104,7 +112,9 @@ MUTATING = ("CreateStack", "UpdateStack", "DeleteStack", "ContinueUpdateRollback
 ACCOUNT_TENANT = {account: tenant for tenant, (account, _) in TENANTS.items()}
 SERVER_IDS = ("s0", "s1", "s2")
 OWNERS = ("ann", "bob")
-TEMPLATE_VERSIONS = ("v1", "v2")
+TEMPLATE_VERSIONS = ("v1", "v2", "v3")
+#: v3 adds an optional parameter with a default: stacks on it report it, and that is no drift.
+V3_PARAMETERS: dict[str, str | None] = {"Difficulty": None, "PlayerCount": None, "Seed": None, "MapSize": "medium"}
 SETTINGS = PlanSettings(installation=INSTALLATION, max_deletions=1, delete_retry_limit=1)
 
 # What a stuck operation is ended in by hand: during the run any of these, at teardown the first.
@@ -161,6 +171,7 @@ class _Before:
     incomplete: bool  # the pass reads the desired state incompletely
     paused: bool
     held: frozenset[str]  # "<region>/<stack name>" of the deletions the brake holds as the pass starts
+    backing_off: set[tuple[str, str]] = field(default_factory=set)  # (region, name) of servers waiting
 
 
 @dataclass
@@ -211,6 +222,8 @@ class ReconcilerMachine(RuleBasedStateMachine):
         """Three tenants, each account with foreign stacks, and a few servers already converged."""
         self.healthy = False
         self.world.templates.published.update(TEMPLATE_VERSIONS)
+        self.world.templates.add("v3", V3_PARAMETERS)
+        self.cloud.register_template(self.world.templates.url("v3"), V3_PARAMETERS)
         for tenant_id, (account, regions) in TENANTS.items():
             self.world.add_tenant(tenant_id, account, regions=regions)
             other = next(t for t in sorted(TENANTS) if t != tenant_id)
@@ -237,7 +250,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
     # --- measuring passes ------------------------------------------------------------------------
 
     @contextmanager
-    def _measured(self, tenant_id: str, *, confirm: bool) -> Iterator[None]:
+    def _measured(self, tenant_id: str, *, confirm: bool, force: bool = False) -> Iterator[None]:
         before = self._before(tenant_id)
         frame = _Frame(len(self.cloud.calls))
         self.frames.append(frame)
@@ -253,11 +266,12 @@ class ReconcilerMachine(RuleBasedStateMachine):
             for index, call in enumerate(self.cloud.calls[frame.start : end], frame.start)
             if not any(a <= index < b for a, b in frame.nested)
         ]
-        self._check_pass(tenant_id, own, before, confirm=confirm)
+        self._check_pass(tenant_id, own, before, confirm=confirm, force=force)
 
     def _before(self, tenant_id: str) -> _Before:
         """What a pass's checks need to know about the tenant as the pass starts."""
         tenant = self.store.get_tenant(tenant_id)
+        now = now_iso(self.world.clock())
         return _Before(
             recreatable={
                 (s.region, s.name)
@@ -267,11 +281,28 @@ class ReconcilerMachine(RuleBasedStateMachine):
             incomplete=tenant_id in self.store.fail_reads,
             paused=tenant is not None and tenant.paused,
             held=self.store.get_tenant_state(tenant_id).deletion_brake.held_keys,
+            backing_off={
+                (
+                    record_region(tenant_id, Want("", s.config, s.region, s.generation)),
+                    naming.stack_name(INSTALLATION, tenant_id, s.gameserver_id),
+                )
+                for s in self.store.read_servers(tenant_id).servers
+                if s.status.next_retry_at
+                and s.status.next_retry_at > now
+                and s.status.observed_generation == s.generation
+            }
+            if tenant_id not in self.store.fail_reads
+            else set(),
         )
 
-    def _check_pass(self, tenant_id: str, calls: list[Call], before: _Before, *, confirm: bool) -> None:
+    def _check_pass(
+        self, tenant_id: str, calls: list[Call], before: _Before, *, confirm: bool, force: bool = False
+    ) -> None:
         account = account_of(tenant_id)
         own = [c for c in calls if c.account_id == account]
+        if not force:
+            early = [c for c in own if c.operation in MUTATING and stack_place(c) in before.backing_off]
+            assert not early, f"{tenant_id}: {early} acted on a server before its next_retry_at"
         if before.paused:
             changes = [c for c in own if c.operation in MUTATING]
             assert not changes, f"{tenant_id} is paused, yet the pass made {changes}"
@@ -289,10 +320,12 @@ class ReconcilerMachine(RuleBasedStateMachine):
                 f"the brake allows {SETTINGS.max_deletions}"
             )
 
-    def _pass(self, tenant_id: str, *, scope: set[str] | None = None, confirm: bool = False) -> TenantResult:
+    def _pass(
+        self, tenant_id: str, *, scope: set[str] | None = None, confirm: bool = False, force: bool = False
+    ) -> TenantResult:
         self._rearm_blocked()
-        with self._measured(tenant_id, confirm=confirm):
-            return self.engine.reconcile_tenant(tenant_id, scope=scope, confirm_deletions=confirm)
+        with self._measured(tenant_id, confirm=confirm, force=force):
+            return self.engine.reconcile_tenant(tenant_id, scope=scope, confirm_deletions=confirm, force=force)
 
     def _sweep(self) -> None:
         before = {t: self._before(t) for t in TENANTS}
@@ -461,6 +494,32 @@ class ReconcilerMachine(RuleBasedStateMachine):
         assert current is not None
         self.store.put_tenant(replace(current, template_version=version))
 
+    @rule(tenant=tenants)
+    def failing_template(self, tenant: str) -> None:
+        """Template v2 turns out never to work: every update with it rolls back. A tenant is pinned to it."""
+        self.healthy = False
+        self.cloud.fail_template(self.world.templates.url("v2"), "update", "UPDATE_ROLLBACK_COMPLETE")
+        self.pin_template(tenant, "v2")
+
+    @rule(tenant=tenants, server_id=server_ids)
+    def create_always_rolls_back(self, tenant: str, server_id: str) -> None:
+        """Every create of this server's stack rolls back (say a resource the account may not create)."""
+        self.healthy = False
+        name = naming.stack_name(INSTALLATION, tenant, server_id)
+        self.cloud.set_outcome(account_of(tenant), name, "create", "ROLLBACK_COMPLETE", always=True)
+
+    @rule(tenant=tenants, server_id=st.sampled_from(("o0", "o1")))
+    def undeletable_orphan(self, tenant: str, server_id: str) -> None:
+        """A stack of ours without a record appears (an older installation's leftover) and cannot be deleted."""
+        self.healthy = False
+        account = account_of(tenant)
+        name = naming.stack_name(INSTALLATION, tenant, server_id)
+        if any(s.name == name for s in self.cloud.stacks(account)) or (tenant, server_id) in self.model:
+            return
+        tags = {naming.TAG_INSTALLATION: INSTALLATION, naming.TAG_TENANT: tenant, naming.TAG_GAMESERVER: server_id}
+        self.cloud.put_stack(account, PRIMARY, name, parameters={"Seed": "x"}, tags=tags)
+        self.blocked.add((account, name))
+
     # --- rules: triggers -------------------------------------------------------------------------
 
     @precondition(lambda self: self.pending)
@@ -492,10 +551,10 @@ class ReconcilerMachine(RuleBasedStateMachine):
         if then_settle:
             self.cloud.settle_all()
 
-    @rule(tenant=tenants, confirm=st.booleans())
-    def admin_pass(self, tenant: str, confirm: bool) -> None:
+    @rule(tenant=tenants, confirm=st.booleans(), force=st.booleans())
+    def admin_pass(self, tenant: str, confirm: bool, force: bool) -> None:
         self.healthy = False
-        self._pass(tenant, confirm=confirm)
+        self._pass(tenant, confirm=confirm, force=force)
 
     @rule(
         tenant=tenants,
@@ -754,19 +813,26 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.cloud.settle_all()
         for account, region, name, status in self.cloud.stuck_stacks():
             self.cloud.unstick(account, region, name, UNSTICK[status][0])
-        # The first scheduled sweep after the incident: it stores what the deletion brake holds, which is
-        # what an operator then confirms (a dry run shows what would be held, but only a pass holds it).
+        # The first scheduled sweep after the incident: it sees the last outcomes (failed attempts recorded) and
+        # stores what the deletion brake holds, which is what an operator then confirms (a dry run shows what
+        # would be held, but only a pass holds it).
         self._sweep()
         self.cloud.settle_all()
         self.check_every_step()
 
         # The documented operator steps (docs/operations.md) for what is held, read off `stackherd plan`:
-        # `stackherd servers retry` for a stack that would not delete, then confirming braked deletions.
+        # `stackherd servers retry` for what failed (a stack that would not delete, a change that rolled back),
+        # then confirming braked deletions.
         for tenant_id in TENANTS:
-            for held in self._held(tenant_id, HoldReason.DELETE_FAILED):
-                server = self.store.get_server(tenant_id, held)
-                assert server is not None
-                self.store.write_status(server, replace(server.status, attempts=0, next_retry_at=None))
+            for retried in self._retry_candidates(tenant_id):
+                # Orphans of that name (none, or one left in a region the server moved from) are forgotten.
+                name = naming.stack_name(INSTALLATION, tenant_id, retried)
+                kept = {k: a for k, a in self.store.orphan_attempts(tenant_id).items() if a.stack_name != name}
+                self.store.save_orphan_attempts(tenant_id, kept, self.world.clock())
+                server = self.store.get_server(tenant_id, retried)
+                if server is not None:
+                    reset = replace(server.status, attempts=0, next_retry_at=None, tries=0, operation=None)
+                    self.store.write_status(server, reset)
             braked = self._held(tenant_id, HoldReason.DELETION_BRAKE)
             if braked:
                 # `stackherd reconcile TENANT --confirm-deletions`, narrowed to the held servers so it does no
@@ -780,6 +846,16 @@ class ReconcilerMachine(RuleBasedStateMachine):
             self.cloud.settle_all()
             self.check_every_step()
         self._check_converged()
+
+    def _retry_candidates(self, tenant_id: str) -> set[str]:
+        planned = self.engine.reconcile_tenant(tenant_id, dry_run=True)
+        assert planned.error is None, planned.error
+        retried = {HoldReason.DELETE_FAILED.value, HoldReason.FAILURE_BUDGET.value}
+        return {
+            r.action.gameserver_id
+            for r in planned.results
+            if r.action.kind is ActionKind.BACKOFF or (r.action.kind is ActionKind.HOLD and r.action.code in retried)
+        }
 
     def _held(self, tenant_id: str, reason: HoldReason) -> set[str]:
         planned = self.engine.reconcile_tenant(tenant_id, dry_run=True)
@@ -813,7 +889,9 @@ class ReconcilerMachine(RuleBasedStateMachine):
             for place, (server_id, want) in wanted.items():
                 stack = owned[place]
                 assert stack.status in STABLE_STATUSES, f"{stack.name}: {stack.status}"
-                assert stack.parameters == want.config.parameters(), f"{stack.name}: {stack.parameters}"
+                defaults = {"MapSize": "medium"} if tenant.template_version == "v3" else {}
+                expected = {**defaults, **want.config.parameters()}
+                assert stack.parameters == expected, f"{stack.name}: {stack.parameters}"
                 assert stack.tags[naming.TAG_TEMPLATE_VERSION] == tenant.template_version, stack.tags
                 server = self.store.get_server(tenant_id, server_id)
                 assert server is not None

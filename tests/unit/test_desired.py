@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models.config import ConfigError, TenantSpec
-from models.records import DesiredServer, Tenant, role_arn_for
+from models.records import DesiredServer, OrphanAttempts, Tenant, role_arn_for
 from reconciler.desired import DesiredWrites, etag, parse_if_match, trail
 from reconciler.fakes.memory import MemoryStore
 from reconciler.writes import (
@@ -224,6 +224,31 @@ def test_retry_resets_the_attempts_and_says_so_in_the_history(store: MemoryStore
 
     assert (reset.status.attempts, reset.status.next_retry_at) == (0, None)
     assert store.history("alpha", "s0", server.incarnation).entries[0].kind == "retry"
+
+
+def test_retry_gives_a_fresh_failure_budget(store: MemoryStore, writes: DesiredWrites) -> None:
+    server = writes.put_server(TENANT, "s0", "ana", {}, trail=ANA).server
+    spent = replace(server.status, tries=3, operation="update", next_retry_at="2026-03-01T13:00:00Z", cause="x")
+    store.write_status(server, spent)
+
+    reset = writes.retry_server(TENANT, "s0", trail=ANA)
+
+    assert (reset.status.tries, reset.status.operation, reset.status.next_retry_at) == (0, None, None)
+    stored = store.get_server("alpha", "s0")
+    assert stored is not None and stored.status == reset.status
+
+
+def test_retry_orphan_forgets_only_the_budgets_of_stacks_of_that_name(
+    store: MemoryStore, writes: DesiredWrites
+) -> None:
+    ghost_east = OrphanAttempts("arn:east/ghost", "stackherd-alpha-ghost", "us-east-1", tries=3)
+    ghost_west = OrphanAttempts("arn:west/ghost", "stackherd-alpha-ghost", "eu-west-1", tries=1)
+    other = OrphanAttempts("arn:east/other", "stackherd-alpha-other", "us-east-1", tries=2)
+    store.save_orphan_attempts("alpha", {o.stack_id: o for o in (ghost_east, ghost_west, other)}, T0)
+
+    assert writes.retry_orphan(TENANT, "stackherd-alpha-ghost") is True
+    assert store.orphan_attempts("alpha") == {other.stack_id: other}
+    assert writes.retry_orphan(TENANT, "stackherd-alpha-ghost") is False
 
 
 # --- tenants -----------------------------------------------------------------------------------------

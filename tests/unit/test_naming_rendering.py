@@ -10,6 +10,7 @@ from models.config import GameServerConfig
 from models.records import DesiredServer, Tenant
 from reconciler import naming
 from reconciler.rendering import render, template_key, template_url
+from reconciler.stacks import STACK_RESOURCE_TYPE, StackEvent
 
 #: CloudFormation's ClientRequestToken: [a-zA-Z0-9][-a-zA-Z0-9]*, 1 to 128 characters.
 TOKEN = re.compile(r"[a-zA-Z0-9][-a-zA-Z0-9]*")
@@ -167,3 +168,67 @@ def test_render_is_deterministic() -> None:
     assert render(TENANT, server(), installation="stackherd", url="u") == render(
         TENANT, server(), installation="stackherd", url="u"
     )
+
+
+# --- stack events: what made an operation fail ------------------------------------------------------
+
+
+def _event(logical: str, status: str, reason: str = "", kind: str = "AWS::EC2::Instance") -> StackEvent:
+    return StackEvent(logical, STACK_RESOURCE_TYPE if logical == "s" else kind, status, reason)
+
+
+@pytest.mark.parametrize(
+    ("events", "cause"),
+    [
+        pytest.param(
+            [
+                ("s", "UPDATE_IN_PROGRESS", "User Initiated"),
+                ("A", "UPDATE_FAILED", "first"),
+                ("B", "UPDATE_FAILED", "Resource update cancelled"),
+                ("s", "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to update: [A]"),
+                ("s", "UPDATE_ROLLBACK_COMPLETE"),
+            ],
+            ("A", "first"),
+            id="update-rolled-back-first-resource",
+        ),
+        pytest.param(
+            [
+                ("s", "CREATE_IN_PROGRESS", "User Initiated"),
+                ("s", "ROLLBACK_IN_PROGRESS", "why"),
+                ("s", "ROLLBACK_COMPLETE"),
+            ],
+            ("s", "why"),
+            id="stack-level-only-falls-back-to-the-stack-reason",
+        ),
+        pytest.param(
+            [
+                ("s", "DELETE_IN_PROGRESS", "User Initiated"),
+                ("R", "DELETE_FAILED", "not empty"),
+                ("s", "DELETE_FAILED"),
+            ],
+            ("R", "not empty"),
+            id="delete-failed",
+        ),
+        pytest.param(
+            [("s", "UPDATE_ROLLBACK_IN_PROGRESS", "User Initiated"), ("s", "UPDATE_ROLLBACK_COMPLETE")],
+            None,
+            id="continued-rollback-that-completes-is-no-failure",
+        ),
+        pytest.param(
+            [("s", "UPDATE_IN_PROGRESS", "User Initiated"), ("A", "UPDATE_COMPLETE"), ("s", "UPDATE_COMPLETE")],
+            None,
+            id="success",
+        ),
+        pytest.param(
+            [("s", "UPDATE_IN_PROGRESS", "User Initiated"), ("A", "UPDATE_FAILED", "x")],
+            None,
+            id="still-running-has-no-outcome",
+        ),
+    ],
+)
+def test_first_failure_of_an_operation(events: list[tuple[str, ...]], cause: tuple[str, str] | None) -> None:
+    from reconciler.stacks import first_failure, operation_events
+
+    newest_first = [_event(*e) for e in reversed(events)]
+    found = first_failure(operation_events(newest_first, "s"), "s")
+    assert (found and (found.logical_id, found.reason)) == cause

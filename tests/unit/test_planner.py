@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, ServerStatus, Tenant
+from models.records import DesiredServer, OrphanAttempts, ServerStatus, Tenant
 from reconciler import naming
 from reconciler.planner import ActionKind, Plan, PlanSettings, drift_summary, plan
 from reconciler.rendering import render
-from reconciler.stacks import ObservedStack
+from reconciler.stacks import ObservedStack, TemplateVersion
 
 INSTALLATION = "stackherd"
 URL = "https://templates.s3.amazonaws.com/gameserver/v1.yaml"
@@ -32,6 +34,10 @@ PARAMS = {"Difficulty": "easy", "PlayerCount": "4", "Seed": "abc"}
 
 C, U, D, W, N = ActionKind.CREATE, ActionKind.UPDATE, ActionKind.DELETE, ActionKind.WAIT, ActionKind.NOOP
 H, F, R = ActionKind.HOLD, ActionKind.FAIL, ActionKind.REPORT
+B = ActionKind.BACKOFF
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LATER = "2026-03-01T12:05:00Z"  # a backoff not yet run out at NOW
+EARLIER = "2026-03-01T11:55:00Z"  # one that has
 
 
 def server(gid: str = "gs-1", **changes: Any) -> DesiredServer:
@@ -66,6 +72,7 @@ def stack(
     params: dict[str, str] | None = None,
     tags: dict[str, str] | None = None,
     reason: str = "",
+    **extra: Any,
 ) -> ObservedStack:
     return ObservedStack(
         name=f"stackherd-acme-{gid}",
@@ -75,6 +82,7 @@ def stack(
         parameters=dict(PARAMS if params is None else params),
         tags=owned_tags(gid) if tags is None else tags,
         status_reason=reason,
+        **extra,
     )
 
 
@@ -91,6 +99,9 @@ class Row:
     template_error: str | None = None
     desired_complete: bool = True
     scope: frozenset[str] | None = None
+    now: datetime | None = None
+    template: TemplateVersion | None = None
+    orphan_attempts: Mapping[str, OrphanAttempts] | None = None
 
 
 def row(
@@ -124,6 +135,9 @@ def run(r: Row) -> Plan:
         settings=r.settings,
         template_url=r.template_url,
         template_error=r.template_error,
+        now=r.now,
+        template=r.template,
+        orphan_attempts=r.orphan_attempts,
         desired_complete=r.desired_complete,
         scope=r.scope,
     )
@@ -554,6 +568,192 @@ ROWS = [
         scope=frozenset({"gs-9"}),
         id="scope-includes-named-orphan",
     ),
+    # --- the failure budget ----------------------------------------------------------------------------
+    row(
+        "our update for this generation rolled back: a failed attempt, backed off (5 min), its cause read",
+        [server(status=ServerStatus(observed_generation=1, operation="update", tries=1))],
+        [stack(status="UPDATE_ROLLBACK_COMPLETE", params={**PARAMS, "Seed": "old"})],
+        [want(B, failed_attempt=True, retry_at="2026-03-01T12:05:00Z", requeue_after_s=300)],
+        now=NOW,
+        id="update-rolled-back-is-a-failed-attempt",
+    ),
+    row(
+        "our create rolled back: a failed attempt, not an immediate recreate",
+        [server(status=ServerStatus(observed_generation=1, operation="create", tries=1))],
+        [stack(status="ROLLBACK_COMPLETE")],
+        [want(B, failed_attempt=True)],
+        now=NOW,
+        id="create-rolled-back-is-a-failed-attempt",
+    ),
+    row(
+        "the third failed attempt spends the budget: held, with the way out",
+        [server(status=ServerStatus(observed_generation=1, operation="update", tries=3))],
+        [stack(status="UPDATE_ROLLBACK_COMPLETE", params={**PARAMS, "Seed": "old"})],
+        [want(H, code="FailureBudgetExhausted", failed_attempt=True)],
+        now=NOW,
+        id="budget-spent-holds",
+    ),
+    row(
+        "while the backoff runs, nothing is sent (stream, sweep and requeue alike)",
+        [server(status=ServerStatus(observed_generation=1, tries=1, next_retry_at=LATER))],
+        [stack(status="UPDATE_ROLLBACK_COMPLETE", params={**PARAMS, "Seed": "old"})],
+        [want(B, failed_attempt=False, retry_at=LATER)],
+        now=NOW,
+        id="backoff-waits",
+    ),
+    row(
+        "once the backoff ran out the change is tried again, as the budget's next try",
+        [server(status=ServerStatus(observed_generation=1, tries=1, next_retry_at=EARLIER))],
+        [stack(status="UPDATE_ROLLBACK_COMPLETE", params={**PARAMS, "Seed": "old"})],
+        [want(U, tries=2)],
+        now=NOW,
+        id="backoff-over-retries",
+    ),
+    row(
+        "an admin's force skips the backoff",
+        [server(status=ServerStatus(observed_generation=1, tries=1, next_retry_at=LATER))],
+        [stack(status="UPDATE_ROLLBACK_COMPLETE", params={**PARAMS, "Seed": "old"})],
+        [want(U, tries=2)],
+        now=NOW,
+        settings=PlanSettings(force=True),
+        id="force-skips-backoff",
+    ),
+    row(
+        "a new generation starts afresh: no backoff, no spent budget",
+        [server(generation=2, status=ServerStatus(observed_generation=1, tries=3, next_retry_at=LATER))],
+        [stack(status="UPDATE_ROLLBACK_COMPLETE", params={**PARAMS, "Seed": "old"})],
+        [want(U, tries=1)],
+        now=NOW,
+        id="new-generation-resets-budget",
+    ),
+    row(
+        "a held server stays held on every pass, with the same words",
+        [server(status=ServerStatus(observed_generation=1, tries=3))],
+        [stack(status="UPDATE_ROLLBACK_COMPLETE", params={**PARAMS, "Seed": "old"})],
+        [want(H, code="FailureBudgetExhausted", failed_attempt=False)],
+        now=NOW,
+        id="held-stays-held",
+    ),
+    row(
+        "our update succeeded: a later drift is a fresh change, not a retry",
+        [server(status=ServerStatus(observed_generation=1, operation="update", tries=3))],
+        [stack(status="UPDATE_COMPLETE", params={**PARAMS, "Seed": "hand"})],
+        [want(U, tries=1)],
+        now=NOW,
+        id="success-resets-budget",
+    ),
+    row(
+        "an orphan whose delete failed is backed off like a record",
+        [],
+        [stack("gs-9", status="DELETE_FAILED")],
+        [want(B, "gs-9", orphan=True, failed_attempt=True)],
+        now=NOW,
+        orphan_attempts={
+            "arn:aws:cloudformation:us-east-1:111111111111:stack/stackherd-acme-gs-9/gs-9-id": OrphanAttempts(
+                "arn:aws:cloudformation:us-east-1:111111111111:stack/stackherd-acme-gs-9/gs-9-id",
+                "stackherd-acme-gs-9",
+                "us-east-1",
+                tries=1,
+                operation="delete",
+            )
+        },
+        id="orphan-delete-failed-backs-off",
+    ),
+    row(
+        "an orphan past its budget is held and takes no deletion-brake slot",
+        [],
+        [stack("gs-8"), stack("gs-9", status="DELETE_FAILED")],
+        [want(D, "gs-8", orphan=True), want(H, "gs-9", code="FailureBudgetExhausted")],
+        settings=PlanSettings(max_deletions=1),
+        orphan_attempts={
+            "arn:aws:cloudformation:us-east-1:111111111111:stack/stackherd-acme-gs-9/gs-9-id": OrphanAttempts(
+                "arn:aws:cloudformation:us-east-1:111111111111:stack/stackherd-acme-gs-9/gs-9-id",
+                "stackherd-acme-gs-9",
+                "us-east-1",
+                tries=3,
+            )
+        },
+        id="orphan-budget-spent-holds",
+    ),
+    # --- stuck, review, protection, nesting, template defaults ----------------------------------------
+    row(
+        "in progress for over an hour: still a wait (never cancelled), marked stuck since it started",
+        [server()],
+        [stack(status="UPDATE_IN_PROGRESS", changed_at=NOW - timedelta(hours=2))],
+        [want(W, stuck_since="2026-03-01T10:00:00Z")],
+        now=NOW,
+        id="stuck-is-a-wait-marked-stuck",
+    ),
+    row(
+        "in progress for less than the setting: an ordinary wait",
+        [server()],
+        [stack(status="UPDATE_IN_PROGRESS", changed_at=NOW - timedelta(minutes=30))],
+        [want(W, stuck_since=None)],
+        now=NOW,
+        id="slow-is-not-stuck",
+    ),
+    row(
+        "a change set never executed (REVIEW_IN_PROGRESS) past the grace is held, not waited on",
+        [server()],
+        [stack(status="REVIEW_IN_PROGRESS", changed_at=NOW - timedelta(hours=1))],
+        [want(H, code="ReviewInProgress")],
+        now=NOW,
+        id="review-in-progress-held",
+    ),
+    row(
+        "an orphan left in REVIEW_IN_PROGRESS past the grace is held too, and one stuck deleting is marked stuck",
+        [],
+        [
+            stack("gs-8", status="REVIEW_IN_PROGRESS", changed_at=NOW - timedelta(hours=1)),
+            stack("gs-9", status="DELETE_IN_PROGRESS", changed_at=NOW - timedelta(hours=2)),
+        ],
+        [
+            want(H, "gs-8", code="ReviewInProgress", orphan=True),
+            want(W, "gs-9", stuck_since="2026-03-01T10:00:00Z", orphan=True),
+        ],
+        now=NOW,
+        id="orphan-review-and-stuck",
+    ),
+    row(
+        "deleting a stack with termination protection is held with its own code",
+        [server(deletion_requested=True)],
+        [stack(termination_protection=True)],
+        [want(H, code="TerminationProtected")],
+        id="termination-protected-delete-held",
+    ),
+    row(
+        "a nested stack (listed with a ParentId and its parent's tags) is never an orphan",
+        [server()],
+        [stack(), stack("gs-1-Storage-X1", parent_id="arn:aws:cloudformation:us-east-1:111111111111:stack/p/1")],
+        [want(N)],
+        id="nested-stack-ignored",
+    ),
+    row(
+        "a parameter the stack reports at its template default is no drift",
+        [server()],
+        [stack(status="UPDATE_COMPLETE", params={**PARAMS, "MapSize": "medium"})],
+        [want(N)],
+        template=TemplateVersion(
+            "v1", URL, {"Difficulty": None, "PlayerCount": None, "Seed": None, "MapSize": "medium"}
+        ),
+        id="template-default-is-no-drift",
+    ),
+    row(
+        "a parameter the template no longer declares is no drift",
+        [server()],
+        [stack(status="UPDATE_COMPLETE", params={**PARAMS, "Retired": "x"})],
+        [want(N)],
+        template=TemplateVersion("v1", URL, {"Difficulty": None, "PlayerCount": None, "Seed": None}),
+        id="undeclared-parameter-is-no-drift",
+    ),
+    row(
+        "the capabilities a template version requires go with its creates and updates",
+        [server()],
+        [],
+        [want(C)],
+        template=TemplateVersion("v1", URL, None, ("CAPABILITY_IAM",)),
+        id="capabilities-sent",
+    ),
     # --- a whole tenant --------------------------------------------------------------------------------
     row(
         "one pass plans every server in id order, then the orphans",
@@ -644,3 +844,17 @@ def test_drift_summary_names_a_missing_ownership_tag() -> None:
     del tags[naming.TAG_TEMPLATE_VERSION]
 
     assert drift_summary(spec, stack(tags=tags)) == "tags.stackherd:template-version: None -> 'v1'"
+
+
+def test_capabilities_a_template_requires_go_with_the_spec() -> None:
+    template = TemplateVersion("v1", URL, None, ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"))
+    (create,) = plan(TENANT, [server()], [], settings=PlanSettings(), template_url=None, template=template).actions
+    assert create.spec is not None and create.spec.capabilities == ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND")
+    assert create.spec.template_url == URL
+
+
+def test_a_transient_failure_is_waited_out_without_spending_the_budget() -> None:
+    waiting = server(status=ServerStatus(observed_generation=1, attempts=1, next_retry_at=LATER))
+    (action,) = plan(TENANT, [waiting], [], settings=PlanSettings(), template_url=URL, now=NOW).actions
+    assert (action.kind, action.code, action.retry_at) == (B, "RetryBackoff", LATER)
+    assert action.reason == f"the last call failed transiently; next try after {LATER}"

@@ -20,6 +20,10 @@ EVERY_VARIABLE = {
     "STACKHERD_DELETE_RETRY_LIMIT": "5",
     "STACKHERD_REQUEUE_AFTER_SECONDS": "45",
     "STACKHERD_ACCOUNT_CALLS_PER_SECOND": "2.5",
+    "STACKHERD_FAILURE_BUDGET": "4",
+    "STACKHERD_FAILURE_BACKOFF_SECONDS": "120",
+    "STACKHERD_STUCK_AFTER_SECONDS": "1800",
+    "STACKHERD_REVIEW_GRACE_SECONDS": "600",
     "AWS_REGION": "eu-west-1",
 }
 
@@ -41,6 +45,10 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "delete_retry_limit": 5,
         "requeue_after_s": 45,
         "account_calls_per_second": 2.5,
+        "failure_budget": 4,
+        "failure_backoff_s": 120,
+        "stuck_after_s": 1800,
+        "review_grace_s": 600,
     }
 
 
@@ -60,6 +68,10 @@ def test_defaults_and_empty_variables() -> None:
         ("STACKHERD_DELETION_WINDOW_SECONDS", "59"),
         ("STACKHERD_INSTALLATION", "Prod!"),
         ("STACKHERD_ACCOUNT_CALLS_PER_SECOND", "-1"),
+        ("STACKHERD_FAILURE_BUDGET", "0"),
+        ("STACKHERD_FAILURE_BACKOFF_SECONDS", "soon"),
+        ("STACKHERD_STUCK_AFTER_SECONDS", "59"),
+        ("STACKHERD_REVIEW_GRACE_SECONDS", "-1"),
     ],
 )
 def test_a_bad_value_is_a_settings_error_naming_the_variable(variable: str, value: str) -> None:
@@ -85,5 +97,13 @@ def test_the_engine_is_given_the_planners_settings() -> None:
     from reconciler.planner import PlanSettings
 
     assert plan_settings(Settings.from_env(EVERY_VARIABLE)) == PlanSettings(
-        installation="prod", max_deletions=2, delete_retry_limit=5, requeue_after_s=45, deletion_window_s=7200
+        installation="prod",
+        max_deletions=2,
+        delete_retry_limit=5,
+        requeue_after_s=45,
+        deletion_window_s=7200,
+        failure_budget=4,
+        failure_backoff_s=120,
+        stuck_after_s=1800,
+        review_grace_s=600,
     )

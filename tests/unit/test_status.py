@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -223,3 +224,87 @@ def test_needs_write_ignores_timestamps_only() -> None:
 )
 def test_backoff_doubles_and_caps_at_fifteen_minutes(attempts: int, seconds: int) -> None:
     assert backoff_seconds(attempts) == seconds
+
+
+# --- the failure budget and stuck stacks ------------------------------------------------------------
+
+
+def test_a_started_operation_is_awaited_and_counted_against_the_budget() -> None:
+    new = next_status(ServerStatus(observed_generation=3, tries=1), action(ActionKind.UPDATE, tries=2), T0)
+    assert (new.phase, new.operation, new.tries, new.next_retry_at) == (Phase.UPDATING, "update", 2, None)
+    recreate = next_status(ServerStatus(), action(ActionKind.RECREATE, tries=1), T0)
+    assert (recreate.operation, recreate.tries) == ("delete", 1)
+
+
+def test_a_failed_attempt_records_its_cause_and_backoff_and_is_failed() -> None:
+    current = ServerStatus(phase=Phase.UPDATING, observed_generation=3, operation="update", tries=1)
+    seen = replace(
+        action(
+            ActionKind.BACKOFF,
+            stack_status="UPDATE_ROLLBACK_COMPLETE",
+            failed_attempt=True,
+            retry_at="2024-05-01T12:05:00Z",
+        ),
+        reason="attempt 1 of 3 failed; next try after 2024-05-01T12:05:00Z",
+    )
+    cause = "Server (AWS::EC2::Instance) UPDATE_FAILED: instance type not supported"
+
+    new = next_status(current, seen, T0, cause=cause)
+
+    assert (new.phase, new.operation, new.tries, new.cause) == (Phase.FAILED, None, 1, cause)
+    assert (new.next_retry_at, new.last_error) == ("2024-05-01T12:05:00Z", cause)
+    ready = new.condition("Ready")
+    assert ready is not None and ready.reason == "AttemptFailed" and ready.message.endswith(f"; cause: {cause}")
+    # The passes that wait it out say the same and write nothing.
+    waiting = replace(seen, failed_attempt=False)
+    assert not needs_write(new, next_status(new, waiting, T1))
+
+
+def test_a_failed_attempt_without_readable_events_falls_back_to_the_stack_status() -> None:
+    current = ServerStatus(observed_generation=3, operation="delete", tries=1)
+    new = next_status(current, action(ActionKind.BACKOFF, stack_status="DELETE_FAILED", failed_attempt=True), T0)
+    assert new.cause == "stack ended in DELETE_FAILED"
+
+
+def test_the_budget_hold_keeps_the_cause_and_no_retry_time() -> None:
+    current = ServerStatus(observed_generation=3, operation="update", tries=3, next_retry_at="2024-05-01T11:00:00Z")
+    held = replace(action(ActionKind.HOLD, code="FailureBudgetExhausted", failed_attempt=True), reason="budget spent")
+    new = next_status(current, held, T0, cause="X (T) UPDATE_FAILED: r")
+    assert (new.phase, new.next_retry_at, new.cause, new.tries) == (Phase.HELD, None, "X (T) UPDATE_FAILED: r", 3)
+    ready = new.condition("Ready")
+    assert ready is not None and ready.message == "budget spent; cause: X (T) UPDATE_FAILED: r"
+
+
+def test_converging_starts_the_budget_afresh() -> None:
+    current = ServerStatus(observed_generation=3, operation="update", tries=2, cause="old")
+    new = next_status(current, action(ActionKind.NOOP), T0)
+    assert (new.operation, new.tries, new.cause) == (None, 0, None)
+
+
+def test_a_call_refused_outright_is_a_failed_attempt_with_a_backoff() -> None:
+    refused = next_status(
+        ServerStatus(observed_generation=3),
+        action(ActionKind.DELETE, tries=1, backoff_s=300),
+        T0,
+        error=PermanentError("ValidationError: TerminationProtection is enabled"),
+    )
+    assert (refused.phase, refused.tries, refused.next_retry_at) == (Phase.FAILED, 1, "2024-05-01T12:05:00Z")
+    assert refused.cause == "ValidationError: TerminationProtection is enabled"
+
+
+def test_a_stuck_stack_gets_a_stuck_condition_that_goes_once_it_moves() -> None:
+    stuck = action(ActionKind.WAIT, stack_status="UPDATE_IN_PROGRESS", stuck_since="2024-05-01T10:00:00Z")
+    new = next_status(ServerStatus(observed_generation=3), stuck, T0)
+    condition = new.condition("Stuck")
+    assert condition is not None and condition.status and condition.reason == "StackStuck"
+    assert "UPDATE_IN_PROGRESS since 2024-05-01T10:00:00Z" in condition.message
+    again = next_status(new, stuck, T1)
+    assert not needs_write(new, again) and again.condition("Stuck") == condition
+    moved = next_status(again, action(ActionKind.NOOP), T1)
+    assert moved.condition("Stuck") is None
+
+
+def test_waiting_out_a_transient_backoff_leaves_the_status_as_it_is() -> None:
+    current = next_status(ServerStatus(), action(ActionKind.CREATE, tries=1), T0, error=ThrottledError("Throttling"))
+    waiting = action(ActionKind.BACKOFF, code="RetryBackoff", retry_at=current.next_retry_at)
+    assert next_status(current, waiting, T1) == current
