@@ -824,7 +824,8 @@ class ReconcilerMachine(RuleBasedStateMachine):
         # `stackherd servers retry` for what failed (a stack that would not delete, a change that rolled back),
         # then confirming braked deletions.
         for tenant_id in TENANTS:
-            for retried in self._retry_candidates(tenant_id):
+            retried_servers = self._retry_candidates(tenant_id)
+            for retried in retried_servers:
                 # Orphans of that name (none, or one left in a region the server moved from) are forgotten.
                 name = naming.stack_name(INSTALLATION, tenant_id, retried)
                 kept = {k: a for k, a in self.store.orphan_attempts(tenant_id).items() if a.stack_name != name}
@@ -834,6 +835,11 @@ class ReconcilerMachine(RuleBasedStateMachine):
                     reset = replace(server.status, attempts=0, next_retry_at=None, tries=0, operation=None)
                     self.store.write_status(server, reset)
             braked = self._held(tenant_id, HoldReason.DELETION_BRAKE)
+            if braked and retried_servers:
+                # A retried deletion can meet a window other deletions have spent: only a pass stores what the
+                # brake holds, and a confirmation releases exactly what is stored (the next pass, narrowed).
+                self._pass(tenant_id, scope=braked)
+                braked = self._held(tenant_id, HoldReason.DELETION_BRAKE)
             if braked:
                 # `stackherd reconcile TENANT --confirm-deletions`, narrowed to the held servers so it does no
                 # work for the others that the three sweeps below must prove they can do themselves.
