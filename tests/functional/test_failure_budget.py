@@ -188,8 +188,8 @@ def test_successful_changes_do_not_spend_the_budget(world: FakeWorld) -> None:
 
 
 def test_an_orphans_budget_is_forgotten_once_its_stack_is_gone() -> None:
-    # The budgets are read only by a pass that plans an orphan (a steady-state pass reads nothing more), so a
-    # gone orphan's entry is dropped by the next pass that has orphans to plan.
+    # The budgets come with the tenant's reconciler state every pass reads, so a gone orphan's entry is dropped
+    # by the next pass that lists its region (here one that also has another orphan to plan).
     world = FakeWorld()
     run(passes=12, interval_s=300, world=world)
     (held,) = world.store.orphan_attempts("alpha").values()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from models.records import DeletionBrake, HeldDeletion, Tenant
+from models.records import DeletionBrake, HeldDeletion, OrphanAttempts, Tenant
 from reconciler.fakes.memory import MemoryStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -87,3 +87,51 @@ def test_clearing_region_quarantine_releases_every_region(store: Any) -> None:
 def test_stop_reason_reads_a_pause(store: Any) -> None:
     store.put_tenant(replace(TENANT, paused=True), T0)
     assert store.tenant_stop_reason("alpha") == "the tenant was paused"
+
+
+GHOST = OrphanAttempts(
+    "arn:aws:cloudformation:eu-west-1:111111111111:stack/stackherd-alpha-ghost/1",
+    "stackherd-alpha-ghost",
+    "eu-west-1",
+    tries=2,
+    operation="delete",
+    next_retry_at="2026-03-01T12:10:00Z",
+    cause="Bucket (AWS::S3::Bucket) DELETE_FAILED: not empty",
+)
+
+
+def test_orphan_budgets_are_a_section_of_the_tenant_state_beside_the_brake(store: Any) -> None:
+    assert store.put_deletion_brake("alpha", BRAKE, 0)
+    store.save_orphan_attempts("alpha", {GHOST.stack_id: GHOST}, T0)
+    store.set_region_quarantine("alpha", "eu-west-1", "an SCP denies this region", T0)
+
+    state = store.get_tenant_state("alpha")
+    assert state.orphan_budgets == (GHOST,) and state.other == ()
+    assert state.deletion_brake == replace(BRAKE, version=1)  # neither write touched the other's section
+    assert store.orphan_attempts("alpha") == {GHOST.stack_id: GHOST}
+    assert store.put_deletion_brake("alpha", DeletionBrake(), 1)
+    assert store.orphan_attempts("alpha") == {GHOST.stack_id: GHOST}
+
+    store.save_orphan_attempts("alpha", {}, T0)
+    assert store.orphan_attempts("alpha") == {}
+    assert store.get_tenant_state("alpha").deletion_brake == DeletionBrake(version=2)
+
+
+def test_orphan_budgets_are_not_kept_for_an_unregistered_tenant(store: Any) -> None:
+    store.save_orphan_attempts("nobody", {GHOST.stack_id: GHOST}, T0)
+    assert store.orphan_attempts("nobody") == {}
+
+
+def test_an_unreadable_orphan_budgets_section_is_forgotten_not_fatal(dynamo_tables: Any) -> None:
+    from models.tables import ORPHANS_SECTION, TenantModel
+    from reconciler.adapters.dynamo import DynamoStore
+
+    dynamo = DynamoStore()
+    dynamo.put_tenant(TENANT, T0)
+    assert dynamo.put_deletion_brake("alpha", BRAKE, 0)
+    TenantModel("alpha").update(actions=[TenantModel.reconciler_state[ORPHANS_SECTION].set("not a list")])
+
+    assert dynamo.orphan_attempts("alpha") == {}  # at worst a budget is spent again
+    assert dynamo.get_tenant_state("alpha").deletion_brake == replace(BRAKE, version=1)  # the brake still reads
+    dynamo.save_orphan_attempts("alpha", {GHOST.stack_id: GHOST}, T0)
+    assert dynamo.orphan_attempts("alpha") == {GHOST.stack_id: GHOST}
