@@ -398,7 +398,10 @@ class Engine:
             orphan_attempts=orphans,
         )
         actions = list(the_plan.actions)
-        brake = self._next_brake(stored, recent, actions, scope, read.complete, now, view, frozenset(unobserved))
+        deleting = frozenset(s.gameserver_id for s in read.servers if s.deletion_requested)
+        brake = self._next_brake(
+            stored, recent, actions, scope, read.complete, now, view, frozenset(unobserved), deleting
+        )
         result.paused = tenant.paused
         if dry_run:
             result.brake = _brake_summary(brake, recent, self.settings)
@@ -479,6 +482,7 @@ class Engine:
         now: datetime,
         view: BrakeView,
         unobserved: frozenset[str] = frozenset(),
+        deleting: frozenset[str] = frozenset(),
     ) -> DeletionBrake:
         """The brake after this plan: the deletions it starts are counted in the window, and the deletions
         it holds are stored as held (keeping when each was first held). A held deletion this pass did not
@@ -496,6 +500,16 @@ class Engine:
             held += [h for h in stored.held if h.gameserver_id not in scope]
         # A region not observed in this pass planned nothing there: what is held there stays held.
         held += [h for h in stored.held if h.key.split("/", 1)[0] in unobserved and h not in held]
+        # A held deletion leaves the set only once it is made (confirmed), finished or no longer wanted (the
+        # record is back). One this pass only reports (paused), waits on, backs off from or holds for another
+        # reason (its failure budget, termination protection) is still a deletion, and stays held.
+        unresolved = {
+            brake_key(a)
+            for a in actions
+            if a.kind not in (ActionKind.DELETE, ActionKind.FINALIZE) and (a.orphan or a.gameserver_id in deleting)
+        }
+        kept = {h.key for h in held}
+        held += [h for h in stored.held if h.key in unresolved and h.key not in kept]
         # Counted once per stack; what an admin confirmed is not counted against the allowance of others.
         started = sorted(
             {brake_key(a) for a in actions if a.kind is ActionKind.DELETE and a.stack_status != "DELETE_FAILED"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -14,9 +15,10 @@ from handlers.local import cli
 from handlers.local.embedded import fake_runtime
 from handlers.runtime import install_runtime
 from models.records import OrphanAttempts, Phase
+from reconciler.engine import TenantResult
 from reconciler.errors import TransientError
 from reconciler.fakes.world import FakeWorld
-from reconciler.planner import ActionKind
+from reconciler.planner import ActionKind, PlanSettings
 
 ACCOUNT = "111111111111"
 
@@ -83,3 +85,60 @@ def test_orphan_budgets_live_beside_the_deletion_brake_in_the_tenants_reconciler
     state = world.store.get_tenant_state("alpha")
     assert state.orphan_budgets == (ghost,)
     assert state.deletion_brake.version == 0  # saving budgets leaves the brake as it was
+
+
+def _braked_world() -> FakeWorld:
+    """Two servers deleted while the window allows one deletion: `a` is deleted, `b`'s deletion is held."""
+    world = FakeWorld(settings=PlanSettings(max_deletions=1))
+    world.add_tenant("alpha", ACCOUNT)
+    for server_id in ("a", "b"):
+        world.put("alpha", server_id)
+    world.converge("alpha")
+    return world
+
+
+def _held(world: FakeWorld) -> frozenset[str]:
+    return world.store.get_tenant_state("alpha").deletion_brake.held_keys
+
+
+def _kinds(result: TenantResult) -> dict[str, tuple[ActionKind, str | None]]:
+    return {r.action.gameserver_id: (r.action.kind, r.action.code) for r in result.results}
+
+
+def test_a_held_deletion_stays_held_through_a_paused_pass_until_confirmed() -> None:
+    world = _braked_world()
+    for server_id in ("a", "b"):
+        world.delete("alpha", server_id)
+    world.engine.reconcile_tenant("alpha")
+    assert _held(world) == {"us-east-1/stackherd-alpha-b"}
+
+    tenant = world.store.get_tenant("alpha")
+    assert tenant is not None
+    world.store.put_tenant(replace(tenant, paused=True))
+    world.engine.reconcile_tenant("alpha")  # observe and report only: nothing is released by it
+    assert _held(world) == {"us-east-1/stackherd-alpha-b"}
+
+    world.store.put_tenant(tenant)  # resumed, long after the window
+    world.clock.advance(2 * 3600)
+    assert _kinds(world.engine.reconcile_tenant("alpha"))["b"] == (ActionKind.HOLD, "DeletionBrake")
+    assert _kinds(world.engine.reconcile_tenant("alpha", confirm_deletions=True))["b"] == (ActionKind.DELETE, None)
+
+
+def test_a_held_deletion_that_backs_off_after_a_failed_update_stays_held_until_confirmed() -> None:
+    world = _braked_world()
+    world.cloud.set_outcome(ACCOUNT, "stackherd-alpha-b", "update", "UPDATE_ROLLBACK_COMPLETE", always=True)
+    world.put("alpha", "b", seed="changed")
+    world.engine.reconcile_tenant("alpha")  # the update is sent; it rolls back
+    world.cloud.settle_all()
+    for server_id in ("a", "b"):
+        world.delete("alpha", server_id)
+    world.engine.reconcile_tenant("alpha")
+    assert _held(world) == {"us-east-1/stackherd-alpha-b"}
+
+    # The next pass sees the update's failure at the deletion's generation: a backoff, still a held deletion.
+    assert _kinds(world.engine.reconcile_tenant("alpha"))["b"][0] is ActionKind.BACKOFF
+    assert _held(world) == {"us-east-1/stackherd-alpha-b"}
+
+    world.clock.advance(2 * 3600)  # past the backoff and the window
+    assert _kinds(world.engine.reconcile_tenant("alpha"))["b"] == (ActionKind.HOLD, "DeletionBrake")
+    assert "stackherd-alpha-b" in {s.name for s in world.cloud.stacks(ACCOUNT)}
