@@ -727,6 +727,10 @@ def _apply_deletion_brake(
     result: list[Action] = []
     allowance = brake.allowance
     for action in actions:
+        if action.kind is ActionKind.REPORT and action.would is ActionKind.DELETE:
+            key = brake_key(action)
+            if key in brake.held and key not in brake.confirmed:  # a paused tenant's held deletion: still held
+                action = _replace(action, would=ActionKind.HOLD, code=HoldReason.DELETION_BRAKE.value)
         if action.kind is not ActionKind.DELETE:
             result.append(action)
             continue

@@ -82,3 +82,19 @@ def test_a_paused_tenant_reports_what_it_would_do_with_an_orphan_whose_budget_is
     ).actions
     assert (action.kind, action.would, action.orphan) == (R, H, True)
     assert action.blocked and action.reason == "tenant is paused; orphan left in place"
+
+
+def test_a_paused_tenant_reports_a_held_deletion_as_held_not_as_a_delete() -> None:
+    result = plan(
+        PAUSED,
+        [],
+        [stack("gs-1"), stack("gs-2")],
+        settings=SETTINGS,
+        template_url=URL,
+        brake=BrakeView(allowance=1, held=frozenset({"us-east-1/stackherd-acme-gs-1"})),
+    )
+    assert [(a.gameserver_id, a.kind, a.would, a.code) for a in result.actions] == [
+        ("gs-1", R, H, "DeletionBrake"),
+        ("gs-2", R, D, None),
+    ]
+    assert result.actions[0].blocked and not result.actions[1].blocked
