@@ -30,7 +30,7 @@ from models.config import (
     validate_id,
     validate_owner,
 )
-from models.records import DesiredServer, Tenant, WriteTrail, now_iso, tenant_from_spec
+from models.records import DesiredServer, Tenant, WriteTrail, now_iso, tenant_from_spec, tenant_problem
 from reconciler.credentials import utcnow
 from reconciler.ports import DesiredStore
 from reconciler.writes import (
@@ -43,6 +43,7 @@ from reconciler.writes import (
     QuotaExceededError,
     RegionInUseError,
     TenantExistsError,
+    TenantUnreadableError,
     UnreadableConflictError,
     WriteResult,
 )
@@ -209,6 +210,7 @@ class DesiredWrites:
         only change one (PATCH), NotFoundError otherwise."""
         validate_id(gameserver_id, "gameserver id")
         validate_owner(owner)
+        _refuse_if_tenant_unreadable(tenant)
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None and must_exist:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
@@ -220,12 +222,17 @@ class DesiredWrites:
         raw = dict(raw_config)
         if merge and current is not None:
             if current.config is None or current.unreadable is not None:
-                raise UnreadableConflictError(
-                    f"game server {gameserver_id!r} has a stored config that no longer validates "
-                    f"({current.unreadable}); changing some keys would keep the rest unknown: replace the whole "
-                    "config (PUT, or `servers put` with --set for every key) or delete the server"
-                )
-            raw = {**current.config.model_dump(), **raw}
+                # A merge that names every key is a whole config: it replaces the unreadable one (the CLI has
+                # no other way to, and the refusal below tells the user to do exactly this).
+                if not set(GameServerConfig.model_fields) <= set(raw):
+                    raise UnreadableConflictError(
+                        f"game server {gameserver_id!r} has a stored config that no longer validates "
+                        f"({current.unreadable}); changing some keys would keep the rest unknown: replace the "
+                        f"whole config (PUT, or give every key: {', '.join(GameServerConfig.model_fields)}) or "
+                        "delete the server"
+                    )
+            else:
+                raw = {**current.config.model_dump(), **raw}
         config = validate_config(raw, tenant.tier)
         check_region(tenant, region)
         if current is None:
@@ -435,6 +442,15 @@ def _refuse_if_deleting(server: DesiredServer) -> None:
     if server.deletion_requested:
         raise DeletionPendingError(
             f"game server {server.gameserver_id!r} is being deleted; create it again once it is gone"
+        )
+
+
+def _refuse_if_tenant_unreadable(tenant: Tenant) -> None:
+    problem = tenant.unreadable or tenant_problem(tenant)
+    if problem is not None:
+        raise TenantUnreadableError(
+            f"tenant {tenant.tenant_id!r} cannot be read ({problem}); its game servers cannot be created or "
+            f"changed until an admin corrects it (PATCH /tenants/{tenant.tenant_id}, `stackherd tenants update`)"
         )
 
 

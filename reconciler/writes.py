@@ -82,6 +82,15 @@ class UnreadableConflictError(ConflictError):
     field = "config"
 
 
+class TenantUnreadableError(ConflictError):
+    """A game-server write in a tenant whose stored item no longer validates (a tier that does not exist, no
+    regions): its limits and regions are unknown, so nothing may be created or changed until an admin corrects
+    it. Deleting stays possible."""
+
+    rule = "tenant_unreadable"
+    field = "tenant"
+
+
 class AccountTakenError(ConflictError):
     """The account already belongs to another tenant."""
 

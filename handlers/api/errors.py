@@ -175,7 +175,7 @@ def _describe(error: BaseException) -> tuple[str, list[dict[str, Any]], dict[str
     if isinstance(error, QuotaExceededError):
         return str(error), [_detail("tier", "tenant", "tier_max_servers", str(error), error.limit)], {}
     if isinstance(error, ConflictError):
-        location = "path" if error.field == "gameserver_id" else "body"
+        location = {"gameserver_id": "path", "tenant": "tenant"}.get(error.field, "body")
         return str(error), [_detail(error.field, location, error.rule, str(error))], {}
     if isinstance(error, PreconditionFailedError):
         headers = {"ETag": etag(error.current)} if error.current is not None else {}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ALICE, BOB, ON_BOTH_STORES, ROOT, ApiClient, put_config
+from tests.api.conftest import ALICE, BOB, CAROL, ON_BOTH_STORES, ROOT, ApiClient, put_config
 
 
 def _raw_put(table: str, item: dict[str, Any]) -> None:
@@ -122,3 +122,30 @@ def test_listings_survive_an_item_outside_todays_patterns(api: ApiClient) -> Non
     assert tenants.status == 200
     gold = next(t for t in tenants.json()["items"] if t["tenant_id"] == "gold")
     assert gold["tier"] == "platinum" and "tier 'platinum'" in gold["unreadable"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [({"regions": ()}, "has no regions"), ({"tier": "gold"}, "tier 'gold'")],
+    ids=["no-regions", "unknown-tier"],
+)
+def test_a_write_in_a_tenant_that_cannot_be_read_is_a_409_saying_why(
+    api: ApiClient, memory_world: Any, stored: dict[str, Any], why: str
+) -> None:
+    """A tenant item without regions made PUT /servers/{id} answer 500 (the primary region of no regions); one
+    with an unknown tier answered 422 blaming a `tier` in the player's body."""
+    from dataclasses import replace
+
+    store = memory_world.store
+    store.tenants["globex"] = replace(store.tenants["globex"], **stored)
+
+    for response in (
+        api.put("/servers/c-1", put_config(player_count=2), CAROL),
+        api.patch("/servers/c-1", {"config": {"seed": "x"}}, CAROL),
+    ):
+        assert response.status == 409, response.text
+        body = response.json()
+        assert why in body["message"]
+        assert body["details"][0]["rule"] == "tenant_unreadable"
+        assert body["details"][0]["location"] == "tenant"
+    assert store.get_server("globex", "c-1") is None

@@ -63,6 +63,47 @@ def test_servers_put_set_on_an_unreadable_config_is_refused_and_writes_no_defaul
     assert (shown["config"], shown["unreadable"]) == (stored, "stored config.seed: bad pattern")
 
 
+def test_servers_put_with_every_key_replaces_an_unreadable_config(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal above tells the operator to give every key; the CLI (always a merge) refused that too, so an
+    unreadable config could only be fixed by deleting the server."""
+    run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "player_count=7")
+    key = ("alpha", "s0")
+    alpha.store.servers[key] = replace(
+        alpha.store.servers[key],
+        config=None,
+        raw_config={"difficulty": "hard", "player_count": 7, "seed": "has space"},
+        unreadable="stored config.seed: bad pattern",
+    )
+
+    code, _ = run(
+        "servers", "put", "alpha", "s0", "--owner", "ana", "--set", "difficulty=hard", "--set", "player_count=7",
+        "--set", "seed=fixed",
+    )  # fmt: skip
+
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    shown = json.loads(run("servers", "show", "alpha", "s0", "--json")[1])
+    assert shown["config"] == {"difficulty": "hard", "player_count": 7, "seed": "fixed"}
+    assert shown["unreadable"] is None
+    assert shown["generation"] == 2
+
+
+def test_servers_put_in_a_tenant_that_cannot_be_read_is_refused_saying_why(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tenant item without regions made creating a server crash (IndexError: the primary region)."""
+    alpha.store.tenants["alpha"] = replace(alpha.store.tenants["alpha"], regions=())
+
+    code, _ = run("servers", "put", "alpha", "s0", "--owner", "ana")
+
+    assert code == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "tenant 'alpha' cannot be read (stored tenant has no regions" in err
+    assert "unexpected" not in err
+    assert alpha.server("alpha", "s0") is None
+
+
 def test_servers_put_set_parses_values_as_the_schemas_types(
     alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
