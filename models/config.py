@@ -199,6 +199,15 @@ class TenantSpec(BaseModel):
     template_version: str = Field(default="v1", pattern=VERSION_PATTERN)
     paused: bool = False
 
+    @field_validator("regions")
+    @classmethod
+    def _each_region_once(cls, regions: tuple[str, ...]) -> tuple[str, ...]:
+        # A region named twice would be listed and planned twice in every pass.
+        repeated = sorted({r for r in regions if regions.count(r) > 1})
+        if repeated:
+            raise ValueError(f"regions name {', '.join(repeated)} more than once: give each region once")
+        return regions
+
     @field_validator("role")
     @classmethod
     def _role_in_the_tenants_account(cls, role: str, info: ValidationInfo) -> str:

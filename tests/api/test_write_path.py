@@ -149,3 +149,17 @@ def test_a_write_in_a_tenant_that_cannot_be_read_is_a_409_saying_why(
         assert body["details"][0]["rule"] == "tenant_unreadable"
         assert body["details"][0]["location"] == "tenant"
     assert store.get_server("globex", "c-1") is None
+
+
+def test_a_region_named_twice_is_refused_at_registration_and_on_change(api: ApiClient) -> None:
+    """`{"regions": ["us-east-1", "us-east-1"]}` was registered as given: every pass listed and planned the
+    region twice."""
+    twice = ["us-east-1", "us-east-1"]
+    registered = api.post("/tenants", {"tenant_id": "initech", "account_id": "333333333333", "regions": twice})
+    changed = api.patch("/tenants/acme", {"regions": ["eu-west-1", "us-east-1", "eu-west-1"]}, ROOT)
+
+    for response in (registered, changed):
+        assert response.status == 422, response.text
+        assert "more than once" in response.json()["message"]
+    assert api.get("/tenants/initech", ROOT).status == 404
+    assert api.get("/tenants/acme", ROOT).json()["regions"] == ["us-east-1", "eu-west-1"]

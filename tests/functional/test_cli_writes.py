@@ -191,3 +191,15 @@ def test_tenants_list_shows_a_tenant_whose_reconciler_state_cannot_be_read(
     assert code == cli.EXIT_OK
     [listed] = json.loads(out)
     assert listed["unreadable"] == "the reconciler state of tenant alpha cannot be read (bad map)"
+
+
+def test_tenants_add_with_a_region_named_twice_is_refused(
+    installed: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run(
+        "tenants", "add", "beta", "--account", "222222222222", "--region", "us-east-1", "--region", "us-east-1"
+    )
+
+    assert code == cli.EXIT_ERROR
+    assert "regions name us-east-1 more than once" in capsys.readouterr().err
+    assert installed.store.get_tenant("beta") is None
