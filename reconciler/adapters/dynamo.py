@@ -454,7 +454,15 @@ class DynamoStore:
             if tenant.tier != tier:
                 raise ConcurrentWriteError(f"tenant {tenant.tenant_id!r} changed tier meanwhile; retry")
             if count >= max_servers:
-                raise quota_exceeded(tenant, count)
+                # Records removed around the store (a script, a restore) leave the counter high, and nothing
+                # else would ever lower it: count the records before refusing, and correct the counter in the
+                # same transaction, on condition that no other writer moved it since it was read.
+                read = self.read_servers(server.tenant_id)
+                live = sum(1 for s in read.servers if not s.deletion_requested)
+                if not read.complete or live >= max_servers:
+                    raise quota_exceeded(tenant, count if not read.complete else live)
+                counter = [TenantModel.server_count.set(live + 1)]
+                guard = TenantModel.server_count == count
             try:
                 with self._transaction() as tx:
                     tx.save(item, condition=GameServerModel.tenant_id.does_not_exist())

@@ -259,7 +259,12 @@ class MemoryStore:
             if tenant.tier != tier:
                 raise ConcurrentWriteError(f"tenant {tenant.tenant_id!r} changed tier meanwhile; retry")
             if live >= max_servers:
-                raise quota_exceeded(tenant, live)
+                # Records removed around the store leave the counter high: count them before refusing.
+                live = self.counts[server.tenant_id] = sum(
+                    1 for s in self.servers.tenant(server.tenant_id) if not s.deletion_requested
+                )
+                if live >= max_servers:
+                    raise quota_exceeded(tenant, live)
             self.servers[key] = server
             self.counts[server.tenant_id] = live + 1
             return server

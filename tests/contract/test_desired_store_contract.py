@@ -72,6 +72,9 @@ class Backend(Protocol):
     def plant_tenant(self, tenant_id: str, tier: str) -> None:
         """Store a tenant item as another writer might have (a tier as it is, unchecked)."""
 
+    def vanish(self, tenant_id: str, gameserver_id: str) -> None:
+        """Remove a record around the store (a script, a restore): its counter is not told."""
+
 
 class MemoryBackend:
     def __init__(self) -> None:
@@ -98,6 +101,9 @@ class MemoryBackend:
         from models.tables import tenant_from_item, tenant_to_item
 
         self.store.tenants[tenant_id] = tenant_from_item(tenant_to_item(tenant(tenant_id, "999999999999", tier=tier)))
+
+    def vanish(self, tenant_id: str, gameserver_id: str) -> None:
+        del self.store.servers[(tenant_id, gameserver_id)]
 
 
 class DynamoBackend:
@@ -128,6 +134,16 @@ class DynamoBackend:
         from models.tables import tenant_to_item
 
         tenant_to_item(tenant(tenant_id, "999999999999", tier=tier)).save()
+
+    def vanish(self, tenant_id: str, gameserver_id: str) -> None:
+        import boto3
+
+        from models.tables import GameServerModel
+
+        boto3.client("dynamodb").delete_item(
+            TableName=GameServerModel.Meta.table_name,
+            Key={"tenant_id": {"S": tenant_id}, "gameserver_id": {"S": gameserver_id}},
+        )
 
 
 @pytest.fixture(params=["memory", "dynamo"])
@@ -225,6 +241,25 @@ def test_creating_beyond_the_quota_or_for_another_tier_is_refused(store: Desired
         store.create_server(server("gs-3"), tier="premium", max_servers=200)
     assert store.get_server("alpha", "gs-3") is None
     assert store.live_server_count("alpha") == 3
+
+
+def test_a_full_quota_whose_records_vanished_around_the_store_is_counted_again(backend: Backend) -> None:
+    """Records removed around the write path (a script, a restore) left the counter at the limit: the tenant
+    could create no server ever again, told it already had as many as its tier allows."""
+    store = backend.store
+    store.create_tenant(tenant(), T0)
+    for index in range(3):
+        store.create_server(server(f"gs-{index}"), tier="free", max_servers=3)
+    backend.vanish("alpha", "gs-0")
+    backend.vanish("alpha", "gs-1")
+
+    store.create_server(server("gs-3"), tier="free", max_servers=3)
+    store.create_server(server("gs-4"), tier="free", max_servers=3)
+
+    assert store.live_server_count("alpha") == 3
+    with pytest.raises(QuotaExceededError, match="already has 3 game servers"):
+        store.create_server(server("gs-5"), tier="free", max_servers=3)
+    assert [s.gameserver_id for s in store.read_servers("alpha").servers] == ["gs-2", "gs-3", "gs-4"]
 
 
 def test_replace_writes_a_new_generation_of_the_same_incarnation(store: DesiredStore) -> None:
