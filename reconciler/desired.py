@@ -32,7 +32,8 @@ from models.config import (
 )
 from models.records import DesiredServer, Tenant, WriteTrail, now_iso, tenant_from_spec, tenant_problem
 from reconciler.credentials import utcnow
-from reconciler.ports import DesiredStore
+from reconciler.errors import StoreError, TemplateNotFoundError, TransientError
+from reconciler.ports import DesiredStore, TemplateCatalog
 from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
@@ -186,9 +187,27 @@ def config_text(config: GameServerConfig) -> str:
 class DesiredWrites:
     """Every desired-state write, with every rule, over any `DesiredStore`."""
 
-    def __init__(self, store: DesiredStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        store: DesiredStore,
+        clock: Callable[[], datetime] = utcnow,
+        templates: TemplateCatalog | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        #: Where a tenant's template version must be published (None: not checked, for store-only tests).
+        self.templates = templates
+
+    def _check_template(self, version: str) -> None:
+        """A tenant pinned to a version that is not published fails every server in every pass."""
+        if self.templates is None:
+            return
+        try:
+            self.templates.url_for(version)
+        except TemplateNotFoundError as error:
+            raise ConfigError(str(error), field="template_version", rule="template_published") from None
+        except TransientError as error:
+            raise StoreError(f"could not look up template version {version!r}: {error}") from error
 
     # --- game servers ------------------------------------------------------------------------------
 
@@ -362,6 +381,7 @@ class DesiredWrites:
         existing = self.store.get_tenant(spec.tenant_id)
         tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
         check_regions_usable(tenant.regions, tenant.role_arn)
+        self._check_template(tenant.template_version)
         if existing is None:
             # Tenants registered before accounts were claimed have no claim item: look at them too.
             for other in self.store.list_tenants():
@@ -415,6 +435,8 @@ class DesiredWrites:
                 "paused": paused if paused is not None else tenant.paused,
             }
         )
+        if spec.template_version != tenant.template_version:
+            self._check_template(spec.template_version)
         new_regions = tuple(spec.regions)
         if new_regions != tenant.regions:
             check_regions_usable(new_regions, tenant.role_arn)

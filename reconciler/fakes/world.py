@@ -33,7 +33,7 @@ class FakeWorld:
         self.engine = Engine(
             self.store, self.connector, self.templates, settings=self.settings, clock=self.clock, requeuer=self.requeuer
         )
-        self.writes = DesiredWrites(self.store, clock=self.clock)
+        self.writes = DesiredWrites(self.store, clock=self.clock, templates=self.templates)
 
     def add_tenant(
         self,

@@ -261,6 +261,18 @@ def test_admin_sees_a_tenants_servers_paginated(api: ApiClient) -> None:
     assert {s["username"] for s in first["items"] + rest["items"]} == {"alice", "bob"}
 
 
+def _publish(version: str) -> None:
+    from handlers.runtime import runtime
+    from reconciler.fakes.templates import StaticTemplateCatalog
+    from tests.conftest import gameserver_template
+
+    templates = runtime().templates
+    if isinstance(templates, StaticTemplateCatalog):
+        templates.add(version)
+    else:
+        templates.publish(gameserver_template().encode(), version)
+
+
 @ON_BOTH_STORES
 def test_admin_tenant_routes(api: ApiClient) -> None:
     created = api.post(
@@ -282,6 +294,7 @@ def test_admin_tenant_routes(api: ApiClient) -> None:
     assert api.get("/tenants/initech-2", ROOT).status == 404
     assert api.get("/tenants/initech", ROOT).json()["regions"] == ["eu-west-1"]  # unchanged by the refused POST
 
+    _publish("v2")  # a tenant is only pinned to a published version
     patched = api.patch("/tenants/initech", {"tier": "premium", "paused": True, "template_version": "v2"}, ROOT)
     assert patched.status == 200
     assert {k: patched.json()[k] for k in ("tier", "paused", "template_version")} == {

@@ -163,3 +163,18 @@ def test_a_region_named_twice_is_refused_at_registration_and_on_change(api: ApiC
         assert "more than once" in response.json()["message"]
     assert api.get("/tenants/initech", ROOT).status == 404
     assert api.get("/tenants/acme", ROOT).json()["regions"] == ["us-east-1", "eu-west-1"]
+
+
+def test_a_template_version_that_is_not_published_is_refused_at_registration_and_on_change(api: ApiClient) -> None:
+    """`"template_version": "v9"` (never published) was accepted: every pass of the tenant then failed every
+    server with TemplateNotFound."""
+    registered = api.post("/tenants", {"tenant_id": "initech", "account_id": "333333333333", "template_version": "v9"})
+    changed = api.patch("/tenants/acme", {"template_version": "v9"}, ROOT)
+
+    for response in (registered, changed):
+        assert response.status == 422, response.text
+        detail = response.json()["details"][0]
+        assert (detail["field"], detail["rule"]) == ("template_version", "template_published")
+        assert "stackherd templates publish" in detail["message"]
+    assert api.get("/tenants/initech", ROOT).status == 404
+    assert api.get("/tenants/acme", ROOT).json()["template_version"] == "v1"

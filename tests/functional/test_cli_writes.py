@@ -203,3 +203,15 @@ def test_tenants_add_with_a_region_named_twice_is_refused(
     assert code == cli.EXIT_ERROR
     assert "regions name us-east-1 more than once" in capsys.readouterr().err
     assert installed.store.get_tenant("beta") is None
+
+
+def test_tenants_update_to_a_template_version_that_is_not_published_is_refused(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run("tenants", "update", "alpha", "--template-version", "v9")
+
+    assert code == cli.EXIT_ERROR
+    assert "template version 'v9' is not published" in capsys.readouterr().err
+    assert alpha.store.get_tenant("alpha").template_version == "v1"  # type: ignore[union-attr]
+    alpha.templates.add("v9")
+    assert run("tenants", "update", "alpha", "--template-version", "v9")[0] == cli.EXIT_OK
