@@ -235,8 +235,9 @@ def test_stream_records_read_from_the_server_drive_the_stream_handler(endpoint: 
     ],
 )
 def test_bad_input_exits_1_with_one_line_and_no_traceback(endpoint: str, argv: list[str], needle: str) -> None:
-    cli("init")
-    cli("tenants", "add", "alpha", "--account", "111111111111")
+    ok("init")
+    ok("templates", "publish", str(TEMPLATE), "--version", "v1")  # a tenant is pinned to a published version
+    ok("tenants", "add", "alpha", "--account", "111111111111")
     process = subprocess.run(
         [sys.executable, "-m", "handlers.local.cli", *argv],
         capture_output=True,
@@ -274,6 +275,7 @@ def test_tenant_commands_change_only_what_they_name(endpoint: str) -> None:
     from handlers.runtime import runtime
 
     ok("init")
+    ok("templates", "publish", str(TEMPLATE), "--version", "v1")
     ok("tenants", "add", "alpha", "--account", ACCOUNTS["alpha"])
     runtime().store.set_quarantine("alpha", "access to account denied", datetime.now(UTC))
 
@@ -291,6 +293,7 @@ def test_tenant_commands_change_only_what_they_name(endpoint: str) -> None:
 
 def test_a_region_with_servers_in_it_cannot_be_dropped(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     ok("init")
+    ok("templates", "publish", str(TEMPLATE), "--version", "v1")
     ok("tenants", "add", "alpha", "--account", ACCOUNTS["alpha"], "--region", "us-east-1", "--region", "eu-west-1")
     ok("servers", "put", "alpha", "arena", "--owner", "ana")
 
