@@ -423,18 +423,34 @@ class DesiredWrites:
             raise NotFoundError(tenant_id)
         from models.config import validate_tenant
 
-        spec = validate_tenant(
-            {
-                "tenant_id": tenant.tenant_id,
-                "account_id": tenant.account_id,
-                "regions": list(regions) if regions is not None else list(tenant.regions),
-                "role": tenant.role_arn,
-                "external_id": tenant.external_id,
-                "tier": tier if tier is not None else tenant.tier,
-                "template_version": template_version if template_version is not None else tenant.template_version,
-                "paused": paused if paused is not None else tenant.paused,
-            }
-        )
+        changes: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("regions", list(regions) if regions is not None else None),
+                ("tier", tier),
+                ("template_version", template_version),
+                ("paused", paused),
+            )
+            if value is not None
+        }
+        stored = {
+            "tenant_id": tenant.tenant_id,
+            "account_id": tenant.account_id,
+            "regions": list(tenant.regions),
+            "role": tenant.role_arn,
+            "external_id": tenant.external_id,
+            "tier": tenant.tier,
+            "template_version": tenant.template_version,
+            "paused": tenant.paused,
+        }
+        if tenant.unreadable is None and tenant_problem(tenant) is None:
+            spec = validate_tenant({**stored, **changes})
+        else:
+            # The stored item no longer validates (a tier that no longer exists, no regions): the change is
+            # checked on its own, and only what it names is written, so an admin can still pause the tenant
+            # or correct it field by field; what it leaves out stays as stored.
+            given = validate_tenant({"tenant_id": tenant_id, "account_id": "000000000000", **changes})
+            spec = TenantSpec.model_construct(**{**stored, **{k: getattr(given, k) for k in changes}})
         if spec.template_version != tenant.template_version:
             self._check_template(spec.template_version)
         new_regions = tuple(spec.regions)

@@ -215,3 +215,24 @@ def test_tenants_update_to_a_template_version_that_is_not_published_is_refused(
     assert alpha.store.get_tenant("alpha").template_version == "v1"  # type: ignore[union-attr]
     alpha.templates.add("v9")
     assert run("tenants", "update", "alpha", "--template-version", "v9")[0] == cli.EXIT_OK
+
+
+def test_a_tenant_that_cannot_be_read_can_still_be_paused_and_corrected(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every change of a tenant re-validated every stored field: a tenant whose stored tier no longer exists
+    could not even be paused ("tenant.tier: Input should be ..." for a change that names no tier)."""
+    from models.records import tenant_problem
+
+    broken = replace(alpha.store.tenants["alpha"], tier="gold")
+    alpha.store.tenants["alpha"] = replace(broken, unreadable=tenant_problem(broken))
+
+    assert run("tenants", "pause", "alpha")[0] == cli.EXIT_OK, capsys.readouterr().err
+    paused = alpha.store.get_tenant("alpha")
+    assert paused is not None and (paused.paused, paused.tier) == (True, "gold")
+    assert run("tenants", "update", "alpha", "--tier", "platinum")[0] == cli.EXIT_ERROR  # a change is still checked
+    assert "tier" in capsys.readouterr().err
+
+    assert run("tenants", "update", "alpha", "--tier", "free")[0] == cli.EXIT_OK
+    fixed = alpha.store.get_tenant("alpha")
+    assert fixed is not None and (fixed.tier, fixed.paused, fixed.unreadable) == ("free", True, None)
