@@ -155,13 +155,30 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+#: No field takes a number this long; Python's own limit (4300 digits) would answer with a hint about
+#: `sys.set_int_max_str_digits()`, which means nothing to a caller.
+MAX_NUMBER_DIGITS = 100
+
+
+def _int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_NUMBER_DIGITS:
+        raise BadRequestError(
+            f"the body has a number of {digits} digits; no value takes more than {MAX_NUMBER_DIGITS}",
+            field="body",
+            rule="json_number_too_long",
+            limit=MAX_NUMBER_DIGITS,
+        )
+    return int(text)
+
+
 def loads(text: str | bytes) -> Any:
     """JSON as the API reads it: a key given twice in one object is refused, not silently last-one-wins.
 
     Also Powertools' body deserializer, so the document a route validates is the one checked here.
     """
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_int=_int)
     except RecursionError:
         raise BadRequestError("the body nests too deeply", field="body", rule="json_depth") from None
     except ValueError as error:

@@ -76,3 +76,13 @@ def test_duplicate_json_keys_are_refused_not_last_one_wins(
     assert api.get("/servers/alpha-1").json() == before
     assert api.get("/tenants/acme", ROOT).json()["paused"] is False
     assert api.get("/tenants/x-2", ROOT).status == 404
+
+
+def test_a_number_of_thousands_of_digits_is_refused_saying_so(api: ApiClient) -> None:
+    """A 5,001-digit player_count was refused with Python's own hint to call `sys.set_int_max_str_digits()`."""
+    response = api.put("/servers/alpha-1", None, raw_body='{"config": {"player_count": 1' + "0" * 5000 + "}}")
+
+    assert response.status == 400, response.text
+    assert _details(response) == [("body", "json_number_too_long")]
+    assert response.json()["message"] == "the body has a number of 5001 digits; no value takes more than 100"
+    assert api.get("/servers/alpha-1").status == 404
