@@ -131,13 +131,21 @@ class TenantResult:
     def verdict(self) -> str:
         """`failed` (the tenant errored, an action failed, or a server is Failed or Held), `pending` (changes
         to make, in progress or held back by a pause) or `in_sync`: what `plan` and `reconcile` exit with."""
-        if (
-            self.error is not None
-            or self.failing
-            or any(r.outcome is Outcome.FAILED or r.action.blocked for r in self.results)
-        ):
+        if self.error is not None or self.not_converging:
             return "failed"
         return "in_sync" if self.in_sync else "pending"
+
+    @property
+    def not_converging(self) -> list[str]:
+        """What keeps the tenant from converging until someone acts: servers (or orphan stacks) whose action
+        failed or is blocked, servers already Failed or Held at their generation, and regions not observed in
+        this pass (what is there, orphans included, is unknown), as `region:<name>`."""
+        blocked = {
+            r.action.gameserver_id or r.action.stack_name
+            for r in self.results
+            if r.outcome is Outcome.FAILED or r.action.blocked
+        }
+        return sorted(blocked | set(self.failing)) + [f"region:{region}" for region in sorted(self.unobserved_regions)]
 
     def kinds(self) -> Counter[str]:
         return Counter(r.action.kind.value for r in self.results if r.outcome in (Outcome.DONE, Outcome.PLANNED))
@@ -177,10 +185,12 @@ class SweepSummary:
     failed_actions: int
     failures: dict[str, str]  # tenant -> why its pass failed
     stuck: int = 0  # stacks in progress past the stuck setting (CloudFormation's own work, never cancelled)
+    #: tenant -> what keeps it from converging until someone acts (Failed or Held servers, unobserved regions)
+    not_converging: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.failed_actions
+        return not self.failures and not self.failed_actions and not self.not_converging
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -191,6 +201,7 @@ class SweepSummary:
             "failed_actions": self.failed_actions,
             "failures": dict(self.failures),
             "stuck": self.stuck,
+            "not_converging": {tenant: list(ids) for tenant, ids in self.not_converging.items()},
         }
 
 
@@ -212,6 +223,11 @@ class SweepResult:
             failed_actions=sum(1 for r in self.results for a in r.results if a.outcome is Outcome.FAILED),
             failures={r.tenant_id: r.error for r in self.results if r.error},
             stuck=sum(r.stuck for r in self.results),
+            not_converging={
+                r.tenant_id: r.not_converging
+                for r in sorted(self.results, key=lambda r: r.tenant_id)
+                if r.error is None and r.not_converging
+            },
         )
 
 

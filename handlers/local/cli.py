@@ -477,6 +477,8 @@ def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
     actions = data.get("actions", [])
     if data.get("error"):
         out.write(f"tenant {data['tenant_id']}: {data['error']}\n")
+    for region, why in data.get("unobserved_regions", {}).items():
+        out.write(f"  region {region} not observed: {why}\n")
     if not actions:
         out.write(f"tenant {data['tenant_id']}: no game servers and no owned stacks\n")
         return
@@ -526,6 +528,12 @@ def _verdict_line(data: dict[str, Any]) -> str:
     )
     if data.get("error"):
         return f"error: {data['error']}"
+    regions = sorted(data.get("unobserved_regions", {}))
+    if not blocked and regions:
+        return (
+            f"not converging: region {', '.join(regions)} of tenant {tenant_id} could not be observed; see the "
+            "reason above (nothing there is changed or deleted until it can be)"
+        )
     backing_off = sorted(
         {a["gameserver_id"] or a["stack_name"] for a in data["actions"] if "backoff" in (a["kind"], a.get("would"))}
     )
@@ -601,6 +609,8 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
             out.write(f"  skipped {tenant_id}: quarantined\n")
         for tenant_id, error in summary.failures.items():
             out.write(f"  failed  {tenant_id}: {error}\n")
+        for tenant_id, ids in summary.not_converging.items():
+            out.write(f"  not converging {tenant_id}: {', '.join(ids)}; `stackherd plan {tenant_id}` shows why\n")
     return EXIT_OK if summary.ok else EXIT_ERROR
 
 
