@@ -557,7 +557,14 @@ class Engine:
         denied: dict[str, str] = {}
         first_error: ReconcileError | None = None
         listed = 0
-        for region in regions:
+        # A region that refuses the credentials as invalid before any region proved them is tried again after
+        # the others: if another region accepts them, they are good and that region is not enabled. Assuming
+        # the role again at once would do so on every pass of a tenant whose first region is not enabled.
+        attempted = [r for r in regions if r not in quarantined]
+        deferred: list[str] = []
+        for region, retry in [*((r, False) for r in regions), *((r, True) for r in attempted)]:
+            if retry and region not in deferred:
+                continue
             if region in quarantined:
                 unobserved[region] = (
                     f"region {region} is quarantined ({quarantined[region]}); its servers are left as they are "
@@ -566,9 +573,21 @@ class Engine:
                 continue
             try:
                 observed.extend(
-                    self._call(tenant, gateways, region, lambda gw: gw.list_stacks(), dry_run, proven=listed > 0)
+                    self._call(
+                        tenant,
+                        gateways,
+                        region,
+                        lambda gw: gw.list_stacks(),
+                        dry_run,
+                        proven=listed > 0,
+                        refresh=retry or len(attempted) == 1,
+                    )
                 )
                 listed += 1
+            except CredentialsExpiredError as error:
+                if retry or error.code != "InvalidClientTokenId":
+                    raise
+                deferred.append(region)
             except RegionDeniedError as error:
                 denied[region] = str(error)
                 unobserved[region] = f"region {region} denies access: {error}"
@@ -577,7 +596,6 @@ class Engine:
             except ReconcileError as error:
                 first_error = first_error or error
                 unobserved[region] = f"region {region} could not be listed: {error}"
-        attempted = [r for r in regions if r not in quarantined]
         if denied and len(denied) == len(attempted):  # every region refuses: the account refuses
             reason = f"access to account {tenant.account_id} denied: {next(iter(denied.values()))}"
             self.connector.invalidate(tenant)
@@ -625,10 +643,13 @@ class Engine:
         dry_run: bool = False,
         *,
         proven: bool = False,
+        refresh: bool = True,
     ) -> T:
         """Run one gateway call; expired credentials are refreshed once. Access denied while getting the
         credentials (AssumeRole) quarantines the tenant; denied by the region's CloudFormation is the region's
-        (`RegionDeniedError`). `proven`: these credentials already worked in another region in this pass."""
+        (`RegionDeniedError`). `proven`: these credentials already worked in another region in this pass.
+        Without `refresh`, a token refused as invalid before anything proved it is raised as it is, for the
+        caller to try another region first."""
         for attempt in (1, 2):
             gateway = gateways.get(region)
             try:
@@ -651,6 +672,8 @@ class Engine:
                         f"in account {tenant.account_id}; enable it there, or move the servers to another region",
                         code="RegionNotEnabled",
                     ) from error
+                if error.code == "InvalidClientTokenId" and not refresh:
+                    raise
                 self.connector.invalidate(tenant)
                 gateways.pop(region, None)
                 if attempt == 2:

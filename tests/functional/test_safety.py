@@ -411,3 +411,19 @@ def test_tripped_brake_holds_a_leak_that_outlasts_the_window() -> None:
     assert world.cloud.count("DeleteStack") == 3
     world.engine.reconcile_tenant("alpha", confirm_deletions=True)
     assert world.cloud.count("DeleteStack") == 12
+
+
+def test_a_first_region_not_enabled_does_not_assume_the_role_again_on_every_pass(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT_A, regions=("eu-west-1", "us-east-1"))
+    world.put("alpha", "west", "player", region="eu-west-1")
+    world.put("alpha", "east", "player", region="us-east-1")
+    world.converge("alpha")
+    world.cloud.reset_calls()
+    world.cloud.disable_region(ACCOUNT_A, "eu-west-1")
+    for _ in range(3):
+        result = world.engine.reconcile_tenant("alpha")
+        world.clock.advance(300)
+        assert result.error is None
+    assert world.cloud.count("AssumeRole") == 0  # us-east-1 proved the credentials in each pass
+    assert "not enabled" in result.unobserved_regions["eu-west-1"]
+    assert phase(world, "west")[0] is Phase.FAILED and phase(world, "east")[0] is Phase.READY
