@@ -807,6 +807,19 @@ class Engine:
                 orphans.pop(action.stack_id, None)
             else:
                 orphans[action.stack_id] = state
+            if action.stuck_since and (state is None or state.stuck_since != action.stuck_since):
+                # An orphan has no status to carry a Stuck condition: its budget keeps that it was reported,
+                # so the activity log gets one entry per stuck operation, not one per pass.
+                base = state or OrphanAttempts(action.stack_id, action.stack_name, action.region)
+                orphans[action.stack_id] = replace(base, stuck_since=action.stuck_since)
+                self._log(
+                    tenant.tenant_id,
+                    action.gameserver_id or action.stack_name,
+                    "stuck",
+                    f"orphan {action.stack_name}: {action.reason}: stuck; CloudFormation is still working on it "
+                    "and stackherd never cancels its work: look at the stack's events",
+                    effective,
+                )
             if action.failed_attempt or (state is not None and state.held and (before is None or not before.held)):
                 text = f"{action.stack_name}: {action.reason}"
                 if state is not None and state.cause:
