@@ -113,6 +113,8 @@ class TenantResult:
     unobserved_regions: dict[str, str] = field(default_factory=dict)
     #: servers already Failed or Held at their generation that this plan would not bring to rest (dry run)
     failing: list[str] = field(default_factory=list)
+    #: why the tenant is quarantined, when a dry run finds it so (sweeps skip it until an operator acts)
+    quarantined: str | None = None
 
     @property
     def stuck(self) -> int:
@@ -131,7 +133,7 @@ class TenantResult:
     def verdict(self) -> str:
         """`failed` (the tenant errored, an action failed, or a server is Failed or Held), `pending` (changes
         to make, in progress or held back by a pause) or `in_sync`: what `plan` and `reconcile` exit with."""
-        if self.error is not None or self.not_converging:
+        if self.error is not None or self.not_converging or self.quarantined:
             return "failed"
         return "in_sync" if self.in_sync else "pending"
 
@@ -163,6 +165,8 @@ class TenantResult:
             data["failing"] = list(self.failing)
         if self.unobserved_regions:
             data["unobserved_regions"] = dict(self.unobserved_regions)
+        if self.quarantined:
+            data["quarantined"] = self.quarantined
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
@@ -190,7 +194,7 @@ class SweepSummary:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.failed_actions and not self.not_converging
+        return not self.failures and not self.failed_actions and not self.not_converging and not self.skipped
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -383,6 +387,8 @@ class Engine:
         result.unobserved_regions = dict(sorted(unobserved.items()))
         if tenant.quarantined and not dry_run:
             self.store.set_quarantine(tenant.tenant_id, None, self.clock())
+        elif tenant.quarantined:
+            result.quarantined = tenant.quarantined
 
         now = self.clock()
         stored = state.deletion_brake

@@ -477,6 +477,8 @@ def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
     actions = data.get("actions", [])
     if data.get("error"):
         out.write(f"tenant {data['tenant_id']}: {data['error']}\n")
+    if data.get("quarantined"):
+        out.write(f"tenant {data['tenant_id']} is quarantined: {data['quarantined']}\n")
     for region, why in data.get("unobserved_regions", {}).items():
         out.write(f"  region {region} not observed: {why}\n")
     if not actions:
@@ -528,6 +530,12 @@ def _verdict_line(data: dict[str, Any]) -> str:
     )
     if data.get("error"):
         return f"error: {data['error']}"
+    if data.get("quarantined") and not blocked:
+        return (
+            f"not converging: tenant {tenant_id} is quarantined, so sweeps skip it; once its account lets "
+            f"stackherd in again, `stackherd tenants unquarantine {tenant_id}` (or `stackherd reconcile "
+            f"{tenant_id}`) releases it"
+        )
     regions = sorted(data.get("unobserved_regions", {}))
     if not blocked and regions:
         return (
@@ -606,7 +614,10 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
         actions = ", ".join(f"{k} {v}" for k, v in summary.actions.items()) or "none"
         out.write(f"swept {summary.reconciled} of {summary.tenants} tenants; actions: {actions}\n")
         for tenant_id in summary.skipped:
-            out.write(f"  skipped {tenant_id}: quarantined\n")
+            out.write(
+                f"  skipped {tenant_id}: quarantined; `stackherd plan {tenant_id}` shows why, "
+                f"`stackherd tenants unquarantine {tenant_id}` releases it\n"
+            )
         for tenant_id, error in summary.failures.items():
             out.write(f"  failed  {tenant_id}: {error}\n")
         for tenant_id, ids in summary.not_converging.items():

@@ -246,3 +246,21 @@ def test_plan_reconcile_and_sweep_do_not_call_a_tenant_with_an_unlisted_region_i
         assert (code, data["verdict"]) == (cli.EXIT_ERROR, "failed")
     code, text = run("sweep")
     assert code == cli.EXIT_ERROR and "not converging alpha: region:eu-west-1" in text
+
+
+def test_plan_of_a_quarantined_tenant_exits_1_and_says_it_is_quarantined(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "arena")
+    world.converge("alpha")
+    world.cloud.deny(ACCOUNT)
+    run("sweep")  # access denied: quarantined
+    world.cloud.allow(ACCOUNT)  # fixed, but no sweep looks at it again
+    world.put("alpha", "arena", seed="changed")
+    code, text = run("plan", "alpha")
+    assert code == cli.EXIT_ERROR and "changes pending" not in text
+    assert "tenant alpha is quarantined: access to account" in text and "tenants unquarantine alpha" in text
+    code, data = run_json("plan", "alpha")
+    assert (code, data["verdict"]) == (cli.EXIT_ERROR, "failed") and "denied" in data["quarantined"]
+    code, text = run("sweep")
+    assert code == cli.EXIT_ERROR and "skipped alpha: quarantined" in text
+    assert world.server("alpha", "arena").status.observed_generation == 1  # type: ignore[union-attr]
