@@ -99,6 +99,8 @@ class OrphanAttempts:
     next_retry_at: str | None = None
     cause: str | None = None
     held: bool = False
+    #: since when the stack's operation has been in progress past the stuck setting, once reported as Stuck
+    stuck_since: str | None = None
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,8 @@ class TenantResult:
     unobserved_regions: dict[str, str] = field(default_factory=dict)
     #: servers already Failed or Held at their generation that this plan would not bring to rest (dry run)
     failing: list[str] = field(default_factory=list)
+    #: why the tenant is quarantined, when a dry run finds it so (sweeps skip it until an operator acts)
+    quarantined: str | None = None
 
     @property
     def stuck(self) -> int:
@@ -131,13 +133,21 @@ class TenantResult:
     def verdict(self) -> str:
         """`failed` (the tenant errored, an action failed, or a server is Failed or Held), `pending` (changes
         to make, in progress or held back by a pause) or `in_sync`: what `plan` and `reconcile` exit with."""
-        if (
-            self.error is not None
-            or self.failing
-            or any(r.outcome is Outcome.FAILED or r.action.blocked for r in self.results)
-        ):
+        if self.error is not None or self.not_converging or self.quarantined:
             return "failed"
         return "in_sync" if self.in_sync else "pending"
+
+    @property
+    def not_converging(self) -> list[str]:
+        """What keeps the tenant from converging until someone acts: servers (or orphan stacks) whose action
+        failed or is blocked, servers already Failed or Held at their generation, and regions not observed in
+        this pass (what is there, orphans included, is unknown), as `region:<name>`."""
+        blocked = {
+            r.action.gameserver_id or r.action.stack_name
+            for r in self.results
+            if r.outcome is Outcome.FAILED or r.action.blocked
+        }
+        return sorted(blocked | set(self.failing)) + [f"region:{region}" for region in sorted(self.unobserved_regions)]
 
     def kinds(self) -> Counter[str]:
         return Counter(r.action.kind.value for r in self.results if r.outcome in (Outcome.DONE, Outcome.PLANNED))
@@ -155,6 +165,8 @@ class TenantResult:
             data["failing"] = list(self.failing)
         if self.unobserved_regions:
             data["unobserved_regions"] = dict(self.unobserved_regions)
+        if self.quarantined:
+            data["quarantined"] = self.quarantined
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
@@ -177,10 +189,12 @@ class SweepSummary:
     failed_actions: int
     failures: dict[str, str]  # tenant -> why its pass failed
     stuck: int = 0  # stacks in progress past the stuck setting (CloudFormation's own work, never cancelled)
+    #: tenant -> what keeps it from converging until someone acts (Failed or Held servers, unobserved regions)
+    not_converging: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.failed_actions
+        return not self.failures and not self.failed_actions and not self.not_converging and not self.skipped
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -191,6 +205,7 @@ class SweepSummary:
             "failed_actions": self.failed_actions,
             "failures": dict(self.failures),
             "stuck": self.stuck,
+            "not_converging": {tenant: list(ids) for tenant, ids in self.not_converging.items()},
         }
 
 
@@ -212,6 +227,11 @@ class SweepResult:
             failed_actions=sum(1 for r in self.results for a in r.results if a.outcome is Outcome.FAILED),
             failures={r.tenant_id: r.error for r in self.results if r.error},
             stuck=sum(r.stuck for r in self.results),
+            not_converging={
+                r.tenant_id: r.not_converging
+                for r in sorted(self.results, key=lambda r: r.tenant_id)
+                if r.error is None and r.not_converging
+            },
         )
 
 
@@ -367,6 +387,8 @@ class Engine:
         result.unobserved_regions = dict(sorted(unobserved.items()))
         if tenant.quarantined and not dry_run:
             self.store.set_quarantine(tenant.tenant_id, None, self.clock())
+        elif tenant.quarantined:
+            result.quarantined = tenant.quarantined
 
         now = self.clock()
         stored = state.deletion_brake
@@ -541,7 +563,14 @@ class Engine:
         denied: dict[str, str] = {}
         first_error: ReconcileError | None = None
         listed = 0
-        for region in regions:
+        # A region that refuses the credentials as invalid before any region proved them is tried again after
+        # the others: if another region accepts them, they are good and that region is not enabled. Assuming
+        # the role again at once would do so on every pass of a tenant whose first region is not enabled.
+        attempted = [r for r in regions if r not in quarantined]
+        deferred: list[str] = []
+        for region, retry in [*((r, False) for r in regions), *((r, True) for r in attempted)]:
+            if retry and region not in deferred:
+                continue
             if region in quarantined:
                 unobserved[region] = (
                     f"region {region} is quarantined ({quarantined[region]}); its servers are left as they are "
@@ -550,9 +579,21 @@ class Engine:
                 continue
             try:
                 observed.extend(
-                    self._call(tenant, gateways, region, lambda gw: gw.list_stacks(), dry_run, proven=listed > 0)
+                    self._call(
+                        tenant,
+                        gateways,
+                        region,
+                        lambda gw: gw.list_stacks(),
+                        dry_run,
+                        proven=listed > 0,
+                        refresh=retry or len(attempted) == 1,
+                    )
                 )
                 listed += 1
+            except CredentialsExpiredError as error:
+                if retry or error.code != "InvalidClientTokenId":
+                    raise
+                deferred.append(region)
             except RegionDeniedError as error:
                 denied[region] = str(error)
                 unobserved[region] = f"region {region} denies access: {error}"
@@ -561,7 +602,6 @@ class Engine:
             except ReconcileError as error:
                 first_error = first_error or error
                 unobserved[region] = f"region {region} could not be listed: {error}"
-        attempted = [r for r in regions if r not in quarantined]
         if denied and len(denied) == len(attempted):  # every region refuses: the account refuses
             reason = f"access to account {tenant.account_id} denied: {next(iter(denied.values()))}"
             self.connector.invalidate(tenant)
@@ -609,10 +649,13 @@ class Engine:
         dry_run: bool = False,
         *,
         proven: bool = False,
+        refresh: bool = True,
     ) -> T:
         """Run one gateway call; expired credentials are refreshed once. Access denied while getting the
         credentials (AssumeRole) quarantines the tenant; denied by the region's CloudFormation is the region's
-        (`RegionDeniedError`). `proven`: these credentials already worked in another region in this pass."""
+        (`RegionDeniedError`). `proven`: these credentials already worked in another region in this pass.
+        Without `refresh`, a token refused as invalid before anything proved it is raised as it is, for the
+        caller to try another region first."""
         for attempt in (1, 2):
             gateway = gateways.get(region)
             try:
@@ -635,6 +678,8 @@ class Engine:
                         f"in account {tenant.account_id}; enable it there, or move the servers to another region",
                         code="RegionNotEnabled",
                     ) from error
+                if error.code == "InvalidClientTokenId" and not refresh:
+                    raise
                 self.connector.invalidate(tenant)
                 gateways.pop(region, None)
                 if attempt == 2:
@@ -768,6 +813,19 @@ class Engine:
                 orphans.pop(action.stack_id, None)
             else:
                 orphans[action.stack_id] = state
+            if action.stuck_since and (state is None or state.stuck_since != action.stuck_since):
+                # An orphan has no status to carry a Stuck condition: its budget keeps that it was reported,
+                # so the activity log gets one entry per stuck operation, not one per pass.
+                base = state or OrphanAttempts(action.stack_id, action.stack_name, action.region)
+                orphans[action.stack_id] = replace(base, stuck_since=action.stuck_since)
+                self._log(
+                    tenant.tenant_id,
+                    action.gameserver_id or action.stack_name,
+                    "stuck",
+                    f"orphan {action.stack_name}: {action.reason}: stuck; CloudFormation is still working on it "
+                    "and stackherd never cancels its work: look at the stack's events",
+                    effective,
+                )
             if action.failed_attempt or (state is not None and state.held and (before is None or not before.held)):
                 text = f"{action.stack_name}: {action.reason}"
                 if state is not None and state.cause:

@@ -725,7 +725,10 @@ def _apply_deletion_brake(
         )
     window = _duration(settings.deletion_window_s)
     result: list[Action] = []
-    allowance = brake.allowance
+    # A tripped brake (anything held and not confirmed) holds every new deletion too: once the window slides
+    # past the deletions that tripped it, a leak that goes on must not get a fresh allowance while older
+    # deletions wait for an admin.
+    allowance = 0 if brake.held - brake.confirmed else brake.allowance
     for action in actions:
         if action.kind is ActionKind.REPORT and action.would is ActionKind.DELETE:
             key = brake_key(action)

@@ -477,6 +477,10 @@ def _print_result(data: dict[str, Any], out: IO[str], *, planned: bool) -> None:
     actions = data.get("actions", [])
     if data.get("error"):
         out.write(f"tenant {data['tenant_id']}: {data['error']}\n")
+    if data.get("quarantined"):
+        out.write(f"tenant {data['tenant_id']} is quarantined: {data['quarantined']}\n")
+    for region, why in data.get("unobserved_regions", {}).items():
+        out.write(f"  region {region} not observed: {why}\n")
     if not actions:
         out.write(f"tenant {data['tenant_id']}: no game servers and no owned stacks\n")
         return
@@ -526,6 +530,18 @@ def _verdict_line(data: dict[str, Any]) -> str:
     )
     if data.get("error"):
         return f"error: {data['error']}"
+    if data.get("quarantined") and not blocked:
+        return (
+            f"not converging: tenant {tenant_id} is quarantined, so sweeps skip it; once its account lets "
+            f"stackherd in again, `stackherd tenants unquarantine {tenant_id}` (or `stackherd reconcile "
+            f"{tenant_id}`) releases it"
+        )
+    regions = sorted(data.get("unobserved_regions", {}))
+    if not blocked and regions:
+        return (
+            f"not converging: region {', '.join(regions)} of tenant {tenant_id} could not be observed; see the "
+            "reason above (nothing there is changed or deleted until it can be)"
+        )
     backing_off = sorted(
         {a["gameserver_id"] or a["stack_name"] for a in data["actions"] if "backoff" in (a["kind"], a.get("would"))}
     )
@@ -598,9 +614,14 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
         actions = ", ".join(f"{k} {v}" for k, v in summary.actions.items()) or "none"
         out.write(f"swept {summary.reconciled} of {summary.tenants} tenants; actions: {actions}\n")
         for tenant_id in summary.skipped:
-            out.write(f"  skipped {tenant_id}: quarantined\n")
+            out.write(
+                f"  skipped {tenant_id}: quarantined; `stackherd plan {tenant_id}` shows why, "
+                f"`stackherd tenants unquarantine {tenant_id}` releases it\n"
+            )
         for tenant_id, error in summary.failures.items():
             out.write(f"  failed  {tenant_id}: {error}\n")
+        for tenant_id, ids in summary.not_converging.items():
+            out.write(f"  not converging {tenant_id}: {', '.join(ids)}; `stackherd plan {tenant_id}` shows why\n")
     return EXIT_OK if summary.ok else EXIT_ERROR
 
 

@@ -10,6 +10,7 @@ and capabilities without parsing templates itself.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ from reconciler.stacks import TemplateVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger("stackherd.templates")
 
 #: The largest body ValidateTemplate and GetTemplateSummary take inline.
 _INLINE_BODY_MAX = 51_200
@@ -106,6 +109,16 @@ class S3TemplateCatalog:
         except ValueError:
             summary = None  # not JSON: treated like a version published without one
         described = _from_summary(version, url, summary)
+        if described.parameters is None:
+            # The reconciler has no CloudFormation permission in the platform account to read it itself:
+            # without the defaults, a parameter the template defaults reads as drift on every pass.
+            log.warning(
+                "template version %s has no stored summary: its parameter defaults and capabilities are unknown; "
+                "publish it again with the same body (`stackherd templates publish FILE --version %s`) to store "
+                "them",
+                version,
+                version,
+            )
         with self._lock:
             self._described[version] = described
         return described

@@ -14,7 +14,7 @@ import pytest
 from handlers.local import cli
 from handlers.local.embedded import fake_runtime
 from handlers.runtime import install_runtime
-from reconciler.errors import PermanentError
+from reconciler.errors import PermanentError, RegionUnavailableError
 from reconciler.fakes.world import FakeWorld
 from reconciler.planner import PlanSettings
 
@@ -213,3 +213,54 @@ def test_plan_of_a_tenant_whose_region_botocore_refuses_exits_1_with_a_clear_mes
     assert "Provided region_name 'us-east-1' doesn't match a supported format" in text
     assert "internal error" not in text and "Traceback" not in capsys.readouterr().err
     assert not any(record.exc_info for record in caplog.records)
+
+
+def test_sweep_exits_1_and_names_a_server_held_by_its_failure_budget(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "arena")
+    world.converge("alpha")
+    world.cloud.set_outcome(ACCOUNT, "stackherd-alpha-arena", "update", "UPDATE_ROLLBACK_COMPLETE", always=True)
+    world.put("alpha", "arena", seed="changed")
+    for _ in range(12):
+        run("sweep")
+        world.cloud.settle_all()
+        world.clock.advance(300)
+    assert world.server("alpha", "arena").status.phase.value == "Held"  # type: ignore[union-attr]
+    code, text = run("sweep")
+    assert code == cli.EXIT_ERROR and "not converging alpha: arena" in text
+    code, data = run_json("sweep")
+    assert (code, data["not_converging"]) == (cli.EXIT_ERROR, {"alpha": ["arena"]})
+
+
+def test_plan_reconcile_and_sweep_do_not_call_a_tenant_with_an_unlisted_region_in_sync(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT, regions=("us-east-1", "eu-west-1"))
+    world.put("alpha", "arena")
+    world.converge("alpha")
+    world.cloud.break_region(ACCOUNT, "eu-west-1", lambda: RegionUnavailableError("Could not connect to the endpoint"))
+    for command in ("plan", "reconcile"):
+        code, text = run(command, "alpha")
+        assert code == cli.EXIT_ERROR, text
+        assert "region eu-west-1 not observed: region eu-west-1 could not be listed" in text
+        assert "in sync" not in text
+        code, data = run_json(command, "alpha")
+        assert (code, data["verdict"]) == (cli.EXIT_ERROR, "failed")
+    code, text = run("sweep")
+    assert code == cli.EXIT_ERROR and "not converging alpha: region:eu-west-1" in text
+
+
+def test_plan_of_a_quarantined_tenant_exits_1_and_says_it_is_quarantined(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "arena")
+    world.converge("alpha")
+    world.cloud.deny(ACCOUNT)
+    run("sweep")  # access denied: quarantined
+    world.cloud.allow(ACCOUNT)  # fixed, but no sweep looks at it again
+    world.put("alpha", "arena", seed="changed")
+    code, text = run("plan", "alpha")
+    assert code == cli.EXIT_ERROR and "changes pending" not in text
+    assert "tenant alpha is quarantined: access to account" in text and "tenants unquarantine alpha" in text
+    code, data = run_json("plan", "alpha")
+    assert (code, data["verdict"]) == (cli.EXIT_ERROR, "failed") and "denied" in data["quarantined"]
+    code, text = run("sweep")
+    assert code == cli.EXIT_ERROR and "skipped alpha: quarantined" in text
+    assert world.server("alpha", "arena").status.observed_generation == 1  # type: ignore[union-attr]

@@ -72,6 +72,19 @@ def test_stack_in_progress_past_an_hour_is_reported_stuck_never_cancelled(
     assert server is not None and server.status.condition("Stuck") is None
 
 
+def test_orphan_whose_delete_stays_in_progress_past_an_hour_gets_one_stuck_activity_entry(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT)
+    world.cloud.put_stack(ACCOUNT, REGION, "stackherd-alpha-ghost", tags=owned_tags("ghost"))
+    world.cloud.set_outcome(ACCOUNT, "stackherd-alpha-ghost", "delete", "DELETE_IN_PROGRESS")  # never finishes
+    for _ in range(16):  # five minutes apart: well past the hour
+        result = world.engine.reconcile_tenant("alpha")
+        world.cloud.settle_all()
+        world.clock.advance(300)
+    assert result.stuck == 1 and world.cloud.count("DeleteStack") == 1  # never cancelled, never sent again
+    stuck = [message for _, s, kind, message, *_ in world.store.activity if s == "ghost" and kind == "stuck"]
+    assert len(stuck) == 1 and "DELETE_IN_PROGRESS since" in stuck[0]
+
+
 # --- drift that knows the template ----------------------------------------------------------------
 
 

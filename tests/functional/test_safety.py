@@ -390,3 +390,40 @@ def test_a_player_name_with_awkward_characters_does_not_roll_back_the_create(wor
     assert stack.status == "CREATE_COMPLETE" and world.cloud.count("CreateStack") == 1
     server = world.server("alpha", "arena")
     assert server is not None and server.username == owner and server.status.phase is Phase.READY
+
+
+def test_tripped_brake_holds_a_leak_that_outlasts_the_window() -> None:
+    world = FakeWorld(settings=PlanSettings(max_deletions=3, deletion_window_s=3600))
+    world.add_tenant("alpha", ACCOUNT_A)
+    for index in range(12):
+        world.put("alpha", f"s{index:02d}")
+    world.converge("alpha")
+    world.cloud.reset_calls()
+    for index in range(12):  # one record lost every ten minutes, for two hours: the window slides meanwhile
+        del world.store.servers[("alpha", f"s{index:02d}")]
+        world.engine.reconcile_tenant("alpha", scope=[f"s{index:02d}"])
+        world.cloud.settle_all()
+        world.clock.advance(600)
+    assert world.cloud.count("DeleteStack") == 3
+    assert len(world.store.get_tenant_state("alpha").deletion_brake.held) == 9
+    world.clock.advance(3 * 3600)
+    world.engine.sweep()  # long after the window, nothing is released by itself
+    assert world.cloud.count("DeleteStack") == 3
+    world.engine.reconcile_tenant("alpha", confirm_deletions=True)
+    assert world.cloud.count("DeleteStack") == 12
+
+
+def test_a_first_region_not_enabled_does_not_assume_the_role_again_on_every_pass(world: FakeWorld) -> None:
+    world.add_tenant("alpha", ACCOUNT_A, regions=("eu-west-1", "us-east-1"))
+    world.put("alpha", "west", "player", region="eu-west-1")
+    world.put("alpha", "east", "player", region="us-east-1")
+    world.converge("alpha")
+    world.cloud.reset_calls()
+    world.cloud.disable_region(ACCOUNT_A, "eu-west-1")
+    for _ in range(3):
+        result = world.engine.reconcile_tenant("alpha")
+        world.clock.advance(300)
+        assert result.error is None
+    assert world.cloud.count("AssumeRole") == 0  # us-east-1 proved the credentials in each pass
+    assert "not enabled" in result.unobserved_regions["eu-west-1"]
+    assert phase(world, "west")[0] is Phase.FAILED and phase(world, "east")[0] is Phase.READY

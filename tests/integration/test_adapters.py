@@ -310,6 +310,23 @@ def test_a_version_published_without_a_summary_has_unknown_parameters() -> None:
     assert described.parameters is None and described.capabilities == ()
 
 
+def test_a_version_without_a_summary_says_so_and_republishing_the_same_body_stores_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A version uploaded before summaries were stored that adds a defaulted parameter: the operator is told,
+    and publishing the same body again stores its defaults (so MapSize at its default is no drift)."""
+    from reconciler.adapters.s3 import S3TemplateCatalog
+
+    catalog = _validating_catalog()
+    catalog.s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v2.yaml", Body=DEFAULTED_TEMPLATE.encode())
+    with caplog.at_level("WARNING", logger="stackherd.templates"):
+        assert catalog.describe("v2").parameters is None
+    assert "publish it again with the same body" in caplog.text
+    catalog.publish(DEFAULTED_TEMPLATE.encode(), "v2")
+    fresh = S3TemplateCatalog(catalog.s3, TEMPLATE_BUCKET, region=REGION)
+    assert fresh.describe("v2").defaults() == {"MapSize": "medium"}
+
+
 def test_publishing_refuses_a_template_cloudformation_refuses() -> None:
     from reconciler.adapters.s3 import InvalidTemplateError
 

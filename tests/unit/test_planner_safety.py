@@ -40,8 +40,8 @@ BRAKE_ROWS = [
     pytest.param(
         BrakeView(allowance=2, held=frozenset({key("a")})),
         ["a", "b"],
-        [("a", H, "DeletionBrake"), ("b", D, None)],
-        id="what is held stays held while the allowance has room for others",
+        [("a", H, "DeletionBrake"), ("b", H, "DeletionBrake")],
+        id="a tripped brake holds every new deletion, even when the window has room again",
     ),
     pytest.param(
         BrakeView(allowance=0, held=frozenset({key("a")}), confirmed=frozenset({key("a")})),
