@@ -7,7 +7,7 @@ the stream, the sweep and the admin all get the same answer for the same inputs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from operator import attrgetter
@@ -380,6 +380,36 @@ def _in_sync(
     )
 
 
+#: Every field of `Action` with its default. All defaults are plain values (no factories), so a copy of this
+#: mapping plus the fields a no-op sets is exactly the instance `Action(...)` would build.
+_ACTION_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Action) if f.default is not MISSING}
+_NOOP_REASON = "stack matches its rendering"
+
+
+def _in_sync_action(server: DesiredServer, stack: ObservedStack, name: str, region: str) -> Action:
+    """The no-op of a server whose stack already matches, equal to `Action(ActionKind.NOOP, ...)` field for
+    field. A steady-state pass builds one per server, and the frozen dataclass's `__init__` (one
+    `object.__setattr__` per field, twenty fields) was the largest single cost of planning an in-sync
+    tenant; filling the instance's `__dict__` at once builds the same value in a third of the time."""
+    action = object.__new__(Action)
+    object.__setattr__(
+        action,
+        "__dict__",
+        {
+            **_ACTION_DEFAULTS,
+            "kind": ActionKind.NOOP,
+            "gameserver_id": server.gameserver_id,
+            "stack_name": name,
+            "region": region,
+            "reason": _NOOP_REASON,
+            "generation": server.generation,
+            "stack_id": stack.stack_id,
+            "stack_status": stack.status,
+        },
+    )
+    return action
+
+
 def _parameters_match(reported: dict[str, str], rendered: dict[str, str], template: TemplateVersion | None) -> bool:
     return reported == rendered or (
         template is not None and bool(template.parameters) and reported == {**template.defaults(), **rendered}
@@ -445,6 +475,10 @@ def _plan_server(
     now: datetime | None = None,
     template: TemplateVersion | None = None,
 ) -> Action:
+    if stack is not None and _in_sync(tenant, server, stack, settings.installation, template_url, template):
+        # The common case of a steady-state pass, decided without rendering a spec.
+        return _in_sync_action(server, stack, name, region)
+
     def act(kind: ActionKind, reason: str, **extra: object) -> Action:
         return Action(
             kind,
@@ -458,9 +492,6 @@ def _plan_server(
             **extra,  # type: ignore[arg-type]
         )
 
-    if _in_sync(tenant, server, stack, settings.installation, template_url, template):
-        # The common case of a steady-state pass, decided without rendering a spec.
-        return act(ActionKind.NOOP, "stack matches its rendering")
     if tenant.paused:
         # Observe and report only, but say what would be done: a paused tenant with a missing stack is not
         # in sync, and `plan` must not say it is.
@@ -570,7 +601,7 @@ def _plan_server(
         )
     diff = drift_summary(spec, stack, template)
     if diff is None:
-        return act(ActionKind.NOOP, "stack matches its rendering")
+        return act(ActionKind.NOOP, _NOOP_REASON)
     return attempt(ActionKind.UPDATE, "stack differs from its rendering", spec=spec, diff=diff)
 
 
@@ -723,10 +754,12 @@ def _apply_deletion_brake(
         brake = BrakeView(
             allowance=settings.max_deletions, confirmed=everything if settings.confirm_deletions else frozenset()
         )
-    window = _duration(settings.deletion_window_s)
     result: list[Action] = []
     allowance = brake.allowance
     for action in actions:
+        if action.kind is not ActionKind.DELETE and action.kind is not ActionKind.REPORT:
+            result.append(action)  # nothing the brake governs: every action of a steady-state pass
+            continue
         if action.kind is ActionKind.REPORT and action.would is ActionKind.DELETE:
             key = brake_key(action)
             if key in brake.held and key not in brake.confirmed:  # a paused tenant's held deletion: still held
@@ -766,7 +799,8 @@ def _apply_deletion_brake(
                 kind=ActionKind.HOLD,
                 code=HoldReason.DELETION_BRAKE.value,
                 reason=(
-                    f"deletion held by the brake: more than {settings.max_deletions} deletions in {window}; it "
+                    f"deletion held by the brake: more than {settings.max_deletions} deletions in "
+                    f"{_duration(settings.deletion_window_s)}; it "
                     "stays held until an admin confirms with `stackherd reconcile TENANT --confirm-deletions`"
                 ),
             )
