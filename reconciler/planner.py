@@ -380,33 +380,28 @@ def _in_sync(
     )
 
 
-#: Every field of `Action` with its default. All defaults are plain values (no factories), so a copy of this
-#: mapping plus the fields a no-op sets is exactly the instance `Action(...)` would build.
-_ACTION_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Action) if f.default is not MISSING}
 _NOOP_REASON = "stack matches its rendering"
+_new, _set = object.__new__, object.__setattr__
+if any(f.default_factory is not MISSING for f in fields(Action)):
+    raise TypeError("Action fields must have plain defaults: _in_sync_action reads them from the class")
 
 
 def _in_sync_action(server: DesiredServer, stack: ObservedStack, name: str, region: str) -> Action:
-    """The no-op of a server whose stack already matches, equal to `Action(ActionKind.NOOP, ...)` field for
-    field. A steady-state pass builds one per server, and the frozen dataclass's `__init__` (one
-    `object.__setattr__` per field, twenty fields) was the largest single cost of planning an in-sync
-    tenant; filling the instance's `__dict__` at once builds the same value in a third of the time."""
-    action = object.__new__(Action)
-    object.__setattr__(
-        action,
-        "__dict__",
-        {
-            **_ACTION_DEFAULTS,
-            "kind": ActionKind.NOOP,
-            "gameserver_id": server.gameserver_id,
-            "stack_name": name,
-            "region": region,
-            "reason": _NOOP_REASON,
-            "generation": server.generation,
-            "stack_id": stack.stack_id,
-            "stack_status": stack.status,
-        },
-    )
+    """The no-op of a server whose stack already matches: equal, field for field, to the
+    `Action(ActionKind.NOOP, ...)` the full decision builds. A steady-state pass builds one per server, and
+    the frozen dataclass's `__init__` (twenty keyword parameters, one `object.__setattr__` each) was the
+    largest single cost of planning an in-sync tenant. Only the fields a no-op sets are stored: a dataclass
+    keeps every plain default as a class attribute, so the others read exactly as `__init__` would have set
+    them, and the instance stays as small as one `__init__` builds (no extra object for the collector)."""
+    action: Action = _new(Action)
+    _set(action, "kind", ActionKind.NOOP)
+    _set(action, "gameserver_id", server.gameserver_id)
+    _set(action, "stack_name", name)
+    _set(action, "region", region)
+    _set(action, "reason", _NOOP_REASON)
+    _set(action, "generation", server.generation)
+    _set(action, "stack_id", stack.stack_id)
+    _set(action, "stack_status", stack.status)
     return action
 
 

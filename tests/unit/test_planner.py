@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
-from dataclasses import FrozenInstanceError, dataclass, field, replace
+from dataclasses import FrozenInstanceError, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -825,7 +826,9 @@ def test_the_in_sync_fast_path_builds_the_same_no_op_as_the_full_decision() -> N
     assert fast == full
     assert hash(fast) == hash(full)
     assert repr(fast) == repr(full)
-    assert vars(fast) == vars(full)
+    assert {f.name: getattr(fast, f.name) for f in fields(Action)} == vars(full)
+    assert pickle.loads(pickle.dumps(fast)) == full
+    assert replace(fast, kind=U) == replace(full, kind=U)
     assert fast.to_dict() == full.to_dict()
     assert (fast.pending, fast.mutating, fast.blocked) == (False, False, False)
     with pytest.raises(FrozenInstanceError):
