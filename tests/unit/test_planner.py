@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import FrozenInstanceError, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from models.config import GameServerConfig
 from models.records import DesiredServer, OrphanAttempts, ServerStatus, Tenant
 from reconciler import naming
-from reconciler.planner import ActionKind, Plan, PlanSettings, drift_summary, plan
+from reconciler.planner import Action, ActionKind, Plan, PlanSettings, drift_summary, plan
 from reconciler.rendering import render
 from reconciler.stacks import ObservedStack, TemplateVersion
 
@@ -805,6 +806,33 @@ def test_plan_reports_sync_and_changes() -> None:
     assert in_sync.changes == ()
     assert not drifted.in_sync
     assert [a.kind for a in drifted.changes] == [U, D]
+
+
+def test_the_in_sync_fast_path_builds_the_same_no_op_as_the_full_decision() -> None:
+    # The fast path builds its no-op without `Action.__init__`; it must be the very value the full decision
+    # (render, then drift_summary) builds for the same server, equal, hashed alike, and shown alike.
+    fast = plan(TENANT, [server()], [stack()], settings=PlanSettings(), template_url=URL).actions[0]
+    full = Action(
+        N,
+        "gs-1",
+        "stackherd-acme-gs-1",
+        "us-east-1",
+        "stack matches its rendering",
+        generation=1,
+        stack_id=stack().stack_id,
+        stack_status="CREATE_COMPLETE",
+    )
+
+    assert fast == full
+    assert hash(fast) == hash(full)
+    assert repr(fast) == repr(full)
+    assert {f.name: getattr(fast, f.name) for f in fields(Action)} == vars(full)
+    assert pickle.loads(pickle.dumps(fast)) == full
+    assert replace(fast, kind=U) == replace(full, kind=U)
+    assert fast.to_dict() == full.to_dict()
+    assert (fast.pending, fast.mutating, fast.blocked) == (False, False, False)
+    with pytest.raises(FrozenInstanceError):
+        fast.reason = "changed"  # type: ignore[misc]
 
 
 def test_action_to_dict_is_plain_json_values() -> None:
