@@ -145,6 +145,24 @@ def validate_id(value: str, what: str) -> str:
     return value
 
 
+#: An id an existing record may carry: one written by an older version or around stackherd (`Legacy_1`) is
+#: still read, deleted and retried by it. Printable ASCII without `/` or spaces, at most 255 characters: safe in
+#: a path segment, a log line and a key. Creation still requires ID_PATTERN.
+STORED_ID_PATTERN = r"^[!-.0-~]{1,255}$"
+_STORED_ID_RE = re.compile(STORED_ID_PATTERN)
+
+
+def validate_stored_id(value: str, what: str) -> str:
+    """An id that names an existing record (read, delete, retry): any STORED_ID_PATTERN id, today's or older."""
+    if not isinstance(value, str) or not _STORED_ID_RE.fullmatch(value):
+        raise ConfigError(
+            f"{what} {value!r} is invalid: an existing record's id is 1-255 printable ASCII characters "
+            "without '/' or spaces (for example 'alpha-1')",
+            field=what.replace(" ", "_"),
+        )
+    return value
+
+
 _INTEGER = re.compile(r"[0-9]+")
 
 

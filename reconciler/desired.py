@@ -29,6 +29,7 @@ from models.config import (
     validate_config,
     validate_id,
     validate_owner,
+    validate_stored_id,
 )
 from models.records import DesiredServer, Tenant, WriteTrail, now_iso, tenant_from_spec, tenant_problem
 from reconciler.credentials import utcnow
@@ -308,7 +309,7 @@ class DesiredWrites:
     ) -> WriteResult:
         """Ask for a game server's deletion (`owner`: only the player's own; None: an admin's, any owner).
         Asking again changes nothing."""
-        validate_id(gameserver_id, "gameserver id")
+        validate_stored_id(gameserver_id, "gameserver id")
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
@@ -327,7 +328,7 @@ class DesiredWrites:
     def retry_server(self, tenant: Tenant, gameserver_id: str, *, trail: WriteTrail) -> DesiredServer:
         """Give a server a fresh failure budget and no backoff (an operator fixed what made it fail), so the
         next pass tries again."""
-        validate_id(gameserver_id, "gameserver id")
+        validate_stored_id(gameserver_id, "gameserver id")
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None:
             raise NotFoundError(tenant.tenant_id, gameserver_id)

@@ -21,6 +21,7 @@ from handlers.api.routing import (
     IfMatch,
     Limit,
     NextToken,
+    StoredGameServerId,
     caller,
     decode_token,
     encode_token,
@@ -138,7 +139,7 @@ def list_servers(limit: Limit = DEFAULT_PAGE, next_token: NextToken = None) -> R
     tags=["servers"],
     responses=responses({200: ("the server", ServerView)}, {**PLAYER_ERRORS, 404: "no such server of yours"}),
 )
-def get_server(gameserver_id: GameServerId) -> Response[ServerView]:
+def get_server(gameserver_id: StoredGameServerId) -> Response[ServerView]:
     identity = caller(router)
     tenant = player_tenant(identity)
     return _server_response(own_server(tenant, identity, gameserver_id), tenant)
@@ -154,7 +155,7 @@ def get_server(gameserver_id: GameServerId) -> Response[ServerView]:
         {**PLAYER_ERRORS, 404: "no such server of yours", 412: "If-Match does not match the current generation"},
     ),
 )
-def delete_server(gameserver_id: GameServerId, if_match: IfMatch = None) -> Response[ServerView]:
+def delete_server(gameserver_id: StoredGameServerId, if_match: IfMatch = None) -> Response[ServerView]:
     identity = caller(router)
     tenant = player_tenant(identity)
     result = writes().delete_server(
@@ -176,7 +177,9 @@ def delete_server(gameserver_id: GameServerId, if_match: IfMatch = None) -> Resp
         {**PLAYER_ERRORS, 400: "next_token is not one this listing returned", 404: "no such server of yours"},
     ),
 )
-def get_history(gameserver_id: GameServerId, limit: Limit = 50, next_token: NextToken = None) -> Response[HistoryPage]:
+def get_history(
+    gameserver_id: StoredGameServerId, limit: Limit = 50, next_token: NextToken = None
+) -> Response[HistoryPage]:
     identity = caller(router)
     tenant = player_tenant(identity)
     server = own_server(tenant, identity, gameserver_id)

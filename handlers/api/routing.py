@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from handlers.api.errors import ApiNotFoundError, BadRequestError, ForbiddenError, UnauthorizedError
 from handlers.api.identity import Identity
 from handlers.api.models import ErrorBody
-from models.config import ID_PATTERN, ConfigError
+from models.config import ID_PATTERN, STORED_ID_PATTERN, ConfigError
 from reconciler import desired
 from reconciler.desired import DesiredWrites, Expected
 
@@ -110,9 +110,9 @@ def json_response(body: Body, status: int = 200, headers: dict[str, str] | None 
 # user: those always come from the token and the path, so a forged token can only move within the caller's
 # own listing.
 _HISTORY_POSITION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,20}Z#[0-9a-f]{8}$")
-# An id a listing can end a page on: today's ids, and ids stored outside today's pattern (capitals,
-# underscores, dots), so listing past such an item works like listing past any other.
-_SERVER_POSITION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# An id a listing can end a page on: any id an existing record may carry (today's, or one stored outside
+# today's pattern), so listing past such an item works like listing past any other.
+_SERVER_POSITION = re.compile(STORED_ID_PATTERN)
 
 
 def encode_token(kind: str, position: str) -> str:
@@ -164,6 +164,19 @@ GameServerId = Annotated[
         pattern=ID_PATTERN,
         max_length=40,
         description="1-40 lowercase letters, digits or inner hyphens",
+        examples=["alpha-1"],
+    ),
+]
+#: The id of an existing server (read, delete, history): today's ids and ids stored by older versions or
+#: written around stackherd (`Legacy_1`), so such a record can still be read and deleted. Creation (PUT)
+#: takes GameServerId.
+StoredGameServerId = Annotated[
+    str,
+    Path(
+        pattern=STORED_ID_PATTERN,
+        max_length=255,
+        description="the id of an existing server: 1-255 printable ASCII characters without '/' or spaces "
+        "(today's ids, and ids stored by older versions)",
         examples=["alpha-1"],
     ),
 ]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, NoReturn
 
-from models.config import ConfigError, parse_assignments, validate_id, validate_tenant
+from models.config import ConfigError, parse_assignments, validate_id, validate_stored_id, validate_tenant
 from models.records import DesiredServer, Tenant, TenantState, WriteTrail
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
@@ -388,7 +388,7 @@ def cmd_servers_show(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
 
     _tenant(args.tenant)
-    validate_id(args.server, "gameserver id")
+    validate_stored_id(args.server, "gameserver id")
     server = runtime().store.get_server(args.tenant, args.server)
     if server is None:
         raise CliError(f"game server {args.tenant}/{args.server} not found")
@@ -445,7 +445,7 @@ def cmd_servers_retry(args: argparse.Namespace, out: IO[str]) -> int:
     from reconciler.writes import NotFoundError
 
     tenant = _tenant(args.tenant)
-    validate_id(args.server, "gameserver id")
+    validate_stored_id(args.server, "gameserver id")
     rt = runtime()
     writes = rt.writes
     # A stack of this name without a record (or left in a region the server moved from) keeps its budget

@@ -236,3 +236,39 @@ def test_a_tenant_that_cannot_be_read_can_still_be_paused_and_corrected(
     assert run("tenants", "update", "alpha", "--tier", "free")[0] == cli.EXIT_OK
     fixed = alpha.store.get_tenant("alpha")
     assert fixed is not None and (fixed.tier, fixed.paused, fixed.unreadable) == ("free", True, None)
+
+
+def test_servers_delete_accepts_a_stored_legacy_id(alpha: FakeWorld) -> None:
+    """A record an older version stored as `Legacy_1` could not be deleted: the CLI checked the id against
+    today's creation pattern before looking for the record."""
+    run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "seed=abc")
+    record = alpha.store.servers.pop(("alpha", "s0"))
+    alpha.store.servers[("alpha", "Legacy_1")] = replace(
+        record, gameserver_id="Legacy_1", unreadable="the stored gameserver_id 'Legacy_1' is not today's pattern"
+    )
+
+    code, out = run("servers", "delete", "alpha", "Legacy_1")
+
+    assert code == cli.EXIT_OK, out
+    assert "deletion of alpha/Legacy_1 requested" in out
+    stored = alpha.server("alpha", "Legacy_1")
+    assert stored is not None and stored.deletion_requested
+    alpha.converge("alpha")
+    assert alpha.server("alpha", "Legacy_1") is None
+
+
+def test_servers_show_and_retry_accept_a_stored_legacy_id_but_put_refuses_it(
+    alpha: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("servers", "put", "alpha", "s0", "--owner", "ana", "--set", "seed=abc")
+    record = alpha.store.servers.pop(("alpha", "s0"))
+    alpha.store.servers[("alpha", "Legacy_1")] = replace(record, gameserver_id="Legacy_1")
+
+    assert run("servers", "show", "alpha", "Legacy_1")[0] == cli.EXIT_OK
+    assert run("servers", "retry", "alpha", "Legacy_1")[0] == cli.EXIT_OK
+    code, _ = run("servers", "put", "alpha", "Legacy_2", "--owner", "ana", "--set", "seed=abc")
+    assert code != cli.EXIT_OK
+    assert "1-40 lowercase letters" in capsys.readouterr().err
+    code, _ = run("servers", "delete", "alpha", "has space")
+    assert code != cli.EXIT_OK
+    assert "printable ASCII" in capsys.readouterr().err
