@@ -8,6 +8,7 @@ never waits for CloudFormation: in-progress stacks come back as `wait` with a re
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,32 @@ from reconciler.stacks import ObservedStack, TemplateVersion, stack_region
 from reconciler.status import STUCK, backoff_seconds, needs_write, next_orphan_attempts, next_status
 
 log = logging.getLogger("stackherd.engine")
+
+
+class SummaryCache:
+    """Template summaries read with GetTemplateSummary, per (version, URL), for versions whose catalog entry
+    has none; bounded (the oldest entry goes first) and shared by the sweep's threads."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self._entries: dict[tuple[str, str], TemplateVersion] = {}
+        self._lock = threading.Lock()
+
+    def get(self, template: TemplateVersion) -> TemplateVersion:
+        """`template` itself when the catalog knows its parameters, else the summary read for it if any."""
+        if template.parameters is not None:
+            return template
+        with self._lock:
+            return self._entries.get((template.version, template.url), template)
+
+    def put(self, template: TemplateVersion) -> None:
+        with self._lock:
+            self._entries.pop((template.version, template.url), None)
+            self._entries[(template.version, template.url)] = template
+            while len(self._entries) > self.limit:
+                del self._entries[next(iter(self._entries))]
+
+
 T = TypeVar("T")
 
 
@@ -268,6 +295,7 @@ class Engine:
         self.settings = settings or PlanSettings()
         self.clock = clock
         self.requeuer = requeuer
+        self._summarized = SummaryCache()
 
     # --- entry points ----------------------------------------------------------------------------
 
@@ -404,21 +432,32 @@ class Engine:
         )
         # Orphans have no record to keep their failure budget on: it is kept with the tenant's state, read above.
         orphans: dict[str, OrphanAttempts] = {a.stack_id: a for a in state.orphan_budgets}
-        the_plan: Plan = plan(
-            tenant,
-            read.servers,
-            observed,
-            settings=replace(self.settings, confirm_deletions=confirm, force=force),
-            template_url=url,
-            template_error=template_error,
-            desired_complete=read.complete,
-            scope=scope,
-            brake=view,
-            unobserved=unobserved,
-            now=now,
-            template=template,
-            orphan_attempts=orphans,
-        )
+
+        def planned(template: TemplateVersion | None) -> Plan:
+            return plan(
+                tenant,
+                read.servers,
+                observed,
+                settings=replace(self.settings, confirm_deletions=confirm, force=force),
+                template_url=url,
+                template_error=template_error,
+                desired_complete=read.complete,
+                scope=scope,
+                brake=view,
+                unobserved=unobserved,
+                now=now,
+                template=template,
+                orphan_attempts=orphans,
+            )
+
+        template = self._summarized.get(template) if template is not None else None
+        the_plan: Plan = planned(template)
+        if template is not None and template.parameters is None:
+            # The catalog holds no summary for this version: its defaults are unknown, so a parameter the
+            # template defaults reads as drift. Ask CloudFormation once, only when parameters differ.
+            known = self._summarize(tenant, template, the_plan.actions, observed, gateways)
+            if known is not None:
+                the_plan = planned(known)
         actions = list(the_plan.actions)
         deleting = frozenset(s.gameserver_id for s in read.servers if s.deletion_requested)
         brake = self._next_brake(
@@ -614,6 +653,44 @@ class Engine:
             for region, reason in denied.items():
                 self._quarantine_region(tenant, region, reason)
         return observed, unobserved
+
+    def _summarize(
+        self,
+        tenant: Tenant,
+        template: TemplateVersion,
+        actions: Iterable[Action],
+        observed: Iterable[ObservedStack],
+        gateways: dict[str, StackGateway],
+    ) -> TemplateVersion | None:
+        """`template` completed with its summary read through the tenant's gateway (GetTemplateSummary: the
+        platform has no CloudFormation permission of its own), or None when no stack's parameters differ
+        from its rendering or the read fails (then drift is judged as before)."""
+        stacks = {s.stack_id: s for s in observed}
+        for action in actions:
+            if action.kind is not ActionKind.UPDATE and action.would is not ActionKind.UPDATE:
+                continue
+            stack = stacks.get(action.stack_id or "")
+            gateway = gateways.get(action.region)
+            if stack is None or gateway is None or action.spec is None:
+                continue
+            if stack.parameters == dict(action.spec.parameters):
+                continue
+            try:
+                summary = gateway.template_summary(template.url)
+            except ReconcileError as error:
+                log.warning(
+                    "template version %s has no stored summary and GetTemplateSummary failed in account %s: %s; "
+                    "a parameter the template defaults reads as drift until it can be read",
+                    template.version,
+                    tenant.account_id,
+                    error,
+                    extra={"tenant_id": tenant.tenant_id},
+                )
+                return None
+            known = replace(template, parameters=dict(summary.parameters), capabilities=summary.capabilities)
+            self._summarized.put(known)
+            return known
+        return None
 
     def _quarantine_region(self, tenant: Tenant, region: str, reason: str) -> None:
         self.store.set_region_quarantine(tenant.tenant_id, region, reason, self.clock())

@@ -23,7 +23,7 @@ from models.records import (
     TenantState,
     WriteTrail,
 )
-from reconciler.stacks import ObservedStack, StackEvent, StackSpec, TemplateVersion
+from reconciler.stacks import ObservedStack, StackEvent, StackSpec, TemplateSummary, TemplateVersion
 
 
 class StackGateway(Protocol):
@@ -54,6 +54,11 @@ class StackGateway(Protocol):
         """Why the stack's latest operation failed: its first failed resource event (else the stack-level
         failure), read from the stack's events back to the event that opened the operation; None when the
         operation did not fail or the stack is gone."""
+
+    def template_summary(self, url: str) -> TemplateSummary:
+        """What CloudFormation reads from the template at `url` (GetTemplateSummary): its parameters with
+        their defaults and the capabilities it requires. Read-only; for a published version whose summary
+        the catalog does not hold."""
 
 
 class AccountConnector(Protocol):

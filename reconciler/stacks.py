@@ -66,6 +66,15 @@ class TemplateVersion:
 
 
 @dataclass(frozen=True)
+class TemplateSummary:
+    """What CloudFormation reads from a template (GetTemplateSummary): the parameters it declares (name ->
+    default, None for a parameter without one) and the capabilities it requires."""
+
+    parameters: Mapping[str, str | None]
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class StackEvent:
     """One DescribeStackEvents entry."""
 

@@ -28,7 +28,14 @@ from reconciler.errors import (
 )
 from reconciler.naming import session_name
 from reconciler.regions import partition_of, region_problem
-from reconciler.stacks import ObservedStack, StackEvent, StackSpec, first_failure, is_operation_start
+from reconciler.stacks import (
+    ObservedStack,
+    StackEvent,
+    StackSpec,
+    TemplateSummary,
+    first_failure,
+    is_operation_start,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -155,6 +162,15 @@ class AwsGateway:
         except StackNotFoundError:
             return None
         return first_failure(events[::-1], stack_name)
+
+    def template_summary(self, url: str) -> TemplateSummary:
+        with translated("GetTemplateSummary", self.region):
+            summary = self.client.get_template_summary(TemplateURL=url)
+        parameters = {
+            str(p["ParameterKey"]): (None if p.get("DefaultValue") is None else str(p["DefaultValue"]))
+            for p in summary.get("Parameters", [])
+        }
+        return TemplateSummary(parameters, tuple(sorted(summary.get("Capabilities", []))))
 
 
 class AwsConnector:

@@ -110,12 +110,12 @@ class S3TemplateCatalog:
             summary = None  # not JSON: treated like a version published without one
         described = _from_summary(version, url, summary)
         if described.parameters is None:
-            # The reconciler has no CloudFormation permission in the platform account to read it itself:
-            # without the defaults, a parameter the template defaults reads as drift on every pass.
+            # The reconciler has no CloudFormation permission in the platform account to read it itself: the
+            # engine reads it through a tenant's role (GetTemplateSummary) when a stack's parameters differ.
             log.warning(
-                "template version %s has no stored summary: its parameter defaults and capabilities are unknown; "
-                "publish it again with the same body (`stackherd templates publish FILE --version %s`) to store "
-                "them",
+                "template version %s has no stored summary: its parameter defaults and capabilities are read "
+                "from a tenant's account when needed; publish it again with the same body "
+                "(`stackherd templates publish FILE --version %s`) to store them",
                 version,
                 version,
             )

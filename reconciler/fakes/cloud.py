@@ -50,6 +50,7 @@ from reconciler.stacks import (
     ObservedStack,
     StackEvent,
     StackSpec,
+    TemplateSummary,
     first_failure,
     operation_events,
 )
@@ -669,6 +670,15 @@ class FakeCloud:
                 return None
             return first_failure(operation_events(reversed(stack.events), stack.name), stack.name)
 
+    def op_template_summary(self, account_id: str, region: str, credentials: Credentials, url: str) -> TemplateSummary:
+        self._enter("GetTemplateSummary", account_id, region, url)
+        with self._lock:
+            self._check_credentials(account_id, credentials)
+            template = self._templates.get(url)
+            if template is None:
+                raise PermanentError(f"ValidationError: S3 error: the template at {url} could not be read")
+            return TemplateSummary(dict(template.parameters), tuple(sorted(template.capabilities)))
+
     def op_continue_rollback(
         self, account_id: str, region: str, credentials: Credentials, name: str, token: str
     ) -> None:
@@ -744,6 +754,9 @@ class FakeGateway:
 
     def failure_cause(self, name: str) -> StackEvent | None:
         return self.cloud.op_failure_cause(self.account_id, self.region, self.credentials, name)
+
+    def template_summary(self, url: str) -> TemplateSummary:
+        return self.cloud.op_template_summary(self.account_id, self.region, self.credentials, url)
 
 
 class FakeConnector:

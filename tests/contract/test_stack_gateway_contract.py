@@ -597,3 +597,27 @@ def test_termination_protection_refuses_a_delete_and_nested_stacks_list_their_pa
     listed = {s.name: s for s in gateway.list_stacks()}
     assert listed["gs-root"].termination_protection is True
     assert listed["gs-root-Storage-ABC123"].parent_id == root and listed["gs-root-Storage-ABC123"].nested
+
+
+DEFAULTED_TEMPLATE = STRING_PARAMETERS_TEMPLATE.replace(
+    "  Seed:\n    Type: String\n", "  Seed:\n    Type: String\n  MapSize:\n    Type: String\n    Default: medium\n"
+)
+
+
+def test_template_summary_reads_the_declared_parameters_with_their_defaults(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    url = template_url(TEMPLATE_BUCKET, "defaulted")
+    declared = {"Difficulty": None, "PlayerCount": None, "Seed": None, "MapSize": "medium"}
+    if backend.name == "fake":
+        backend.cloud.register_template(url, declared)  # type: ignore[attr-defined]
+    else:
+        import boto3
+
+        boto3.client("s3", region_name=REGION).put_object(
+            Bucket=TEMPLATE_BUCKET, Key="gameserver/defaulted.yaml", Body=DEFAULTED_TEMPLATE.encode()
+        )
+
+    summary = gateway.template_summary(url)
+
+    assert dict(summary.parameters) == declared
+    assert summary.capabilities == ()

@@ -12,6 +12,7 @@ from handlers.local import cli
 from handlers.local.embedded import LocalContext
 from models.records import Phase
 from reconciler import naming
+from reconciler.errors import PermanentError
 from reconciler.fakes.world import FakeWorld
 from reconciler.planner import ActionKind, PlanSettings
 
@@ -112,6 +113,65 @@ def test_template_version_that_adds_a_defaulted_parameter_updates_once_then_is_i
     assert planned.in_sync, planned.to_dict()
     out = io.StringIO()
     assert cli.main(["plan", "alpha"], out) == 0, out.getvalue()  # was 2 ("changes pending") for ever
+
+
+def test_version_published_without_a_summary_updates_once_then_is_in_sync(installed: FakeWorld) -> None:
+    world = installed
+    world.templates.add("v1", GAME_PARAMETERS)
+    world.templates.published.add("v2")  # copied with `aws s3 cp`: the catalog holds no summary for it
+    v2_url = world.templates.url("v2")
+    world.cloud.register_template(world.templates.url("v1"), GAME_PARAMETERS)
+    world.cloud.register_template(v2_url, {**GAME_PARAMETERS, "MapSize": "medium"})
+    tenant = world.add_tenant("alpha", ACCOUNT)
+    for index in range(3):
+        world.put("alpha", f"s{index}")
+    world.converge("alpha")
+
+    from dataclasses import replace
+
+    world.store.put_tenant(replace(tenant, template_version="v2"))
+    world.converge("alpha", passes=2)
+    assert world.cloud.count("UpdateStack") == 3  # the move to v2, once per server
+    assert {s.parameters["MapSize"] for s in world.cloud.stacks(ACCOUNT)} == {"medium"}
+
+    world.converge("alpha", passes=10)
+    assert world.cloud.count("UpdateStack") == 3  # was one per server per pass: `MapSize: 'medium' -> removed`
+    assert world.cloud.count("GetTemplateSummary") == 1  # read once, in the tenant's account, then cached
+    planned = world.engine.reconcile_tenant("alpha", dry_run=True)
+    assert planned.in_sync, planned.to_dict()
+    out = io.StringIO()
+    assert cli.main(["plan", "alpha"], out) == 0, out.getvalue()
+
+
+def test_version_without_a_summary_in_sync_reads_no_template_summary(world: FakeWorld) -> None:
+    world.templates.published.add("v1")  # no summary, and nothing the template defaults
+    world.cloud.register_template(world.templates.url("v1"), GAME_PARAMETERS)
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0")
+    world.converge("alpha", passes=5)
+    assert world.cloud.count("CreateStack") == 1 and world.cloud.count("UpdateStack") == 0
+    assert world.cloud.count("GetTemplateSummary") == 0  # the steady state pays no extra call
+
+
+def test_unreadable_template_summary_falls_back_to_drift_without_failing_the_pass(
+    world: FakeWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.templates.published.add("v1")
+    world.cloud.register_template(world.templates.url("v1"), {**GAME_PARAMETERS, "MapSize": "medium"})
+    world.add_tenant("alpha", ACCOUNT)
+    world.put("alpha", "s0")
+    world.converge("alpha", passes=1)
+    world.cloud.reset_calls()
+    world.cloud.fail_next(ACCOUNT, "GetTemplateSummary", lambda: PermanentError("AccessDenied: not allowed"), times=1)
+
+    result = world.engine.reconcile_tenant("alpha")
+    world.cloud.settle_all()
+
+    assert result.error is None
+    assert world.cloud.count("UpdateStack") == 1  # drift as before: `MapSize: 'medium' -> removed`
+    assert "GetTemplateSummary failed" in caplog.text
+    world.converge("alpha", passes=3)  # the read succeeds next time: no more updates
+    assert world.cloud.count("UpdateStack") == 1 and world.cloud.count("GetTemplateSummary") == 2
 
 
 def test_a_parameter_the_template_no_longer_declares_is_not_drift(world: FakeWorld) -> None:

@@ -765,8 +765,8 @@ class ReconcilerMachine(RuleBasedStateMachine):
         calls = self.cloud.calls[self.calls_checked :]
         self.calls_checked += len(calls)
         for call in calls:
-            if not call.target or call.operation == "AssumeRole":
-                continue
+            if not call.target or call.operation in ("AssumeRole", "GetTemplateSummary"):
+                continue  # no stack: a template summary names the template's URL
             region, name = stack_place(call)
             assert (call.account_id, region, name) not in self.foreign, f"{call} touched a foreign stack"
             owner = next((t for t in TENANTS if name.startswith(f"{INSTALLATION}-{t}-")), None)
