@@ -89,18 +89,15 @@ def test_orphan_whose_delete_stays_in_progress_past_an_hour_gets_one_stuck_activ
 # --- drift that knows the template ----------------------------------------------------------------
 
 
-def test_template_version_that_adds_a_defaulted_parameter_updates_once_then_is_in_sync(installed: FakeWorld) -> None:
-    world = installed
-    world.templates.add("v1", GAME_PARAMETERS)
-    v2 = world.templates.add("v2", {**GAME_PARAMETERS, "MapSize": "medium"})
-    world.cloud.register_template(world.templates.url("v1"), GAME_PARAMETERS)
-    world.cloud.register_template(v2.url, dict(v2.parameters or {}))
+def _move_three_servers_to_v2_and_sweep_ten_more_times(world: FakeWorld) -> None:
+    """Three converged servers on v1, the tenant moved to v2 (which adds `MapSize` with a default): each stack is
+    updated once for the move and never again."""
+    from dataclasses import replace
+
     tenant = world.add_tenant("alpha", ACCOUNT)
     for index in range(3):
         world.put("alpha", f"s{index}")
     world.converge("alpha")
-
-    from dataclasses import replace
 
     world.store.put_tenant(replace(tenant, template_version="v2"))
     world.converge("alpha", passes=2)
@@ -109,6 +106,15 @@ def test_template_version_that_adds_a_defaulted_parameter_updates_once_then_is_i
 
     world.converge("alpha", passes=10)
     assert world.cloud.count("UpdateStack") == 3  # was one per server per pass: `MapSize: 'medium' -> removed`
+
+
+def test_template_version_that_adds_a_defaulted_parameter_updates_once_then_is_in_sync(installed: FakeWorld) -> None:
+    world = installed
+    world.templates.add("v1", GAME_PARAMETERS)
+    v2 = world.templates.add("v2", {**GAME_PARAMETERS, "MapSize": "medium"})
+    world.cloud.register_template(world.templates.url("v1"), GAME_PARAMETERS)
+    world.cloud.register_template(v2.url, dict(v2.parameters or {}))
+    _move_three_servers_to_v2_and_sweep_ten_more_times(world)
     planned = world.engine.reconcile_tenant("alpha", dry_run=True)
     assert planned.in_sync, planned.to_dict()
     out = io.StringIO()
@@ -122,20 +128,7 @@ def test_version_published_without_a_summary_updates_once_then_is_in_sync(instal
     v2_url = world.templates.url("v2")
     world.cloud.register_template(world.templates.url("v1"), GAME_PARAMETERS)
     world.cloud.register_template(v2_url, {**GAME_PARAMETERS, "MapSize": "medium"})
-    tenant = world.add_tenant("alpha", ACCOUNT)
-    for index in range(3):
-        world.put("alpha", f"s{index}")
-    world.converge("alpha")
-
-    from dataclasses import replace
-
-    world.store.put_tenant(replace(tenant, template_version="v2"))
-    world.converge("alpha", passes=2)
-    assert world.cloud.count("UpdateStack") == 3  # the move to v2, once per server
-    assert {s.parameters["MapSize"] for s in world.cloud.stacks(ACCOUNT)} == {"medium"}
-
-    world.converge("alpha", passes=10)
-    assert world.cloud.count("UpdateStack") == 3  # was one per server per pass: `MapSize: 'medium' -> removed`
+    _move_three_servers_to_v2_and_sweep_ten_more_times(world)
     assert world.cloud.count("GetTemplateSummary") == 1  # read once, in the tenant's account, then cached
     planned = world.engine.reconcile_tenant("alpha", dry_run=True)
     assert planned.in_sync, planned.to_dict()
