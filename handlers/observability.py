@@ -1,4 +1,4 @@
-"""Powertools Logger and Metrics, shared by the Lambda handlers.
+"""Powertools Logger, Metrics and Tracer, shared by the Lambda handlers.
 
 The reconciler logs through the standard `logging` module, one logger per part (`stackherd.engine`,
 `stackherd.store`, `stackherd.desired`, `stackherd.requeue`); `copy_config_to_registered_loggers` gives
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "stackherd")
@@ -18,6 +18,8 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Stackherd")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+#: X-Ray (the functions run with Tracing: Active); patches boto3, so every AWS call is a subsegment.
+tracer = Tracer(service=SERVICE)
 RECONCILER_LOGGERS = frozenset({"stackherd.engine", "stackherd.store", "stackherd.desired", "stackherd.requeue"})
 for _name in RECONCILER_LOGGERS:
     logging.getLogger(_name)  # registered now, so the copy below reaches it whichever module is imported first

@@ -133,21 +133,37 @@ def resources(statement: dict[str, Any]) -> list[Any]:
     return found
 
 
-def function_statements(template: dict[str, Any], logical_id: str) -> list[dict[str, Any]]:
-    """Every policy statement a SAM function's `Policies` grant (inline documents and managed policies
-    defined in the template). Anything else (AWS managed policies, SAM policy templates) fails, so a
-    broad grant cannot slip past the checks that use this."""
+def role_statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    """Every policy statement an IAM role defined in the template grants: its inline policies and the managed
+    policies (defined in the template) it attaches. Anything else (an AWS managed policy) fails, so a broad
+    grant cannot slip past the checks that use this."""
+    role = resource(template, role_id)
+    assert role["Type"] == "AWS::IAM::Role", f"{role_id} is not a role"
     found: list[dict[str, Any]] = []
-    for policy in as_list(props(template, logical_id).get("Policies", [])):
-        if isinstance(policy, dict) and "Statement" in policy:
-            found.extend(statements(policy))
-        elif isinstance(policy, dict) and set(policy) == {"Ref"}:
-            managed = resource(template, policy["Ref"])
-            assert managed["Type"] == "AWS::IAM::ManagedPolicy", f"{logical_id}: {policy} is not a managed policy"
-            found.extend(statements(managed["Properties"]["PolicyDocument"]))
-        else:
-            raise AssertionError(f"{logical_id}: unsupported policy form {policy!r}; grant with explicit statements")
+    for policy in role["Properties"].get("Policies", []):
+        found.extend(statements(policy["PolicyDocument"]))
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        assert isinstance(arn, dict), f"{role_id} attaches {arn!r}; grant with explicit statements"
+        assert set(arn) == {"Ref"}, f"{role_id} attaches {arn!r}; grant with explicit statements"
+        managed = resource(template, arn["Ref"])
+        assert managed["Type"] == "AWS::IAM::ManagedPolicy", f"{role_id}: {arn} is not a managed policy"
+        found.extend(statements(managed["Properties"]["PolicyDocument"]))
     return found
+
+
+def function_role(template: dict[str, Any], logical_id: str) -> str:
+    """The logical id of the role a function (SAM or plain Lambda) runs with."""
+    role = resource(template, logical_id)["Properties"].get("Role")
+    assert isinstance(role, dict), f"{logical_id} has no role of the template's own: {role!r}"
+    assert "Fn::GetAtt" in role, f"{logical_id} has no role of the template's own: {role!r}"
+    target, attribute = role["Fn::GetAtt"]
+    assert attribute == "Arn"
+    return str(target)
+
+
+def function_statements(template: dict[str, Any], logical_id: str) -> list[dict[str, Any]]:
+    """Every policy statement a function's role grants."""
+    return role_statements(template, function_role(template, logical_id))
 
 
 def iam_match(pattern: str, value: str) -> bool:
