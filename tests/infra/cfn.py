@@ -3,7 +3,9 @@ tags (!Ref, !Sub, !GetAtt, ...) and helpers to walk parameters, `!If` branches a
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +175,58 @@ def iam_match(pattern: str, value: str) -> bool:
 
 def parameter_default(template: dict[str, Any], name: str) -> Any:
     return template["Parameters"][name].get("Default")
+
+
+#: Values for the platform template's parameters without a default.
+REQUIRED_PARAMETERS = {
+    "TemplatePublisherArn": "arn:aws:iam::222222222222:role/stackherd-publisher",
+    "AlarmTopicArn": "arn:aws:sns:us-east-1:222222222222:stackherd-alarms",
+}
+#: What SAM attaches for event sources, tracing and basic execution when a function has no role of its own;
+#: the loader knows them all, so a transformed template that still attaches one shows it.
+SAM_MANAGED_POLICIES = (
+    "service-role/AWSLambdaBasicExecutionRole",
+    "service-role/AWSLambdaDynamoDBExecutionRole",
+    "service-role/AWSLambdaSQSQueueExecutionRole",
+    "service-role/AWSLambdaKinesisExecutionRole",
+    "AWSXrayWriteOnlyAccess",
+    "AWSXRayDaemonWriteAccess",
+)
+
+
+class _ManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {name.rpartition("/")[2]: f"arn:aws:iam::aws:policy/{name}" for name in SAM_MANAGED_POLICIES}
+
+
+def transform_platform(parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """The platform template as plain CloudFormation, transformed offline by aws-sam-translator as `sam deploy`
+    does: SAM adds roles, policies, event source mappings and API definitions the raw template does not show."""
+    from samtranslator.translator import transform as translator
+
+    template = copy.deepcopy(load(PLATFORM))
+    # `sam package` replaces the local CodeUri with the uploaded artifact; the translator only accepts the latter.
+    template["Globals"]["Function"]["CodeUri"] = "s3://stackherd-artifacts/stackherd.zip"
+    previous = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    try:
+        result: dict[str, Any] = translator.transform(
+            template, {**REQUIRED_PARAMETERS, **(parameters or {})}, _ManagedPolicies()
+        )
+    finally:
+        if previous is None:
+            del os.environ["AWS_DEFAULT_REGION"]
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous
+    return result
+
+
+def policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every identity policy document of a (transformed) template, named `<logical id>` or `<role>/<policy>`."""
+    for logical_id, res in template["Resources"].items():
+        properties = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::Role":
+            for policy in properties.get("Policies", []):
+                yield f"{logical_id}/{policy['PolicyName']}", policy["PolicyDocument"]
+        elif res["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+            yield logical_id, properties["PolicyDocument"]
