@@ -50,7 +50,18 @@ def role_of(transformed: dict[str, Any], function_id: str) -> str:
 # --- IAM ----------------------------------------------------------------------------------------------------
 
 
+#: AWS managed policies that grant stream or queue actions on "*" (what SAM attaches for event sources).
+DATA_ON_EVERYTHING = (
+    "AWSLambdaSQSQueueExecutionRole",
+    "AWSLambdaDynamoDBExecutionRole",
+    "AWSLambdaKinesisExecutionRole",
+)
+
+
 def test_no_statement_grants_a_data_action_on_every_resource(transformed: dict[str, Any]) -> None:
+    for logical_id, role in cfn.of_type(transformed, "AWS::IAM::Role").items():
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            assert not text(arn).endswith(DATA_ON_EVERYTHING), f"{logical_id} attaches {text(arn)}"
     checked = 0
     for name, statement in grants(transformed):
         for action in cfn.actions(statement):
