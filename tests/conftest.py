@@ -99,6 +99,7 @@ def template_catalog(moto_aws: None) -> object:
 
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    s3.put_bucket_versioning(Bucket=TEMPLATE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     catalog = S3TemplateCatalog(s3, TEMPLATE_BUCKET)
     catalog.publish(gameserver_template().encode(), "v1")
     return catalog

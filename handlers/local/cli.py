@@ -158,6 +158,8 @@ def cmd_init(args: argparse.Namespace, out: IO[str]) -> int:
                 CreateBucketConfiguration={"LocationConstraint": rt.settings.region},  # type: ignore[typeddict-item]
             )
         created.append(f"s3://{bucket}")
+    # Published versions are pinned to the S3 object version their upload creates: the bucket keeps versions.
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     if args.json:
         _print_json({"created": created}, out)
     else:
