@@ -250,9 +250,9 @@ class S3TemplateCatalog:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            body = self.s3.get_object(
-                Bucket=self.bucket, Key=template_key(version), VersionId=record.object_version
-            )["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=template_key(version), VersionId=record.object_version)[
+                "Body"
+            ].read()
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in _NO_VERSION:
