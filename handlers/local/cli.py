@@ -148,7 +148,7 @@ def cmd_init(args: argparse.Namespace, out: IO[str]) -> int:
     s3 = rt.templates.s3
     bucket = rt.settings.template_bucket
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(**rt.templates.owned())
     except ClientError:
         if rt.settings.region == "us-east-1":
             s3.create_bucket(Bucket=bucket)
@@ -159,7 +159,7 @@ def cmd_init(args: argparse.Namespace, out: IO[str]) -> int:
             )
         created.append(f"s3://{bucket}")
     # Published versions are pinned to the S3 object version their upload creates: the bucket keeps versions.
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_versioning(**rt.templates.owned(VersioningConfiguration={"Status": "Enabled"}))
     if args.json:
         _print_json({"created": created}, out)
     else:

@@ -69,18 +69,6 @@ def sha256_hex(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def owner_hook(owner: Callable[[], str]) -> Callable[..., None]:
-    """A botocore `before-parameter-build.s3` handler that adds `ExpectedBucketOwner` to every S3 operation
-    that takes it: S3 then refuses (403) a bucket of that name owned by any other account."""
-
-    def add_expected_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
-        shape = getattr(model, "input_shape", None)
-        if shape is not None and "ExpectedBucketOwner" in shape.members:
-            params.setdefault("ExpectedBucketOwner", owner())
-
-    return add_expected_owner
-
-
 @dataclass(frozen=True)
 class _Record:
     """A version's record as stored beside its body; `object_version` and `sha256` are empty when unpinned."""
@@ -116,14 +104,19 @@ class S3TemplateCatalog:
         #: The account that must own the bucket (a callable is asked once, on the first S3 call).
         self._owner: str | None = expected_owner if isinstance(expected_owner, str) else None
         self._owner_lookup = expected_owner if callable(expected_owner) else None
-        if expected_owner is not None:
-            s3.meta.events.register("before-parameter-build.s3", owner_hook(self.expected_owner))
         self._pinned: dict[str, _Record] = {}
         self._described: dict[str, TemplateVersion] = {}
         #: Versions whose key holds another object than the pinned one (overwritten or deleted since
         #: publishing): version -> what the key holds now. Stacks keep the pinned body; this reports it.
         self.overwritten: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def owned(self, **params: Any) -> dict[str, Any]:
+        """`params` for an S3 call on the bucket, with the `ExpectedBucketOwner` S3 checks (it refuses, 403, a
+        bucket of this name owned by any other account)."""
+        if self._owner is None and self._owner_lookup is None:
+            return {"Bucket": self.bucket, **params}
+        return {"Bucket": self.bucket, "ExpectedBucketOwner": self.expected_owner(), **params}
 
     def expected_owner(self) -> str:
         if self._owner is None and self._owner_lookup is not None:
@@ -162,7 +155,7 @@ class S3TemplateCatalog:
         record = self._read_record(version)
         if record is None:
             try:
-                self.s3.head_object(Bucket=self.bucket, Key=template_key(version))
+                self.s3.head_object(**self.owned(Key=template_key(version)))
             except ClientError as error:
                 raise self._refused(
                     error,
@@ -182,7 +175,7 @@ class S3TemplateCatalog:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            raw = self.s3.get_object(Bucket=self.bucket, Key=summary_key(version))["Body"].read()
+            raw = self.s3.get_object(**self.owned(Key=summary_key(version)))["Body"].read()
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code not in _MISSING:
@@ -250,7 +243,7 @@ class S3TemplateCatalog:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=template_key(version), VersionId=record.object_version)[
+            body = self.s3.get_object(**self.owned(Key=template_key(version), VersionId=record.object_version))[
                 "Body"
             ].read()
         except ClientError as error:
@@ -277,7 +270,7 @@ class S3TemplateCatalog:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            latest = str(self.s3.head_object(Bucket=self.bucket, Key=template_key(version)).get("VersionId") or "")
+            latest = str(self.s3.head_object(**self.owned(Key=template_key(version))).get("VersionId") or "")
         except ClientError as error:
             if str(error.response.get("Error", {}).get("Code", "")) not in _MISSING:
                 return  # only a report: the pinned body was verified, a busy S3 does not fail the pass
@@ -355,14 +348,14 @@ class S3TemplateCatalog:
             self._require_versioning()
             try:
                 put = self.s3.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-yaml", IfNoneMatch="*"
+                    **self.owned(Key=key, Body=body, ContentType="application/x-yaml", IfNoneMatch="*")
                 )
                 object_version = str(put.get("VersionId") or "")
             except ClientError as error:
                 if str(error.response.get("Error", {}).get("Code", "")) not in ("PreconditionFailed", "412"):
                     raise
                 # The key holds a body that was never pinned: pin it only if it is exactly this one.
-                stored = self.s3.get_object(Bucket=self.bucket, Key=key)
+                stored = self.s3.get_object(**self.owned(Key=key))
                 if stored["Body"].read() != body:
                     raise self._exists(version) from None
                 object_version = str(stored.get("VersionId") or "")
@@ -378,10 +371,11 @@ class S3TemplateCatalog:
             "sha256": digest,
         }
         self.s3.put_object(
-            Bucket=self.bucket,
-            Key=summary_key(version),
-            Body=json.dumps(record, sort_keys=True).encode(),
-            ContentType="application/json",
+            **self.owned(
+                Key=summary_key(version),
+                Body=json.dumps(record, sort_keys=True).encode(),
+                ContentType="application/json",
+            )
         )
         pinned = _Record(stored_summary, object_version, digest)
         with self._lock:
@@ -399,7 +393,7 @@ class S3TemplateCatalog:
     def _require_versioning(self) -> None:
         """Refuse to publish into a bucket that keeps no object versions: its upload could not be pinned, and an
         overwrite would replace the body every stack deploys."""
-        status = self.s3.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        status = self.s3.get_bucket_versioning(**self.owned()).get("Status")
         if status != "Enabled":
             raise TemplateBucketNotVersionedError(
                 f"the template bucket {self.bucket} does not keep object versions (versioning is "
@@ -411,7 +405,7 @@ class S3TemplateCatalog:
     def versions(self) -> list[str]:
         paginator = self.s3.get_paginator("list_objects_v2")
         found = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix="gameserver/"):
+        for page in paginator.paginate(**self.owned(Prefix="gameserver/")):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
                 if key.endswith(".yaml"):
