@@ -139,6 +139,10 @@ class StaticTemplateCatalog:
             )
         return self.url(version)
 
+    def versions(self) -> list[str]:
+        with self._lock:
+            return sorted(self.published | set(self.objects))
+
     def describe(self, version: str) -> TemplateVersion:
         url = self.url_for(version)
         with self._lock:

@@ -226,3 +226,34 @@ def test_the_runtime_expects_the_bucket_in_its_own_account_unless_told_otherwise
     sent = sent_owners(told.templates.s3)
     told.templates.describe("v1")  # moto does not check the owner; S3 would refuse this bucket
     assert sent and all(owner == "210987654321" for _, owner in sent)
+
+
+def test_templates_verify_names_each_version_that_is_overwritten_changed_or_unpinned() -> None:
+    import io
+
+    from handlers.local.cli import main
+    from handlers.runtime import build_runtime, install_runtime
+    from models.settings import Settings
+
+    s3 = bucket()
+    publisher = catalog(s3)
+    for version in ("v1", "v2", "v3"):
+        publisher.publish(BODY + f"# {version}\n".encode(), version)
+    s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v2.yaml", Body=b"Resources: {}\n")
+    pinned = s3.get_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v3.json")["Body"].read()
+    s3.put_object(
+        Bucket=TEMPLATE_BUCKET, Key="gameserver/v3.json", Body=pinned.replace(b'"sha256": "', b'"sha256": "0')
+    )
+    s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v4.yaml", Body=BODY)
+    install_runtime(build_runtime(Settings(template_bucket=TEMPLATE_BUCKET, region=REGION)))
+    try:
+        out = io.StringIO()
+        assert main(["templates", "verify"], out) == 1
+        one = io.StringIO()
+        assert main(["templates", "verify", "v1"], one) == 0
+    finally:
+        install_runtime(None)
+
+    states = {line.split("  ")[0]: line.split("  ")[1] for line in out.getvalue().splitlines()}
+    assert states == {"v1": "Pinned", "v2": "Overwritten", "v3": "TemplateIntegrity", "v4": "TemplateUnpinned"}
+    assert one.getvalue().startswith("v1  Pinned  ")
