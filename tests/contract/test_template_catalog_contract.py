@@ -121,7 +121,7 @@ def test_a_pinned_body_that_is_not_the_published_one_is_refused(backend: Catalog
     backend.publish(BODY, "v1")
     backend.change_pinned_body("v1", OTHER)
 
-    with pytest.raises(TemplateIntegrityError, match="'v1' is refused: .* changed after publishing"):
+    with pytest.raises(TemplateIntegrityError, match=r"'v1' is refused: .* changed after publishing"):
         backend.fresh().describe("v1")
 
 
