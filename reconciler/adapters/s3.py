@@ -138,7 +138,8 @@ class S3TemplateCatalog:
         owner = f" is owned by account {self._owner}," if self._owner else ""
         hint = (
             f" (S3 refuses access when the bucket is not owned by the expected account: check that "
-            f"s3://{self.bucket}{owner} as STACKHERD_TEMPLATE_BUCKET_OWNER says, and that this function may read it)"
+            f"s3://{self.bucket}{owner} as STACKHERD_TEMPLATE_BUCKET_OWNER says, and that this function may read "
+            "it: s3:GetObject, s3:GetObjectVersion)"
             if code in ("403", "AccessDenied", "Forbidden")
             else ""
         )
