@@ -363,6 +363,12 @@ class FakeCloud:
                     result.append(stack.observed())
             return [s for s in result if s.status != "DELETE_COMPLETE"]
 
+    def template_url_of(self, account_id: str, region: str, name: str) -> str:
+        """The TemplateURL the stack's latest create or update was made with (CloudFormation keeps the body it
+        read from it; which body that is depends on the URL naming an object version)."""
+        with self._lock:
+            return self._account(account_id).stacks[(region, name)].template_url
+
     def settle_all(self) -> None:
         """Advance the clock far enough for every operation in flight to finish."""
         self.clock.advance(self.operation_seconds + 1)

@@ -438,3 +438,26 @@ def test_a_tenant_pointing_at_another_accounts_role_is_quarantined_and_the_sweep
     assert stacks_in(ACCOUNTS["bravo"]) == bravo_before, "nothing of delta's landed in bravo's account"
     assert stacks_in("444444444444") == {}
     assert [r.tenant_id for r in three_tenants.engine.sweep().results] == sorted(ACCOUNTS), "quarantined: skipped"
+
+
+@pytest.mark.usefixtures("moto_reads_template_object_versions")
+def test_overwriting_a_published_template_key_leaves_created_stacks_on_the_pinned_body(
+    three_tenants: MotoWorld, template_catalog: Any
+) -> None:
+    """`aws s3 cp` onto gameserver/v1.yaml creates a new S3 object version; stacks created and updated after it
+    still get the body that was published, because their TemplateURL names the pinned object version."""
+    from tests.conftest import TEMPLATE_BUCKET, gameserver_template
+
+    published = gameserver_template()
+    template_catalog.s3.put_object(
+        Bucket=TEMPLATE_BUCKET, Key="gameserver/v1.yaml", Body=(published + "\n# overwritten\n").encode()
+    )
+    three_tenants.put("alpha", "gs-3", difficulty="easy", player_count=4, seed="alpha3")
+    three_tenants.put("alpha", "gs-1", difficulty="hard", player_count=4, seed="alpha1")
+    three_tenants.reconcile("alpha")
+
+    client = assumed_client("cloudformation", ACCOUNTS["alpha"])
+    for gameserver_id in ("gs-1", "gs-3"):
+        body = client.get_template(StackName=stack_name("alpha", gameserver_id))["TemplateBody"]
+        assert "# overwritten" not in str(body)
+    assert stacks_in(ACCOUNTS["alpha"])[stack_name("alpha", "gs-1")]["parameters"]["Difficulty"] == "hard"
