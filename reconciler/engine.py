@@ -1,8 +1,10 @@
 """The engine: observe, plan, apply, record. The one entry point of every trigger.
 
-`reconcile_tenant(tenant_id, scope=...)` re-reads the desired records (consistent reads) and re-lists
-the tenant's stacks (one paged walk per region) every time; it never trusts an event's payload. It
-never waits for CloudFormation: in-progress stacks come back as `wait` with a requeue-after.
+`reconcile_tenant(tenant_id, scope=...)` re-reads the desired records (consistent reads) and observes the
+tenant's stacks every time; it never trusts an event's payload. A full pass lists each region once
+(ListStacks) and describes by name only the tenant's own stacks that changed since their record's last full
+read; a scoped pass describes its few stacks by name. It never waits for CloudFormation: in-progress stacks
+come back as `wait` with a requeue-after.
 """
 
 from __future__ import annotations
@@ -591,8 +593,18 @@ class Engine:
 
         # An orphan's budget goes with its stack: forgotten once a listing of its region no longer shows it. Only
         # a region listed in this pass says so; a region that could not be listed keeps what it had.
+        # A scoped pass that read its stacks by name saw only those: it says nothing of the other orphans.
         live, listed = {s.stack_id for s in observed}, set(regions) - set(unobserved)
-        after = {k: budget for k, budget in after.items() if k in live or budget.region not in listed}
+        looked = (
+            None
+            if scope is None
+            else {naming.stack_name(self.settings.installation, tenant.tenant_id, server_id) for server_id in scope}
+        )
+        after = {
+            k: budget
+            for k, budget in after.items()
+            if k in live or budget.region not in listed or (looked is not None and budget.stack_name not in looked)
+        }
         if after != orphans:
             self.store.save_orphan_attempts(tenant.tenant_id, after, self.clock())
 
@@ -733,7 +745,7 @@ class Engine:
         quarantined: dict[str, str],
         dry_run: bool,
         *,
-        reader: Callable[[StackGateway], list[ObservedStack]] | None = None,
+        reader: Callable[[StackGateway], list[ObservedStack]],
     ) -> tuple[list[ObservedStack], dict[str, str]]:
         """List every region on its own. Returns the stacks of the regions listed, and why each other region
         was not: a region that cannot be listed fails only the servers placed there. Only an account-wide
@@ -764,7 +776,7 @@ class Engine:
                         tenant,
                         gateways,
                         region,
-                        reader or (lambda gw: gw.list_stacks()),
+                        reader,
                         dry_run,
                         proven=listed > 0,
                         refresh=retry or len(attempted) == 1,

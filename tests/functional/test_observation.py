@@ -217,3 +217,19 @@ def test_termination_protection_turned_on_by_hand_is_seen_before_a_delete(narrow
     assert (action.kind.value, action.code) == ("hold", "TerminationProtected")
     assert world.cloud.count("DeleteStack") == 0
     assert reads(world, name_of(world, "s0"))
+
+
+def test_a_scoped_pass_that_reads_by_name_keeps_the_other_orphans_budgets() -> None:
+    from tests.bench.failure_budget import ORPHAN, run
+
+    world = FakeWorld()
+    run(passes=12, interval_s=300, world=world)
+    (held,) = world.store.orphan_attempts("alpha").values()
+    world.cloud.reset_calls()
+
+    world.engine.reconcile_tenant("alpha", scope={"s0"})
+
+    assert world.cloud.count("ListStacks") == 0  # read by name: the orphan was not looked at
+    assert held.stack_id in world.store.orphan_attempts("alpha")
+    world.engine.reconcile_tenant("alpha", scope={ORPHAN})
+    assert world.store.orphan_attempts("alpha")[held.stack_id].held
