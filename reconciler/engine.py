@@ -1007,7 +1007,11 @@ class Engine:
 
         if server is not None and not action.orphan:
             status = next_status(server.status, effective, now, error=error, stack_id=stack_id, cause=cause)
-            if seen and action.stack_id in seen:
+            if effective.mutating and error is None:
+                # The stack is changing: what was read of it no longer holds (and a backend that does not move
+                # the change time on every update, as moto, must not make the next pass trust it).
+                status = replace(status, seen=None)
+            elif seen and action.stack_id in seen:
                 # Kept with the status so the next sweep that lists this stack unchanged need not read it again.
                 status = replace(status, seen=seen[action.stack_id])
             if action.stuck_since and server.status.condition(STUCK) is None:

@@ -119,6 +119,8 @@ def test_a_stack_changed_by_hand_is_described_and_converged(narrow: FakeWorld) -
     assert [c.target for c in world.cloud.calls if c.operation == "UpdateStack"] == [name]
     (update,) = [r.action for r in result.results if r.action.kind.value == "update"]
     assert update.diff is not None and "by-hand" in update.diff
+    changing = world.server("alpha", "s1")
+    assert changing is not None and changing.status.seen is None, "a stack being updated is read afresh next time"
     world.cloud.settle_all()
     world.converge("alpha", passes=2)
     (stack,) = [s for s in world.cloud.stacks(ACCOUNT) if s.name == name]
