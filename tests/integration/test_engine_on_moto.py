@@ -438,3 +438,49 @@ def test_a_tenant_pointing_at_another_accounts_role_is_quarantined_and_the_sweep
     assert stacks_in(ACCOUNTS["bravo"]) == bravo_before, "nothing of delta's landed in bravo's account"
     assert stacks_in("444444444444") == {}
     assert [r.tenant_id for r in three_tenants.engine.sweep().results] == sorted(ACCOUNTS), "quarantined: skipped"
+
+
+def test_on_moto_a_steady_pass_is_one_listing_and_no_other_stack_is_ever_read(template_catalog: Any) -> None:
+    import boto3
+
+    from reconciler.adapters.aws import AwsConnector
+    from tests.conftest import TEMPLATE_BUCKET
+
+    session = boto3.Session(region_name=REGION)
+    calls: list[tuple[str, str]] = []
+    session.events.register(
+        "provide-client-params.cloudformation",
+        lambda params, model, **_: calls.append((model.name, str(params.get("StackName", "")))),
+    )
+    engine = Engine(DynamoStore(), AwsConnector(session), template_catalog)
+    world = MotoWorld(engine.store, engine, engine.connector)  # type: ignore[arg-type]
+    world.add_tenant("charlie")
+    world.put("charlie", "gs-1", difficulty="easy", player_count=4, seed="one")
+    params = [
+        {"ParameterKey": "Difficulty", "ParameterValue": "easy"},
+        {"ParameterKey": "PlayerCount", "ParameterValue": "3"},
+        {"ParameterKey": "Seed", "ParameterValue": "secret"},
+    ]
+    url = f"https://{TEMPLATE_BUCKET}.s3.amazonaws.com/gameserver/v1.yaml"
+    assumed_client("cloudformation", ACCOUNTS["charlie"]).create_stack(
+        StackName="billing-db", TemplateURL=url, Parameters=params
+    )
+
+    world.reconcile("charlie")  # creates
+    world.reconcile("charlie")  # reads the new stack once by name, and keeps the read
+    start = len(calls)
+    result = world.reconcile("charlie")
+
+    assert result.in_sync
+    assert calls[start:] == [("ListStacks", "")]
+    world.delete("charlie", "gs-1")
+    start = len(calls)
+    world.reconcile("charlie")
+    name = stack_name("charlie", "gs-1")
+    # The kept read is not enough to delete on: the stack is read again by name right before.
+    assert [op for op, target in calls[start:] if target == name or f":stack/{name}/" in target] == [
+        "DescribeStacks",
+        "DeleteStack",
+    ]
+    assert ("DescribeStacks", "") not in calls, "nothing walks every stack of the account"
+    assert not [call for call in calls if call[1] == "billing-db"]
