@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -514,10 +514,10 @@ class Engine:
             if known is not None:
                 template = known
                 the_plan = planned(known)
-        stale = {a.stack_id for a in the_plan.actions if a.mutating and a.stack_id and a.stack_id in reading.unread}
-        if stale:
-            # A stack is only changed as read in this pass: what a listing cannot show (termination protection
-            # turned on by hand) must not surprise the call, and an orphan's tags are read before it goes.
+        # A stack is only changed as read in this pass: what a listing cannot show (termination protection
+        # turned on by hand) must not surprise the call, and an orphan's tags are read before it goes. Each round
+        # reads stacks no earlier round read (a plan made again may start another change: a freed brake slot).
+        while stale := {a.stack_id for a in the_plan.actions if a.mutating and a.stack_id in reading.unread}:
             observed = self._reread(tenant, gateways, observed, stale, reading, unobserved)
             result.unobserved_regions = dict(sorted(unobserved.items()))
             the_plan = planned(template)
@@ -713,7 +713,7 @@ class Engine:
         tenant: Tenant,
         gateways: dict[str, StackGateway],
         observed: list[ObservedStack],
-        stale: set[str],
+        stale: Collection[str | None],
         reading: _Reading,
         unobserved: dict[str, str],
     ) -> list[ObservedStack]:
@@ -731,6 +731,7 @@ class Engine:
                 unobserved[stack.region] = f"region {stack.region}: stack {stack.name} could not be read: {error}"
                 continue
             fresh[stack.stack_id] = found
+            reading.unread.discard(stack.stack_id)
             if found is not None:
                 reading.read_in_full([found])
         kept = [s for s in observed if s.region not in unobserved]
