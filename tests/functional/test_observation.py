@@ -235,3 +235,23 @@ def test_a_scoped_pass_that_reads_by_name_keeps_the_other_orphans_budgets() -> N
     assert held.stack_id in world.store.orphan_attempts("alpha")
     world.engine.reconcile_tenant("alpha", scope={ORPHAN})
     assert world.store.orphan_attempts("alpha")[held.stack_id].held
+
+
+def test_a_delete_freed_by_a_fresh_read_is_read_before_it_is_made() -> None:
+    from reconciler.planner import PlanSettings
+
+    world = FakeWorld(settings=PlanSettings(max_deletions=1))
+    world.cloud.narrow_role = world.settings.installation
+    converged(world, servers=2, regions=(EAST, WEST))
+    for server_id in ("s0", "s1"):
+        world.put("alpha", server_id, region=WEST, seed="moved")
+    # Protected by hand: only a fresh read shows it. The brake's one deletion then goes to the other stack.
+    world.cloud.protect(ACCOUNT, EAST, name_of(world, "s0"))
+    world.cloud.reset_calls()
+
+    world.engine.sweep()
+
+    east = [(c.operation, c.target) for c in world.cloud.calls if c.region == EAST and c.operation != "ListStacks"]
+    s1 = [op for op, target in east if target == name_of(world, "s1") or f":stack/{name_of(world, 's1')}/" in target]
+    assert s1 == ["DescribeStack", "DeleteStack"]
+    assert not [op for op, target in east if op == "DeleteStack" and name_of(world, "s0") in target]
