@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from models.records import Tenant
 from reconciler.ports import AccountConnector, StackGateway
-from reconciler.stacks import ObservedStack, StackEvent, StackSpec
+from reconciler.stacks import ObservedStack, StackEvent, StackSpec, TemplateSummary
 
 T = TypeVar("T")
 
@@ -82,6 +82,9 @@ class PacedGateway:
 
     def failure_cause(self, name: str) -> StackEvent | None:
         return self._paced(lambda: self.inner.failure_cause(name))
+
+    def template_summary(self, url: str) -> TemplateSummary:
+        return self._paced(lambda: self.inner.template_summary(url))
 
 
 class PacedConnector:
