@@ -90,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
         from reconciler.pacing import AccountRateLimiter
 
         limiter = AccountRateLimiter(settings.account_calls_per_second)
-    connector = AwsConnector(session, limiter=limiter)
+    connector = AwsConnector(session, limiter=limiter, cache_size=settings.client_cache_size)
     templates = S3TemplateCatalog(
         s3_client(session),
         settings.template_bucket,

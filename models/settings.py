@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         default=30, ge=1, le=900, validation_alias=AliasChoices("STACKHERD_REQUEUE_AFTER_SECONDS", "requeue_after_s")
     )
     account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
+    #: Tenant-regions whose credentials and CloudFormation clients a warm process keeps (least recently used
+    #: evicted first): the bound on a long-lived worker's memory.
+    client_cache_size: int = Field(default=256, ge=1, le=100_000)
     #: CloudFormation operations a generation may cost while it fails before the server is held.
     failure_budget: int = Field(default=3, ge=1, le=100)
     #: The wait after a failed attempt (doubled for each further one).

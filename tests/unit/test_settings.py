@@ -25,6 +25,7 @@ EVERY_VARIABLE = {
     "STACKHERD_FAILURE_BACKOFF_SECONDS": "120",
     "STACKHERD_STUCK_AFTER_SECONDS": "1800",
     "STACKHERD_REVIEW_GRACE_SECONDS": "600",
+    "STACKHERD_CLIENT_CACHE_SIZE": "64",
     "AWS_REGION": "eu-west-1",
 }
 
@@ -47,6 +48,7 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "delete_retry_limit": 5,
         "requeue_after_s": 45,
         "account_calls_per_second": 2.5,
+        "client_cache_size": 64,
         "failure_budget": 4,
         "failure_backoff_s": 120,
         "stuck_after_s": 1800,
@@ -64,6 +66,7 @@ def test_defaults_and_empty_variables() -> None:
     settings = Settings.from_env({"STACKHERD_MAX_DELETIONS": "", "AWS_DEFAULT_REGION": "ap-south-1"})
 
     assert (settings.max_deletions, settings.region, settings.tenants_table) == (10, "ap-south-1", "stackherd-tenants")
+    assert settings.client_cache_size == 256
     assert Settings.from_env({"AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "eu-west-1"}).region == "us-west-2"
 
 
@@ -80,6 +83,7 @@ def test_defaults_and_empty_variables() -> None:
         ("STACKHERD_FAILURE_BACKOFF_SECONDS", "soon"),
         ("STACKHERD_STUCK_AFTER_SECONDS", "59"),
         ("STACKHERD_REVIEW_GRACE_SECONDS", "-1"),
+        ("STACKHERD_CLIENT_CACHE_SIZE", "0"),
     ],
 )
 def test_a_bad_value_is_a_settings_error_naming_the_variable(variable: str, value: str) -> None:
