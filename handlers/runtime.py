@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from reconciler.engine import Engine
     from reconciler.planner import PlanSettings
     from reconciler.ports import DesiredStore
+    from reconciler.work import CoalescingWorkQueue
 
 __all__ = ["Runtime", "Settings", "SettingsError", "build_runtime", "install_runtime", "reset_runtime", "runtime"]
 
@@ -50,6 +51,8 @@ class Runtime:
     connector: AwsConnector | Any
     templates: S3TemplateCatalog | Any
     engine: Engine
+    #: every trigger's way onto the work queue (None: no work queue is configured, passes run in-process)
+    work_queue: CoalescingWorkQueue | None = None
 
     @property
     def writes(self) -> DesiredWrites:
@@ -84,16 +87,28 @@ def build_runtime(settings: Settings) -> Runtime:
         region=settings.region,
         cloudformation=session.client("cloudformation", config=CLIENT_CONFIG),
     )
-    engine = Engine(
-        store,
-        connector,
-        templates,
-        settings=plan_settings(settings),
-        requeuer=SqsRequeuer(settings.requeue_queue_url, region=settings.region)
-        if settings.requeue_queue_url
-        else None,
+    work_queue = build_work_queue(settings)
+    requeuer: Any = None
+    if work_queue is not None and settings.requeue_queue_url:
+        requeuer = work_queue  # at most one live requeue per tenant, coalesced on its work item
+    elif settings.requeue_queue_url:
+        requeuer = SqsRequeuer(settings.requeue_queue_url, region=settings.region)
+    engine = Engine(store, connector, templates, settings=plan_settings(settings), requeuer=requeuer)
+    return Runtime(settings, store, connector, templates, engine, work_queue=work_queue)
+
+
+def build_work_queue(settings: Settings) -> CoalescingWorkQueue | None:
+    """The coalescing work queue on SQS and the tenants table, when `STACKHERD_WORK_QUEUE_URL` is set."""
+    if not settings.work_queue_url:
+        return None
+    from reconciler.adapters.sqs import SqsDelaySender, SqsWorkSender
+    from reconciler.adapters.work_items import DynamoWorkItems
+    from reconciler.work import CoalescingWorkQueue
+
+    delays = SqsDelaySender(settings.requeue_queue_url, region=settings.region) if settings.requeue_queue_url else None
+    return CoalescingWorkQueue(
+        DynamoWorkItems(), SqsWorkSender(settings.work_queue_url, region=settings.region), delays
     )
-    return Runtime(settings, store, connector, templates, engine)
 
 
 _installed: Runtime | None = None
