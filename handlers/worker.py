@@ -153,6 +153,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not records:
         return {"batchItemFailures": []}
     processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+    # A batch whose every message failed is answered like any other (each reported), not raised as an error.
+    processor.raise_on_entire_batch_failure = False
     response = process_partial_response(
         event={"Records": records}, record_handler=serve, processor=processor, context=context
     )
