@@ -53,13 +53,17 @@ class Runtime:
     engine: Engine
     #: every trigger's way onto the work queue (None: no work queue is configured, passes run in-process)
     work_queue: CoalescingWorkQueue | None = None
+    #: the Lambda client that invokes the worker for a plan (None: one is built on first use)
+    worker_client: Any = None
 
     def plan(self, tenant_id: str, *, confirm_deletions: bool = False) -> dict[str, Any]:
         """A tenant's dry-run plan as JSON data (`{"ok": ..., **TenantResult.to_dict()}`). With a worker function
         configured it is asked by a synchronous invocation (only the worker may assume tenant roles); else the
         pass runs here."""
         if self.settings.worker_function:
-            return invoke_worker_plan(self.settings, tenant_id, confirm_deletions=confirm_deletions)
+            return invoke_worker_plan(
+                self.settings, tenant_id, confirm_deletions=confirm_deletions, client=self.worker_client
+            )
         result = self.engine.reconcile_tenant(tenant_id, dry_run=True, confirm_deletions=confirm_deletions)
         return {"ok": result.error is None, **result.to_dict()}
 

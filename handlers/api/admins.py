@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
+from handlers.api.errors import ServiceUnavailableError
 from handlers.api.models import PlanView, QueuedView, ServerPage, TenantCreate, TenantList, TenantPatch, TenantView
 from handlers.api.routing import (
     ADMIN_ERRORS,
@@ -33,7 +34,7 @@ from handlers.api.routing import (
 )
 from handlers.api.views import server_view, tenant_view
 from handlers.observability import logger
-from reconciler.errors import StoreError, UnreadableItemError
+from reconciler.errors import UnreadableItemError
 
 router = Router()
 
@@ -139,7 +140,7 @@ def plan_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False
         # Through the tenant worker when one is configured: the API's own role cannot assume tenant roles.
         answer = runtime().plan(tenant_id, confirm_deletions=confirm_deletions)
     except WorkerUnavailableError as error:
-        raise StoreError(f"{error}; try again") from error
+        raise ServiceUnavailableError(f"{error}; try again", headers={"Retry-After": "2"}) from error
     answer.pop("ok", None)
     return json_response(PlanView.model_validate(answer))
 
@@ -171,7 +172,7 @@ def reconcile_tenant(
         try:
             sent = rt.work_queue.enqueue(tenant_id, None, "admin", force=force, confirm_deletions=confirm_deletions)
         except WorkQueueError as error:
-            raise StoreError(f"{error}; try again") from error
+            raise ServiceUnavailableError(f"{error}; try again", headers={"Retry-After": "2"}) from error
         logger.info("tenant pass queued by an admin", reconciled_tenant=tenant_id, by=identity.user, force=force)
         return json_response(QueuedView(tenant_id=tenant_id, queued=True, coalesced=not sent), status=202)
     result = rt.engine.reconcile_tenant(tenant_id, confirm_deletions=confirm_deletions, force=force)
