@@ -256,3 +256,14 @@ def test_the_dispatcher_hands_the_rest_on_when_its_time_runs_low(fleet: Fleet, m
     rest = sweep.dispatch({"cursor": "t04"}, fleet.context)  # type: ignore[arg-type]
     assert rest["dispatched"] == 7 and rest["handed_on"] is None
     assert fleet.mq.work.sent == 12
+
+
+def test_a_requeue_message_from_before_the_work_queue_is_forwarded_once(fleet: Fleet) -> None:
+    fleet.world.add_tenant("alpha", ACCOUNT_A)
+    fleet.world.put("alpha", "arena")
+    fleet.mq.delays.send_batch([('{"tenant_id": "alpha", "gameserver_ids": ["arena"]}', None, None, 0, {})])
+
+    fleet.pump()
+
+    assert fleet.passes_of("alpha") == [frozenset({"arena"})]
+    assert len(fleet.mq.delays) == 1  # the pass's own requeue, not the old message
