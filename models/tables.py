@@ -150,6 +150,9 @@ class WorkModel(Model):
     class Meta:
         table_name = DEFAULT_TENANTS_TABLE
         region = DEFAULT_REGION
+        # The dispatcher keeps 16 conditional writes in flight (handlers.sweep.DISPATCH_CONCURRENCY): one pooled
+        # connection each, instead of PynamoDB's default 10 and a new TLS connection for every write beyond.
+        max_pool_connections = 16
 
     tenant_id = UnicodeAttribute(hash_key=True)  # "work#<tenant id>"
     token = UnicodeAttribute(null=True)
