@@ -19,7 +19,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.observability import logger, metrics
+from handlers.observability import logger, metrics, tracer
 
 #: Tenants recorded and sent between two looks at the remaining time.
 CHUNK = 500
@@ -107,6 +107,7 @@ def reconcile_in_process() -> dict[str, Any]:
     return answer
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from handlers.observability import logger, metrics
+from handlers.observability import logger, metrics, tracer
 from models.config import ID_PATTERN, describe_validation_error
 from models.work import WorkMessage
 
@@ -140,6 +140,7 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
     return {"ok": result.error is None, **result.to_dict()}
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

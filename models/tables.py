@@ -36,6 +36,7 @@ from models.records import (
     DesiredServer,
     OrphanAttempts,
     Phase,
+    SeenStack,
     ServerStatus,
     Tenant,
     TenantState,
@@ -102,6 +103,8 @@ class StatusMap(MapAttribute[str, Any]):
     operation = UnicodeAttribute(null=True)
     tries = NumberAttribute(null=True)
     cause = UnicodeAttribute(null=True)
+    #: `SeenStack.to_dict()`: a plain map, read leniently (a malformed one only costs a describe)
+    seen = MapAttribute[str, Any](null=True)
 
 
 class TenantModel(Model):
@@ -360,6 +363,7 @@ def status_from_map(raw: StatusMap | None) -> ServerStatus:
         operation=raw.operation,
         tries=int(raw.tries or 0),
         cause=raw.cause,
+        seen=SeenStack.from_dict(_plain(raw.seen)) if raw.seen is not None else None,
     )
 
 
@@ -387,6 +391,7 @@ def status_to_map(status: ServerStatus) -> StatusMap:
         operation=status.operation,
         tries=status.tries,
         cause=status.cause,
+        seen=status.seen.to_dict() if status.seen is not None else None,
     )
 
 
