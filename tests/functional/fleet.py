@@ -73,7 +73,8 @@ class Fleet:
             self.pump()
 
     def listings(self) -> int:
-        return self.world.cloud.count("DescribeStacks")
+        """Account-wide walks of the stacks (the sweep's); a scoped pass reads its stacks by name instead."""
+        return self.world.cloud.count("ListStacks")
 
     def passes_of(self, tenant_id: str) -> list[frozenset[str] | None]:
         return [scope for tenant, scope in self.passes if tenant == tenant_id]
