@@ -653,9 +653,7 @@ def cmd_local(args: argparse.Namespace, out: IO[str]) -> int:
         raise CliError("--tenants must be between 1 and 50")
     if not 1 <= args.sweep_every <= 86400:
         raise CliError("--sweep-every must be between 1 and 86400 seconds")
-    options = LocalOptions(
-        port=args.port, aws_port=args.aws_port, tenants=args.tenants, sweep_every_s=args.sweep_every
-    )
+    options = LocalOptions(port=args.port, aws_port=args.aws_port, tenants=args.tenants, sweep_every_s=args.sweep_every)
     return serve(options, out)
 
 
@@ -754,9 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8080, help="the API's port on 127.0.0.1 (default 8080)")
     local.add_argument("--aws-port", type=int, default=0, help="the embedded AWS endpoint's port (default: a free one)")
     local.add_argument("--tenants", type=int, default=3, help="sample tenants, each in its own account (default 3)")
-    local.add_argument(
-        "--sweep-every", type=float, default=60.0, help="seconds between scheduled sweeps (default 60)"
-    )
+    local.add_argument("--sweep-every", type=float, default=60.0, help="seconds between scheduled sweeps (default 60)")
     token = command("token", cmd_token, "print a token the local runtime accepts", json_output=False)
     token.add_argument("--tenant", help="the player's tenant (custom:tenant_id)")
     token.add_argument("--user", required=True, help="the user name (cognito:username)")

@@ -223,7 +223,7 @@ class LocalRuntime:
                 attributes["RedrivePolicy"] = json.dumps(
                     {"deadLetterTargetArn": arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
                 )
-            return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
+            return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])  # type: ignore[arg-type]
 
         visibility = str(VISIBILITY_TIMEOUT_S)
         queues = {"requeue-dlq": queue(f"{installation}-requeue-dlq")}
@@ -232,7 +232,9 @@ class LocalRuntime:
         if importlib.util.find_spec("handlers.worker") is not None:
             fifo = {"FifoQueue": "true"}
             queues["work-dlq"] = queue(f"{installation}-work-dlq.fifo", **fifo)
-            queues["work"] = queue(f"{installation}-work.fifo", queues["work-dlq"], VisibilityTimeout=visibility, **fifo)
+            queues["work"] = queue(
+                f"{installation}-work.fifo", queues["work-dlq"], VisibilityTimeout=visibility, **fifo
+            )
         return queues
 
     def _provision(self, tenants: list[tuple[str, str]]) -> None:
