@@ -1,0 +1,161 @@
+"""The local gateway: its JWT authorizer refuses what API Gateway's would (401, before any handler runs) and
+passes claims on in API Gateway's shapes, which the API's identity code reads as it does on AWS."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from handlers.local.gateway import AUDIENCE, ISSUER, Gateway, LocalAuthorizer, http_api_event, signing_key
+from tests.api.conftest import put_config
+
+KEY = "k" * 64
+
+
+@pytest.fixture
+def gateway(memory_world: Any) -> Iterator[Gateway]:
+    from handlers.api.app import handler
+
+    calls: list[dict[str, Any]] = []
+
+    def counted(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event)
+        return handler(event, context)
+
+    server = Gateway(("127.0.0.1", 0), counted, LocalAuthorizer(KEY))
+    server.calls = calls  # type: ignore[attr-defined]
+    yield server
+    server.server_close()
+
+
+def call(gateway: Gateway, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
+    headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    raw = json.dumps(body).encode() if body is not None else b""
+    response = gateway.answer(method, path, headers, raw)
+    text = response.get("body") or ""
+    try:
+        return response["statusCode"], json.loads(text)
+    except ValueError:
+        return response["statusCode"], text
+
+
+def forged(**claims: Any) -> str:
+    now = int(time.time())
+    base = {"cognito:username": "ana", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 60}
+    return str(jwt.encode({**base, **claims}, KEY, algorithm="HS256"))
+
+
+def swapped_payload() -> str:
+    """globex's claims under the signature of a token for acme."""
+    header, _, signature = forged(**{"custom:tenant_id": "acme"}).split(".")
+    payload = forged(**{"custom:tenant_id": "globex"}).split(".")[1]
+    return f"{header}.{payload}.{signature}"
+
+
+def test_claims_reach_the_handler_in_api_gateways_shapes(gateway: Gateway) -> None:
+    token = LocalAuthorizer(KEY).issue("root", admin=True)
+    status, body = call(gateway, "GET", "/tenants", token)
+    assert status == 200, body
+    claims = gateway.calls[-1]["requestContext"]["authorizer"]["jwt"]["claims"]  # type: ignore[attr-defined]
+    assert claims["cognito:groups"] == "[admins]"
+    assert claims["cognito:username"] == "root"
+    assert isinstance(claims["exp"], str) and claims["exp"].isdigit()
+    assert {t["tenant_id"] for t in body["items"]} == {"acme", "globex"}
+
+
+def test_a_player_token_creates_and_reads_a_server_of_its_tenant(gateway: Gateway) -> None:
+    token = LocalAuthorizer(KEY).issue("alice", "acme")
+    assert call(gateway, "PUT", "/servers/arena", token, put_config())[0] == 201
+    status, body = call(gateway, "GET", "/servers/arena?x=1", token)
+    assert status == 200 and body["tenant_id"] == "acme"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "no token"),
+        ("not-a-jwt", "not a valid JWT"),
+        (forged(exp=int(time.time()) - 10), "expired"),
+        (forged(iss="https://elsewhere.example/"), "not issued by"),
+        (forged(aud="someone-else"), "audience"),
+        (jwt.encode({"cognito:username": "ana", "iss": ISSUER, "aud": AUDIENCE, "exp": 9e9}, "x" * 64), "signature"),
+        (swapped_payload(), "signature"),
+    ],
+    ids=["missing", "malformed", "expired", "other issuer", "other audience", "other key", "tampered"],
+)
+def test_bad_tokens_are_401_before_any_handler_runs(gateway: Gateway, token: str | None, reason: str) -> None:
+    status, body = call(gateway, "GET", "/servers", token)
+    assert status == 401
+    assert reason in body["reason"]
+    assert gateway.calls == []  # type: ignore[attr-defined]
+
+
+def test_another_tenants_server_is_404_as_on_aws(gateway: Gateway) -> None:
+    authorizer = LocalAuthorizer(KEY)
+    assert call(gateway, "PUT", "/servers/arena", authorizer.issue("alice", "acme"), put_config())[0] == 201
+    status, _ = call(gateway, "GET", "/servers/arena", authorizer.issue("carol", "globex"))
+    assert status == 404
+    status, _ = call(gateway, "GET", "/tenants", authorizer.issue("alice", "acme"))
+    assert status == 403, "a player's token on an admin route"
+
+
+def test_the_dashboard_page_needs_no_token_and_loads_nothing_from_elsewhere(gateway: Gateway) -> None:
+    response = gateway.answer("GET", "/dashboard", {}, b"")
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in response["headers"]["Content-Security-Policy"]
+    page = response["body"]
+    assert "<script src" not in page and "http://" not in page and "https://" not in page
+
+
+def test_events_carry_query_headers_and_binary_bodies_as_api_gateway_does() -> None:
+    event = http_api_event("POST", "/x?a=1&a=2&b=", {"host": "h"}, b"\xff\x00", None)
+    assert event["queryStringParameters"] == {"a": "1,2", "b": ""}
+    assert event["rawQueryString"] == "a=1&a=2&b="
+    assert event["isBase64Encoded"] is True
+    assert "authorizer" not in event["requestContext"]
+
+
+def test_stackherd_token_prints_only_a_token_the_authorizer_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers.local.cli import main
+
+    monkeypatch.setenv("STACKHERD_LOCAL_DIR", str(tmp_path))
+    out = io.StringIO()
+    assert main(["token", "--tenant", "alpha", "--user", "ana"], out=out) == 0
+    token = out.getvalue()
+    assert token.count("\n") == 1 and " " not in token.strip()
+    claims = LocalAuthorizer(signing_key(tmp_path)).verify(f"Bearer {token.strip()}")
+    assert claims["custom:tenant_id"] == "alpha" and "cognito:groups" not in claims
+    assert (tmp_path / "jwt-key").stat().st_mode & 0o077 == 0, "the key is readable by its owner only"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["token", "--user", "ana"],
+        ["token", "--tenant", "Not Valid", "--user", "ana"],
+        ["token", "--user", "ana", "--admin", "--ttl", "5"],
+    ],
+    ids=["neither tenant nor admin", "invalid tenant", "ttl too short"],
+)
+def test_stackherd_token_refuses_bad_arguments_with_one_line(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from handlers.local.cli import main
+
+    monkeypatch.setenv("STACKHERD_LOCAL_DIR", str(tmp_path))
+    out = io.StringIO()
+    assert main(argv, out=out) == 1
+    assert out.getvalue() == ""
+    assert capsys.readouterr().err.count("\n") == 1
