@@ -392,6 +392,10 @@ class Poller:
             if not busy and self._stop.wait(self.interval_s):
                 return
 
+    def signal(self) -> None:
+        """Ask the thread to stop after the poll in hand."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         if self._thread.is_alive():

@@ -298,6 +298,8 @@ class LocalRuntime:
     # --- stop ----------------------------------------------------------------------------------------
 
     def stop(self) -> None:
+        for poller in self._pollers:  # all at once: each finishes the poll in hand
+            poller.signal()
         if self._gateway is not None:
             if self._gateway_thread is not None:
                 self._gateway.shutdown()
