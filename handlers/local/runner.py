@@ -95,20 +95,32 @@ def report_actions(engine: Any, console: Console) -> None:
     """Print one line per action every reconcile of `engine` takes (a no-op is not an action), whichever
     trigger called it. The sweep reaches the same method, so wrapping it on the instance covers every pass."""
     original: Callable[..., Any] = engine.reconcile_tenant
+    # A server failing or held the same way pass after pass is printed once, not on every pass.
+    last: dict[tuple[str, str], str] = {}
+    lock = threading.Lock()
+
+    def say(tenant_id: str, server: str, text: str) -> None:
+        with lock:
+            if last.get((tenant_id, server)) == text:
+                return
+            last[(tenant_id, server)] = text
+        console.line(f"{tenant_id:<10} {server:<14} {text}")
 
     def reconcile_tenant(tenant_id: str, *args: Any, **kwargs: Any) -> Any:
         result = original(tenant_id, *args, **kwargs)
         if kwargs.get("dry_run"):
             return result
         if result.error:
-            console.line(f"{tenant_id:<10} {'-':<14} {'pass':<18} error: {result.error}")
+            say(tenant_id, "-", f"{'pass':<18} error: {result.error}")
         for outcome in result.results:
             action = outcome.action
+            server = action.gameserver_id or action.stack_name
             if action.kind.value == "no-op":
+                with lock:
+                    last.pop((tenant_id, server), None)
                 continue
             detail = f" ({outcome.detail})" if outcome.detail else ""
-            server = action.gameserver_id or action.stack_name
-            console.line(f"{tenant_id:<10} {server:<14} {action.kind.value:<18} {outcome.outcome.value}{detail}")
+            say(tenant_id, server, f"{action.kind.value:<18} {outcome.outcome.value}{detail}")
         return result
 
     engine.reconcile_tenant = reconcile_tenant

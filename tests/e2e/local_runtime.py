@@ -118,7 +118,7 @@ def wait_for(check: Any, timeout_s: float, what: str, interval_s: float = 0.2) -
 
 
 @contextmanager
-def local_runtime(state_dir: Path, *args: str) -> Iterator[Running]:
+def local_runtime(state_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Running]:
     """Start `stackherd local` on free ports; yield once it accepts requests; stop it (SIGINT) after."""
     api_port, aws_port = free_port(), free_port()
     started = time.monotonic()
@@ -135,7 +135,7 @@ def local_runtime(state_dir: Path, *args: str) -> Iterator[Running]:
             *args,
         ],
         cwd=ROOT,
-        env={**clean_env(), "STACKHERD_LOCAL_DIR": str(state_dir)},
+        env={**clean_env(), "STACKHERD_LOCAL_DIR": str(state_dir), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
