@@ -212,11 +212,14 @@ class Gateway(ThreadingHTTPServer):
         handler: ApiHandler,
         authorizer: LocalAuthorizer,
         report: Callable[[str], None] | None = None,
+        *,
+        report_reads: bool = True,
     ) -> None:
         super().__init__(address, _RequestHandler)
         self.api_handler = handler
         self.authorizer = authorizer
         self.report = report
+        self.report_reads = report_reads
         self.lock = threading.Lock()
 
     def answer(
@@ -264,7 +267,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if self.server.report is not None:
                 self.server.report(f"api: the handler failed: {type(error).__name__}: {error}")
         self._send(response)
-        if self.server.report is not None:
+        if self.server.report is not None and (self.server.report_reads or self.command not in ("GET", "HEAD")):
             elapsed = (time.monotonic() - started) * 1000
             self.server.report(
                 f"api {self.command} {urlsplit(self.path).path} -> {response.get('statusCode')} ({elapsed:.0f} ms)"

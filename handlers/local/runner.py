@@ -65,6 +65,8 @@ class LocalOptions:
     tenants: int = 3
     sweep_every_s: float = 60.0
     host: str = "127.0.0.1"
+    #: print a line for every GET too (the demo polls, and turns it off)
+    report_reads: bool = True
 
 
 @dataclass
@@ -164,7 +166,13 @@ class LocalRuntime:
         from handlers.api.app import handler as api_handler
 
         authorizer = LocalAuthorizer(signing_key())
-        self._gateway = Gateway((options.host, options.port), api_handler, authorizer, report=self.console.line)
+        self._gateway = Gateway(
+            (options.host, options.port),
+            api_handler,
+            authorizer,
+            report=self.console.line,
+            report_reads=options.report_reads,
+        )
         api_port = self._gateway.server_address[1]
 
         self._moto = ThreadedMotoServer(ip_address=options.host, port=aws_port, verbose=False)
