@@ -135,6 +135,7 @@ class LocalRuntime:
         self.options = options
         self.console = Console(out)
         self._moto: Any = None
+        self._lambda: Any = None
         self._gateway: Any = None
         self._gateway_thread: threading.Thread | None = None
         self._pollers: list[Any] = []
@@ -177,6 +178,15 @@ class LocalRuntime:
 
         self._moto = ThreadedMotoServer(ip_address=options.host, port=aws_port, verbose=False)
         self._moto.start()
+        from handlers.local.lambdas import LambdaEndpoint
+
+        installation = os.environ.get("STACKHERD_INSTALLATION", "stackherd")
+        self._lambda = LambdaEndpoint((options.host, 0), installation, report=self.console.line)
+        threading.Thread(target=self._lambda.serve_forever, name="lambda", daemon=True).start()
+        lambda_url = f"http://{options.host}:{self._lambda.server_address[1]}"
+        # boto3 sends Lambda's calls here, and every other service's to moto.
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
+        os.environ.setdefault("STACKHERD_WORKER_FUNCTION", f"{installation}-worker")
         queues = self._create_queues()
         os.environ["STACKHERD_REQUEUE_QUEUE_URL"] = queues["requeue"]
         if "work" in queues:
@@ -286,6 +296,7 @@ class LocalRuntime:
         from handlers.runtime import runtime
 
         sqs = boto3.client("sqs", region_name=REGION)
+        installation = runtime().settings.installation
         table = runtime().settings.gameservers_table
         stream_arn = boto3.client("dynamodb", region_name=REGION).describe_table(TableName=table)["Table"][
             "LatestStreamArn"
@@ -295,7 +306,7 @@ class LocalRuntime:
         self.stream_mapping = StreamMapping(
             reader,
             load_handler("handlers.stream.handler"),
-            function_name="stream",
+            function_name=f"{installation}-stream",
             batch_size=100,
             maximum_retry_attempts=3,
             bisect_on_error=True,
@@ -303,12 +314,16 @@ class LocalRuntime:
             report=say,
         )
         self._pollers.append(Poller("stream", self.stream_mapping, 0.5, say))
-        requeue = SqsMapping(sqs, queues["requeue"], load_handler("handlers.requeue.handler"), "requeue", report=say)
+        requeue = SqsMapping(
+            sqs, queues["requeue"], load_handler("handlers.requeue.handler"), f"{installation}-requeue", report=say
+        )
         self._pollers.append(Poller("requeue", requeue, 0.2, say))
         if "work" in queues:
-            worker = SqsMapping(sqs, queues["work"], load_handler("handlers.worker.handler"), "worker", report=say)
+            worker = SqsMapping(
+                sqs, queues["work"], load_handler("handlers.worker.handler"), f"{installation}-worker", report=say
+            )
             self._pollers.append(Poller("worker", worker, 0.2, say))
-        sweep = Schedule(load_handler("handlers.sweep.handler"), "sweep", report=say)
+        sweep = Schedule(load_handler("handlers.sweep.handler"), f"{installation}-sweep", report=say)
         sweep_poller = Poller("sweep", sweep, self.options.sweep_every_s, say)
         for poller in self._pollers:
             poller.start()
@@ -329,6 +344,10 @@ class LocalRuntime:
         for poller in self._pollers:
             poller.stop()
         self._pollers = []
+        if self._lambda is not None:
+            self._lambda.shutdown()
+            self._lambda.server_close()
+            self._lambda = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
