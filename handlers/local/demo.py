@@ -92,8 +92,18 @@ class Demo:
         )
 
     def stacks(self, account: str) -> dict[str, dict[str, Any]]:
-        found = self.cfn(account).describe_stacks()["Stacks"]
-        return {s["StackName"]: s for s in found if s["StackStatus"] != "DELETE_COMPLETE"}
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for attempt in range(5):
+            try:
+                found = self.cfn(account).describe_stacks()["Stacks"]
+                return {s["StackName"]: s for s in found if s["StackStatus"] != "DELETE_COMPLETE"}
+            except (BotoCoreError, ClientError):
+                # moto's server may answer a read that races a stack operation with a 500; look again.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
 
     def must(self, expected: int, method: str, path: str, token: str, body: Any = None) -> Any:
         status, answer = self.client.call(method, path, token, body)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,18 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 def stacks(local: Running, account: str) -> dict[str, dict[str, Any]]:
-    found = local.boto3("cloudformation", account).describe_stacks()["Stacks"]
-    return {s["StackName"]: s for s in found if s["StackStatus"] != "DELETE_COMPLETE"}
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    for attempt in range(5):
+        try:
+            found = local.boto3("cloudformation", account).describe_stacks()["Stacks"]
+            return {s["StackName"]: s for s in found if s["StackStatus"] != "DELETE_COMPLETE"}
+        except (BotoCoreError, ClientError):
+            # moto's server may answer a read that races a stack operation with a 500; look again.
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 def params(stack: dict[str, Any]) -> dict[str, str]:
