@@ -11,6 +11,7 @@ Failed or Held.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -654,7 +655,15 @@ def cmd_local(args: argparse.Namespace, out: IO[str]) -> int:
     if not 1 <= args.sweep_every <= 86400:
         raise CliError("--sweep-every must be between 1 and 86400 seconds")
     options = LocalOptions(port=args.port, aws_port=args.aws_port, tenants=args.tenants, sweep_every_s=args.sweep_every)
-    return serve(options, out)
+    try:
+        return serve(options, out)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"a port is already in use (--port {args.port}, --aws-port {args.aws_port}): "
+                "stop what listens there, or choose other ports"
+            ) from None
+        raise
 
 
 # --- parser ----------------------------------------------------------------------------------------

@@ -249,10 +249,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: Gateway
     protocol_version = "HTTP/1.1"
 
+    def _refuse(self, status: int, message: str) -> None:
+        self._send({"statusCode": status, "body": json.dumps({"message": message})})
+        self.close_connection = True
+
     def _handle(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            self._refuse(411, "send the body with a Content-Length, not chunked")
+            return
+        try:
+            length = int(self.headers.get("content-length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._refuse(400, "the Content-Length header is not a number of bytes")
+            return
         if length > MAX_BODY_BYTES:
-            self._send({"statusCode": 413, "body": json.dumps({"message": "Request Entity Too Large"})})
+            self._refuse(413, "Request Entity Too Large")
             return
         body = self.rfile.read(length) if length else b""
         headers: dict[str, str] = {}

@@ -176,6 +176,8 @@ class LocalRuntime:
         )
         api_port = self._gateway.server_address[1]
 
+        # moto binds in its own thread and would wait forever on a port in use: find out first.
+        _check_free(options.host, aws_port)
         self._moto = ThreadedMotoServer(ip_address=options.host, port=aws_port, verbose=False)
         self._moto.start()
         from handlers.local.lambdas import LambdaEndpoint
@@ -350,7 +352,19 @@ class LocalRuntime:
             self._lambda = None
         if self._moto is not None:
             self._moto.stop()
+            server = getattr(self._moto, "_server", None)
+            if server is not None:  # stop() leaves the listening socket open
+                server.server_close()
             self._moto = None
+
+
+def _check_free(host: str, port: int) -> None:
+    """Raise OSError(EADDRINUSE) when something listens on the port."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
 
 
 def _free_port(host: str) -> int:
