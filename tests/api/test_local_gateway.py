@@ -159,3 +159,23 @@ def test_stackherd_token_refuses_bad_arguments_with_one_line(
     assert main(argv, out=out) == 1
     assert out.getvalue() == ""
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [("Content-Length: many", 400), ("Content-Length: -5", 400), ("Transfer-Encoding: chunked", 411)],
+    ids=["not a number", "negative", "chunked"],
+)
+def test_a_body_the_gateway_cannot_frame_is_refused_over_the_wire(gateway: Gateway, header: str, status: int) -> None:
+    import socket
+    import threading
+
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(gateway.server_address[:2], timeout=10) as sock:
+            sock.sendall(f"PUT /servers/x HTTP/1.1\r\nHost: local\r\n{header}\r\n\r\n".encode())
+            first = sock.makefile("rb").readline().decode()
+    finally:
+        gateway.shutdown()
+    assert first.split()[1] == str(status), first
+    assert gateway.calls == []  # type: ignore[attr-defined]
