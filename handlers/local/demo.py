@@ -255,7 +255,7 @@ def run_demo(out: IO[str]) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="stackherd-demo-") as state:
         os.environ["STACKHERD_LOCAL_DIR"] = state
-        local = LocalRuntime(LocalOptions(port=0, tenants=len(TENANTS), sweep_every_s=3, report_reads=False), out)
+        local = LocalRuntime(LocalOptions(port=0, tenants=len(TENANTS), sweep_every_s=3), out)
         try:
             endpoints = local.start()
             out.write(banner(endpoints) + "\n")

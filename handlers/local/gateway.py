@@ -280,7 +280,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if self.server.report is not None:
                 self.server.report(f"api: the handler failed: {type(error).__name__}: {error}")
         self._send(response)
-        if self.server.report is not None and (self.server.report_reads or self.command not in ("GET", "HEAD")):
+        status = int(response.get("statusCode", 200))
+        quiet = self.command in ("GET", "HEAD") and status < 400 and not self.server.report_reads
+        if self.server.report is not None and not quiet:
             elapsed = (time.monotonic() - started) * 1000
             self.server.report(
                 f"api {self.command} {urlsplit(self.path).path} -> {response.get('statusCode')} ({elapsed:.0f} ms)"

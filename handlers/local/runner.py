@@ -65,8 +65,8 @@ class LocalOptions:
     tenants: int = 3
     sweep_every_s: float = 60.0
     host: str = "127.0.0.1"
-    #: print a line for every GET too (the demo polls, and turns it off)
-    report_reads: bool = True
+    #: print a line for every successful read too (the dashboard reads every few seconds: off by default)
+    report_reads: bool = False
 
 
 @dataclass
