@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench bench-local clean
+.PHONY: install test lint demo bench clean
 
 install: $(STAMP)
 
@@ -28,9 +28,6 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.sweep_bench
-
-bench-local: $(STAMP)
-	$(BIN)/python -m tests.bench.local_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

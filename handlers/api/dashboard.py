@@ -64,16 +64,23 @@ class FleetView(_Out):
 
 
 @functools.cache
-def page() -> str:
-    return resources.files("handlers.api").joinpath("dashboard.html").read_text(encoding="utf-8")
+def page() -> str | None:
+    try:
+        return resources.files("handlers.api").joinpath("dashboard.html").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 @router.get("/dashboard", include_in_schema=False)
 def get_dashboard() -> Response[str]:
+    html = page()
+    if html is None:
+        # A package built without its data files: say so rather than fail.
+        raise ApiNotFoundError("the dashboard page (handlers/api/dashboard.html) is not in this deployment's package")
     return Response(
         status_code=200,
         content_type="text/html; charset=utf-8",
-        body=page(),
+        body=html,
         headers={
             # The page loads nothing from elsewhere and is never framed.
             "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "

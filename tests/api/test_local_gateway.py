@@ -183,3 +183,18 @@ def test_a_body_the_gateway_cannot_frame_is_refused_over_the_wire(gateway: Gatew
         gateway.shutdown()
     assert first.split()[1] == str(status), first
     assert gateway.calls == []  # type: ignore[attr-defined]
+
+
+def test_a_package_without_the_dashboard_page_answers_404_saying_so(
+    gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers.api import dashboard
+
+    monkeypatch.setattr(dashboard.resources, "files", lambda package: tmp_path)
+    dashboard.page.cache_clear()
+    try:
+        response = gateway.answer("GET", "/dashboard", {}, b"")
+    finally:
+        dashboard.page.cache_clear()
+    assert response["statusCode"] == 404
+    assert "dashboard.html" in json.loads(response["body"])["message"]
