@@ -52,12 +52,15 @@ def _shape(pattern: str, field: str | None, audience: Audience, methods: str, wi
 SHAPES: tuple[Shape, ...] = (
     _shape(r"^/openapi\.json$", None, "public", "GET"),
     _shape(r"^/docs$", None, "public", "GET"),
+    _shape(r"^/dashboard$", None, "public", "GET"),
+    _shape(r"^/fleet$", None, "admin", "GET"),
     _shape(r"^/servers$", None, "player", "GET"),
     _shape(r"^/servers/([^/]*)$", "gameserver_id", "player", "GET PUT PATCH DELETE", "PUT PATCH"),
     _shape(r"^/servers/([^/]*)/history$", "gameserver_id", "player", "GET"),
     _shape(r"^/tenants$", None, "admin", "GET POST", "POST"),
     _shape(r"^/tenants/([^/]*)$", "tenant_id", "admin", "GET PATCH", "PATCH"),
     _shape(r"^/tenants/([^/]*)/servers$", "tenant_id", "admin", "GET"),
+    _shape(r"^/tenants/[^/]*/servers/([^/]*)/history$", "gameserver_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/plan$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/reconcile$", "tenant_id", "admin", "POST"),
 )

@@ -11,6 +11,7 @@ Failed or Held.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -663,6 +664,46 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK if summary.ok else EXIT_ERROR
 
 
+def cmd_token(args: argparse.Namespace, out: IO[str]) -> int:
+    """A token the local runtime's authorizer accepts, on stdout and nothing else (for `$(stackherd token ...)`)."""
+    from handlers.local.gateway import LocalAuthorizer, signing_key
+    from models.config import validate_owner
+
+    if args.tenant is None and not args.admin:
+        raise CliError("give --tenant (a player's token) or --admin (an admin's token), or both")
+    if args.tenant is not None:
+        validate_id(args.tenant, "--tenant")
+    validate_owner(args.user)
+    if not 60 <= args.ttl <= 7 * 24 * 3600:
+        raise CliError("--ttl must be between 60 and 604800 seconds")
+    token = LocalAuthorizer(signing_key()).issue(args.user, args.tenant, admin=args.admin, ttl_s=args.ttl)
+    out.write(token + "\n")
+    return EXIT_OK
+
+
+def cmd_local(args: argparse.Namespace, out: IO[str]) -> int:
+    from handlers.local.runner import LocalOptions, serve
+
+    for name in ("port", "aws_port"):
+        value = getattr(args, name)
+        if not 0 <= value <= 65535:
+            raise CliError(f"--{name.replace('_', '-')} must be a port number (0 to 65535), not {value}")
+    if not 1 <= args.tenants <= 50:
+        raise CliError("--tenants must be between 1 and 50")
+    if not 1 <= args.sweep_every <= 86400:
+        raise CliError("--sweep-every must be between 1 and 86400 seconds")
+    options = LocalOptions(port=args.port, aws_port=args.aws_port, tenants=args.tenants, sweep_every_s=args.sweep_every)
+    try:
+        return serve(options, out)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"a port is already in use (--port {args.port}, --aws-port {args.aws_port}): "
+                "stop what listens there, or choose other ports"
+            ) from None
+        raise
+
+
 # --- parser ----------------------------------------------------------------------------------------
 
 
@@ -756,6 +797,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--confirm-deletions", action="store_true", help="release the deletions the brake holds now (exactly those)"
     )
     rec.add_argument("--force", action="store_true", help="act now on servers waiting out a failed attempt's backoff")
+    local = command(
+        "local", cmd_local, "run the whole system on this machine (moto, the API, the triggers)", json_output=False
+    )
+    local.add_argument("--port", type=int, default=8080, help="the API's port on 127.0.0.1 (default 8080)")
+    local.add_argument("--aws-port", type=int, default=0, help="the embedded AWS endpoint's port (default: a free one)")
+    local.add_argument("--tenants", type=int, default=3, help="sample tenants, each in its own account (default 3)")
+    local.add_argument("--sweep-every", type=float, default=60.0, help="seconds between scheduled sweeps (default 60)")
+    token = command("token", cmd_token, "print a token the local runtime accepts", json_output=False)
+    token.add_argument("--tenant", help="the player's tenant (custom:tenant_id)")
+    token.add_argument("--user", required=True, help="the user name (cognito:username)")
+    token.add_argument("--admin", action="store_true", help="in the admins group")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds until it expires (default 12 hours)")
     sweep = command("sweep", cmd_sweep, "reconcile every tenant")
     sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
     return parser
