@@ -22,6 +22,8 @@ PACKAGES = ("models", "reconciler", "handlers")
 #: Package directories (relative to the repository root) that never ship.
 EXCLUDED = (Path("reconciler/fakes"), Path("handlers/local"))
 #: Top-level modules no packaged module may import.
+#: What of a package ships: its modules and the static pages the API serves (the dashboard).
+PACKAGED_FILES = ("*.py", "*.html")
 FORBIDDEN_IMPORTS = ("moto", "tests", "pytest", "hypothesis", "freezegun")
 
 
@@ -33,7 +35,7 @@ def application_files(root: Path = ROOT) -> list[Path]:
     """The repository-relative paths of every file that goes into the artifact, sorted."""
     found: list[Path] = []
     for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
+        for path in sorted(p for pattern in PACKAGED_FILES for p in (root / package).rglob(pattern)):
             relative = path.relative_to(root)
             if any(relative.is_relative_to(excluded) for excluded in EXCLUDED):
                 continue

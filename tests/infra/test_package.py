@@ -31,19 +31,25 @@ def test_lambda_artifact_holds_the_application_packages_only(tmp_path: Path) -> 
     assert names == sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     for name in names:
         assert name == "requirements.txt" or name.split("/")[0] in ("models", "reconciler", "handlers"), name
-        assert name.endswith(".py") or name == "requirements.txt", name
+        assert name.endswith(".py") or name in ("requirements.txt", "handlers/api/dashboard.html"), name
         for left_out in ("tests/", "docs/", "reconciler/fakes/", "handlers/local/", "moto", "infra/", "bench"):
             assert left_out not in name, name
     assert (out / "requirements.txt").read_text() == (cfn.ROOT / "requirements.txt").read_text()
 
-    # Every handler the template names is in it (the worker once it is written).
+    # Every handler the template names is in it.
     platform = cfn.load(cfn.PLATFORM)
     for function in cfn.of_type(platform, "AWS::Serverless::Function").values():
         module = function["Properties"]["Handler"].rpartition(".")[0]
         path = module.replace(".", "/") + ".py"
         if (cfn.ROOT / path).exists():
             assert path in names, path
-    for needed in ("handlers/runtime.py", "reconciler/engine.py", "reconciler/adapters/aws.py", "models/tables.py"):
+    for needed in (
+        "handlers/api/dashboard.html",
+        "handlers/runtime.py",
+        "reconciler/engine.py",
+        "reconciler/adapters/aws.py",
+        "models/tables.py",
+    ):
         assert needed in names, needed
 
 
