@@ -163,6 +163,18 @@ class DesiredServer:
     incarnation: str = ""
     #: The last desired write: who, through which door, under which correlation id.
     trail: WriteTrail | None = None
+    #: The owning player's immutable id (the token's `sub`); `username` is kept for display and for the stack's
+    #: owner tag. None on a record written before ownership was keyed on it (matched by `username`, see
+    #: `owned_by`, until its owner's next write records the sub).
+    owner_sub: str | None = None
+
+    def owned_by(self, sub: str | None, username: str) -> bool:
+        """Whether the player `sub` (shown as `username`) owns this record. A record that names its owner's sub
+        is theirs only by sub: a username Cognito handed to a new user after the old one was deleted does
+        not match it."""
+        if self.owner_sub is not None:
+            return sub is not None and self.owner_sub == sub
+        return self.username == username
 
     def valid_config(self) -> GameServerConfig:
         """The config of a readable record; raises `UnreadableRecordError` for an unreadable one."""

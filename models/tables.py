@@ -150,6 +150,7 @@ class GameServerModel(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     gameserver_id = UnicodeAttribute(range_key=True)
     username = UnicodeAttribute()
+    owner_sub = UnicodeAttribute(null=True)  # absent on records written before ownership was keyed on the sub
     config = ConfigMap()
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute(null=True)
@@ -415,6 +416,7 @@ def server_from_item(item: GameServerModel) -> DesiredServer:
         tenant_id=item.tenant_id,
         gameserver_id=item.gameserver_id,
         username=item.username,
+        owner_sub=item.owner_sub,
         config=config,
         generation=int(item.generation or 1),
         created_at=item.created_at,

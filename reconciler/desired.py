@@ -224,17 +224,20 @@ class DesiredWrites:
         must_exist: bool = False,
         region: str | None = None,
         expected: Expected = None,
+        owner_sub: str | None = None,
     ) -> WriteResult:
         """Create a game server, or replace (`merge=False`: PUT) or change (`merge=True`: PATCH, `servers put
         --set`) its desired config and region. Writing what is already there changes nothing. `must_exist`:
-        only change one (PATCH), NotFoundError otherwise."""
+        only change one (PATCH), NotFoundError otherwise. `owner` is the player's display name; `owner_sub`
+        (the API's callers) their immutable id, which ownership is keyed on (`DesiredServer.owned_by`); an
+        older record without one gets it with its owner's next change."""
         validate_id(gameserver_id, "gameserver id")
         validate_owner(owner)
         _refuse_if_tenant_unreadable(tenant)
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None and must_exist:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
-        if current is not None and current.username != owner:
+        if current is not None and not _owns(current, owner, owner_sub):
             raise NotOwnedError(gameserver_id)
         check_expected(expected, current, gameserver_id)
         if current is not None:
@@ -256,14 +259,17 @@ class DesiredWrites:
         config = validate_config(raw, tenant.tier)
         check_region(tenant, region)
         if current is None:
-            return self._create(tenant, gameserver_id, owner, config, region, trail)
+            return self._create(tenant, gameserver_id, owner, config, region, trail, owner_sub)
         # A change that names no region leaves the server where it is: reordering the tenant's regions, or a
         # PUT without one, must never move (delete and recreate) a running server.
         where = region if region is not None else current.region
         if current.config == config and current.region == where and current.unreadable is None:
             return WriteResult(current, created=False, changed=False)
+        claim = owner_sub if owner_sub is not None and current.owner_sub is None else None
         try:
-            server = self.store.replace_server(current, config=config, region=where, trail=trail, at=self.clock())
+            server = self.store.replace_server(
+                current, config=config, region=where, trail=trail, at=self.clock(), owner_sub=claim
+            )
         except PreconditionFailedError as lost:
             raise self._lost(gameserver_id, lost, expected) from None
         self._history(server, f"{'changed' if merge else 'replaced'}: {config_text(config)}", trail)
@@ -277,6 +283,7 @@ class DesiredWrites:
         config: GameServerConfig,
         region: str | None,
         trail: WriteTrail,
+        owner_sub: str | None = None,
     ) -> WriteResult:
         stamp = now_iso(self.clock())
         server = DesiredServer(
@@ -292,6 +299,7 @@ class DesiredWrites:
             raw_config=config.model_dump(),
             incarnation=uuid.uuid4().hex,
             trail=trail,
+            owner_sub=owner_sub,
         )
         limits = tier_limits(tenant.tier)
         server = self.store.create_server(server, tier=tenant.tier, max_servers=limits.max_servers)
@@ -306,14 +314,15 @@ class DesiredWrites:
         trail: WriteTrail,
         owner: str | None = None,
         expected: Expected = None,
+        owner_sub: str | None = None,
     ) -> WriteResult:
-        """Ask for a game server's deletion (`owner`: only the player's own; None: an admin's, any owner).
-        Asking again changes nothing."""
+        """Ask for a game server's deletion (`owner`: only the player's own, `owner_sub` their immutable id;
+        None: an admin's, any owner). Asking again changes nothing."""
         validate_stored_id(gameserver_id, "gameserver id")
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
-        if owner is not None and current.username != owner:
+        if owner is not None and not _owns(current, owner, owner_sub):
             raise NotOwnedError(gameserver_id)
         check_expected(expected, current, gameserver_id)
         if current.deletion_requested:
@@ -475,6 +484,14 @@ class DesiredWrites:
 
     def resume_tenant(self, tenant_id: str, *, trail: WriteTrail) -> Tenant:
         return self.update_tenant(tenant_id, trail=trail, paused=False)
+
+
+def _owns(server: DesiredServer, owner: str, owner_sub: str | None) -> bool:
+    """With the caller's sub (the API): by sub, an older record without one by name. Without (the CLI and the
+    demo, which name players by user name): by name."""
+    if owner_sub is None:
+        return server.username == owner
+    return server.owned_by(owner_sub, owner)
 
 
 def _refuse_if_deleting(server: DesiredServer) -> None:

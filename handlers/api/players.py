@@ -73,6 +73,7 @@ def put_server(
         trail=request_trail(router, identity),
         region=body.region,
         expected=parse_if_match(if_match),
+        owner_sub=identity.sub,
     )
     return _server_response(result.server, tenant, 201 if result.created else 200)
 
@@ -108,6 +109,7 @@ def patch_server(
         must_exist=True,
         region=body.region,
         expected=parse_if_match(if_match),
+        owner_sub=identity.sub,
     )
     return _server_response(result.server, tenant)
 
@@ -125,7 +127,9 @@ def list_servers(limit: Limit = DEFAULT_PAGE, next_token: NextToken = None) -> R
     identity = caller(router)
     tenant = player_tenant(identity)
     after = decode_token("servers", next_token)
-    found = store().page_servers(tenant.tenant_id, username=identity.user, limit=limit, after=after)
+    found = store().page_servers(
+        tenant.tenant_id, username=identity.user, owner_sub=identity.sub, limit=limit, after=after
+    )
     page = ServerPage(
         items=[server_view(s, tenant) for s in found.servers],
         next_token=encode_token("servers", found.after) if found.after is not None else None,
@@ -164,6 +168,7 @@ def delete_server(gameserver_id: StoredGameServerId, if_match: IfMatch = None) -
         trail=request_trail(router, identity),
         owner=identity.user,
         expected=parse_if_match(if_match),
+        owner_sub=identity.sub,
     )
     return _server_response(result.server, tenant, 202)
 

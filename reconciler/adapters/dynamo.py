@@ -402,12 +402,23 @@ class DynamoStore:
             raise StoreError(f"could not read {tenant_id}/{gameserver_id}: {error}") from error
 
     def page_servers(
-        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        username: str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+        owner_sub: str | None = None,
     ) -> ServerPage:
-        """One page of a tenant's records in id order (only `username`'s when given), strongly consistent.
+        """One page of a tenant's records in id order (only `username`'s when given; with `owner_sub`, only
+        the records of that sub and the older ones without a sub that name `username`), strongly consistent.
         One extra item is read to know whether there is more. A page that cannot be read raises StoreError."""
         kwargs: dict[str, Any] = {"consistent_read": True, "limit": limit + 1, "page_size": 100}
-        if username is not None:
+        if owner_sub is not None:
+            kwargs["filter_condition"] = (GameServerModel.owner_sub == owner_sub) | (
+                GameServerModel.owner_sub.does_not_exist() & (GameServerModel.username == (username or ""))
+            )
+        elif username is not None:
             kwargs["filter_condition"] = GameServerModel.username == username
         if after:
             kwargs["last_evaluated_key"] = {"tenant_id": {"S": tenant_id}, "gameserver_id": {"S": after}}
@@ -424,6 +435,7 @@ class DynamoStore:
             server.tenant_id,
             server.gameserver_id,
             username=server.username,
+            owner_sub=server.owner_sub,
             config=config_to_map(server.config),
             created_at=server.created_at,
             updated_at=server.updated_at,
@@ -493,11 +505,13 @@ class DynamoStore:
         region: str | None,
         trail: WriteTrail,
         at: datetime,
+        owner_sub: str | None = None,
     ) -> DesiredServer:
         item = GameServerModel(current.tenant_id, current.gameserver_id)
         try:
             item.update(
                 actions=[
+                    *([GameServerModel.owner_sub.set(owner_sub)] if owner_sub else []),
                     GameServerModel.config.set(config_to_map(config)),
                     GameServerModel.region.set(region) if region else GameServerModel.region.remove(),
                     GameServerModel.generation.add(1),

@@ -230,13 +230,22 @@ class MemoryStore:
             return self.servers.get((tenant_id, gameserver_id))
 
     def page_servers(
-        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        username: str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+        owner_sub: str | None = None,
     ) -> ServerPage:
+        def wanted(s: DesiredServer) -> bool:
+            if owner_sub is not None:
+                return s.owned_by(owner_sub, username or "")
+            return username is None or s.username == username
+
         with self._lock:
             servers = [
-                s
-                for s in self.servers.tenant(tenant_id)
-                if (after is None or s.gameserver_id > after) and (username is None or s.username == username)
+                s for s in self.servers.tenant(tenant_id) if (after is None or s.gameserver_id > after) and wanted(s)
             ]
         page = tuple(servers[:limit])
         return ServerPage(page, page[-1].gameserver_id if len(servers) > limit else None)
@@ -284,11 +293,13 @@ class MemoryStore:
         region: str | None,
         trail: WriteTrail,
         at: datetime,
+        owner_sub: str | None = None,
     ) -> DesiredServer:
         with self._lock:
             stored = self._still(current)
             server = replace(
                 stored,
+                owner_sub=owner_sub or stored.owner_sub,
                 config=config,
                 raw_config=config.model_dump(),
                 unreadable=None,
