@@ -34,7 +34,7 @@ from handlers.api.routing import (
     store,
     writes,
 )
-from handlers.api.views import history_entry, server_view
+from handlers.api.views import player_history_entry, player_server_view
 from models.records import DesiredServer, Tenant
 from reconciler.desired import etag
 
@@ -131,7 +131,7 @@ def list_servers(limit: Limit = DEFAULT_PAGE, next_token: NextToken = None) -> R
         tenant.tenant_id, username=identity.user, owner_sub=identity.sub, limit=limit, after=after
     )
     page = ServerPage(
-        items=[server_view(s, tenant) for s in found.servers],
+        items=[player_server_view(s, tenant, *_hidden()) for s in found.servers],
         next_token=encode_token("servers", found.after) if found.after is not None else None,
     )
     return json_response(page)
@@ -193,7 +193,7 @@ def get_history(
     found = store().history(server.tenant_id, server.gameserver_id, server.incarnation, limit=limit, cursor=after)
     return json_response(
         HistoryPage(
-            items=[history_entry(entry) for entry in found.entries],
+            items=[player_history_entry(entry, *_hidden()) for entry in found.entries],
             next_token=encode_token("history", found.cursor) if found.cursor is not None else None,
         )
     )
@@ -206,6 +206,13 @@ def _server_response(server: DesiredServer, tenant: Tenant, status: int = 200) -
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=server_view(server, tenant),
+        body=player_server_view(server, tenant, *_hidden()),
         headers=headers,
     )
+
+
+def _hidden() -> tuple[str, ...]:
+    """Names no player text may carry: the template bucket's."""
+    from handlers.runtime import runtime
+
+    return (runtime().settings.template_bucket,)
