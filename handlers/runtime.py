@@ -56,7 +56,7 @@ class Runtime:
         """The one writer of desired state, over this runtime's store."""
         from reconciler.desired import DesiredWrites
 
-        return DesiredWrites(self.store, templates=self.templates)
+        return DesiredWrites(self.store, templates=self.templates, tenant_role_name=self.settings.tenant_role_name)
 
 
 def build_runtime(settings: Settings) -> Runtime:

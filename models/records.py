@@ -12,7 +12,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from models.config import ACCOUNT_PATTERN, DEFAULT_TIER, TIERS, ConfigError, GameServerConfig, TenantSpec, validate_id
+from models.config import (
+    ACCOUNT_PATTERN,
+    DEFAULT_TENANT_ROLE_NAME,
+    DEFAULT_TIER,
+    TIERS,
+    ConfigError,
+    GameServerConfig,
+    TenantSpec,
+    new_external_id,
+    validate_id,
+)
 
 
 class Phase(StrEnum):
@@ -237,16 +247,17 @@ def role_arn_for(account_id: str, role: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role}"
 
 
-def tenant_from_spec(spec: TenantSpec, *, external_id: str | None = None) -> Tenant:
-    """A tenant from an admin's validated input; a missing external id is generated (a secret per tenant)."""
-    import secrets
-
+def tenant_from_spec(
+    spec: TenantSpec, *, external_id: str | None = None, role_name: str = DEFAULT_TENANT_ROLE_NAME
+) -> Tenant:
+    """A tenant from an admin's validated input; a missing external id is generated (a secret per tenant), a
+    missing role is `role_name` (the deployment's TenantRoleName)."""
     return Tenant(
         tenant_id=spec.tenant_id,
         account_id=spec.account_id,
         regions=tuple(spec.regions),
-        role_arn=role_arn_for(spec.account_id, spec.role),
-        external_id=spec.external_id or external_id or secrets.token_hex(16),
+        role_arn=role_arn_for(spec.account_id, spec.role or role_name),
+        external_id=spec.external_id or external_id or new_external_id(),
         tier=spec.tier,
         template_version=spec.template_version,
         paused=spec.paused,

@@ -139,6 +139,19 @@ def account_key(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}"
 
 
+#: Key prefix of the external-id claims: `external#<sha256 of the id>` -> the tenant whose role expects it.
+#: The key is a digest, so the secret itself is never a key (keys show up in logs, metrics and consoles).
+EXTERNAL_ID_PREFIX = "external#"
+#: Every item of the tenants table that is not a tenant has a `<prefix>#` key; `#` is outside every tenant id.
+ITEM_PREFIX_MARK = "#"
+
+
+def external_id_key(external_id: str) -> str:
+    import hashlib
+
+    return f"{EXTERNAL_ID_PREFIX}{hashlib.sha256(external_id.encode()).hexdigest()}"
+
+
 class GameServerModel(Model):
     """Desired records. The stream (NEW_AND_OLD_IMAGES) of this table drives the reconciler."""
 

@@ -22,9 +22,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from models.config import (
+    DEFAULT_TENANT_ROLE_NAME,
     ConfigError,
     GameServerConfig,
     TenantSpec,
+    check_external_id,
     tier_limits,
     validate_config,
     validate_id,
@@ -39,6 +41,7 @@ from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
     DeletionPendingError,
+    ExternalIdTakenError,
     NotFoundError,
     NotOwnedError,
     PreconditionFailedError,
@@ -138,6 +141,29 @@ def quota_exceeded(tenant: Tenant, live: int) -> QuotaExceededError:
     )
 
 
+#: The refusal of an external id another tenant uses (without naming that tenant or echoing the secret).
+EXTERNAL_ID_TAKEN = (
+    "that external id is already another tenant's; every tenant's role needs an external id of its own: leave "
+    "external_id out and one is generated"
+)
+
+_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::([0-9]{12}):role/(.+)$")
+
+
+def check_tenant_role(role_arn: str, account_id: str, role_name: str) -> None:
+    """The platform may only assume `role/<TenantRoleName>` (no path) in the tenant's own account: any other
+    role would be refused by IAM on the first pass and the tenant quarantined."""
+    match = _ROLE_ARN.fullmatch(role_arn)
+    if match is None or match.group(2) != account_id or match.group(3) != role_name:
+        raise ConfigError(
+            f"role {role_arn} is not one stackherd may assume: it must be exactly "
+            f"arn:<partition>:iam::{account_id}:role/{role_name} (the deployment's TenantRoleName, no path); "
+            f"leave role out to get it, and create the role with infra/sam/tenant-role.yaml",
+            field="role",
+            rule="tenant_role_name",
+        )
+
+
 def account_taken_message(account_id: str, owner: str) -> str:
     return f"account {account_id} is already tenant {owner!r}'s; every tenant needs an AWS account of its own"
 
@@ -193,9 +219,12 @@ class DesiredWrites:
         store: DesiredStore,
         clock: Callable[[], datetime] = utcnow,
         templates: TemplateCatalog | None = None,
+        tenant_role_name: str = DEFAULT_TENANT_ROLE_NAME,
     ) -> None:
         self.store = store
         self.clock = clock
+        #: The deployment's TenantRoleName: the one role a tenant may be registered with.
+        self.tenant_role_name = tenant_role_name
         #: Where a tenant's template version must be published (None: not checked, for store-only tests).
         self.templates = templates
 
@@ -389,21 +418,29 @@ class DesiredWrites:
         was created. `repeat_ok`: registering the same tenant again with the same settings is no error (the
         CLI's `tenants add` is repeatable); other settings are, and so is another tenant in the account."""
         existing = self.store.get_tenant(spec.tenant_id)
-        tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
+        if existing is None and spec.external_id is not None:
+            check_external_id(spec.external_id)
+        tenant = tenant_from_spec(
+            spec, external_id=existing.external_id if existing else None, role_name=self.tenant_role_name
+        )
+        check_tenant_role(tenant.role_arn, tenant.account_id, self.tenant_role_name)
         check_regions_usable(tenant.regions, tenant.role_arn)
         self._check_template(tenant.template_version)
         if existing is None:
-            # Tenants registered before accounts were claimed have no claim item: look at them too.
+            # Tenants registered before accounts and external ids were claimed have no claim items: look at
+            # them too.
             for other in self.store.list_tenants():
                 if other.account_id == tenant.account_id and other.tenant_id != tenant.tenant_id:
                     raise AccountTakenError(account_taken_message(tenant.account_id, other.tenant_id))
+                if other.external_id == tenant.external_id and other.tenant_id != tenant.tenant_id:
+                    raise ExternalIdTakenError(EXTERNAL_ID_TAKEN)
             try:
                 self.store.create_tenant(tenant, self.clock())
             except TenantExistsError:
                 existing = self.store.get_tenant(spec.tenant_id)  # registered since we looked
                 if existing is None:
                     raise
-                tenant = tenant_from_spec(spec, external_id=existing.external_id)
+                tenant = tenant_from_spec(spec, external_id=existing.external_id, role_name=self.tenant_role_name)
             else:
                 log.info("tenant registered", extra={"tenant_id": tenant.tenant_id, **_trail_fields(trail)})
                 return tenant, True

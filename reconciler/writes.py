@@ -98,6 +98,13 @@ class AccountTakenError(ConflictError):
     field = "account_id"
 
 
+class ExternalIdTakenError(ConflictError):
+    """Another tenant's role already expects that external id (a secret: it must be unique per tenant)."""
+
+    rule = "external_id_taken"
+    field = "external_id"
+
+
 class TenantExistsError(ConflictError):
     """A tenant of that id is already registered."""
 

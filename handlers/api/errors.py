@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
-from models.config import ConfigError
+from models.config import ConfigError, WeakSecretError
 from reconciler.desired import etag
 from reconciler.errors import StoreError
 from reconciler.writes import (
@@ -114,6 +114,8 @@ STATUS: dict[type[BaseException], tuple[HTTPStatus, str]] = {
     RequestUnsupportedContentType: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
     UnprocessableError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     ConfigError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
+    # A secret too weak to accept is refused outright, saying how long and of which characters it must be.
+    WeakSecretError: (HTTPStatus.BAD_REQUEST, "BadRequest"),
     RequestValidationError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     StoreError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
 }

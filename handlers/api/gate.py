@@ -58,6 +58,7 @@ SHAPES: tuple[Shape, ...] = (
     _shape(r"^/tenants$", None, "admin", "GET POST", "POST"),
     _shape(r"^/tenants/([^/]*)$", "tenant_id", "admin", "GET PATCH", "PATCH"),
     _shape(r"^/tenants/([^/]*)/servers$", "tenant_id", "admin", "GET"),
+    _shape(r"^/tenants/([^/]*)/external-id$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/plan$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/reconcile$", "tenant_id", "admin", "POST"),
 )

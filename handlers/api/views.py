@@ -81,7 +81,13 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
     )
 
 
-def tenant_view(tenant: Tenant, state: TenantState | None = None, *, state_unreadable: str | None = None) -> TenantView:
+def tenant_view(
+    tenant: Tenant,
+    state: TenantState | None = None,
+    *,
+    state_unreadable: str | None = None,
+    with_external_id: bool = False,
+) -> TenantView:
     """Any tenant as a view: its values as stored, never re-validated; `unreadable` says what is wrong with
     one that no longer validates (an unknown tier has no limits to show). With the reconciler's `state`
     (single reads): the deletions the brake holds and the regions quarantined alone, when there are any;
@@ -98,7 +104,8 @@ def tenant_view(tenant: Tenant, state: TenantState | None = None, *, state_unrea
         account_id=tenant.account_id,
         regions=list(tenant.regions),
         role_arn=tenant.role_arn,
-        external_id=tenant.external_id,
+        # A secret: shown when the tenant is registered and on the explicit read, never in a listing or a read.
+        external_id=tenant.external_id if with_external_id else None,
         tier=tenant.tier,
         limits=TierView(max_servers=limits.max_servers, max_player_count=limits.max_player_count) if limits else None,
         template_version=tenant.template_version,

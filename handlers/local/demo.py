@@ -76,8 +76,6 @@ class Demo:
                 account,
                 "--tier",
                 tier,
-                "--external-id",
-                f"ext-{tenant_id}-demo",
             )
         cfn_charlie = tenant_cloudformation(FOREIGN[0])
         cfn_charlie.create_stack(

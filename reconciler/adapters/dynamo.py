@@ -32,8 +32,8 @@ from models.records import (
     now_iso,
 )
 from models.tables import (
-    ACCOUNT_PREFIX,
     BRAKE_SECTION,
+    ITEM_PREFIX_MARK,
     ORPHANS_SECTION,
     REGIONS_SECTION,
     AccountModel,
@@ -43,19 +43,21 @@ from models.tables import (
     account_key,
     activity_from_item,
     config_to_map,
+    external_id_key,
     server_from_item,
     status_to_map,
     tenant_from_item,
     tenant_state_from_map,
     tenant_to_item,
 )
-from reconciler.desired import account_taken_message, quota_exceeded
+from reconciler.desired import EXTERNAL_ID_TAKEN, account_taken_message, quota_exceeded
 from reconciler.errors import StoreError, UnreadableItemError
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
 from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
     ConflictError,
+    ExternalIdTakenError,
     NotFoundError,
     PreconditionFailedError,
     TenantExistsError,
@@ -123,7 +125,8 @@ class DynamoStore:
         """Every registered tenant. One whose item no longer validates is listed marked unreadable; one that
         cannot even be decoded is listed by its id with the reason, so one bad item never fails the listing
         (and the sweep skips it with a visible error, never silently)."""
-        not_a_tenant = TenantModel.tenant_id.startswith(ACCOUNT_PREFIX)
+        # Claims (`account#`, `external#`), rate buckets (`rate#`) and the other `<prefix>#` items.
+        not_a_tenant = TenantModel.tenant_id.contains(ITEM_PREFIX_MARK)
         try:
             try:
                 tenants = [tenant_from_item(i) for i in TenantModel.scan(filter_condition=~not_a_tenant)]
@@ -142,7 +145,7 @@ class DynamoStore:
         return sorted(tenants, key=lambda t: t.tenant_id)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        if not tenant_id or tenant_id.startswith(ACCOUNT_PREFIX):
+        if not tenant_id or ITEM_PREFIX_MARK in tenant_id:
             return None
         try:
             return tenant_from_item(TenantModel.get(tenant_id, consistent_read=True))
@@ -163,21 +166,25 @@ class DynamoStore:
         item = tenant_to_item(tenant, created_at=now_iso(at))
         item.server_count = 0
         claim = AccountModel(account_key(tenant.account_id), owner=tenant.tenant_id)
+        secret = AccountModel(external_id_key(tenant.external_id), owner=tenant.tenant_id)
         try:
             with self._transaction() as tx:
                 tx.save(item, condition=TenantModel.tenant_id.does_not_exist())
                 tx.save(claim, condition=AccountModel.tenant_id.does_not_exist())
+                tx.save(secret, condition=AccountModel.tenant_id.does_not_exist())
         except TransactWriteError as error:
             if self.get_tenant(tenant.tenant_id) is not None:
                 raise TenantExistsError(f"tenant {tenant.tenant_id!r} is already registered") from error
-            owner = self._account_owner(tenant.account_id)
+            owner = self._claim_owner(account_key(tenant.account_id))
             if owner is not None:
                 raise AccountTakenError(account_taken_message(tenant.account_id, owner)) from error
+            if self._claim_owner(external_id_key(tenant.external_id)) is not None:
+                raise ExternalIdTakenError(EXTERNAL_ID_TAKEN) from error
             raise StoreError(f"could not register tenant {tenant.tenant_id}: {error}") from error
 
-    def _account_owner(self, account_id: str) -> str | None:
+    def _claim_owner(self, key: str) -> str | None:
         try:
-            return str(AccountModel.get(account_key(account_id), consistent_read=True).owner)
+            return str(AccountModel.get(key, consistent_read=True).owner)
         except AccountModel.DoesNotExist:
             return None
 

@@ -24,12 +24,13 @@ from models.records import (
     now_iso,
     tenant_problem,
 )
-from reconciler.desired import account_taken_message, quota_exceeded
+from reconciler.desired import EXTERNAL_ID_TAKEN, account_taken_message, quota_exceeded
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
 from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
     ConflictError,
+    ExternalIdTakenError,
     NotFoundError,
     PreconditionFailedError,
     TenantExistsError,
@@ -93,6 +94,7 @@ class MemoryStore:
         #: Every activity entry as stored (the tuples above are the short form the engine tests read).
         self.entries: list[tuple[str, str, ActivityEntry]] = []
         self.accounts: dict[str, str] = {}  # account id -> tenant id
+        self.external_ids: dict[str, str] = {}  # external id -> tenant id (DynamoDB keeps a digest)
         self.counts: dict[str, int] = {}  # tenant id -> live game servers
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
@@ -107,6 +109,7 @@ class MemoryStore:
         with self._lock:
             self.tenants[tenant.tenant_id] = tenant
             self.accounts.setdefault(tenant.account_id, tenant.tenant_id)
+            self.external_ids.setdefault(tenant.external_id, tenant.tenant_id)
 
     def list_tenants(self) -> list[Tenant]:
         with self._lock:
@@ -123,8 +126,11 @@ class MemoryStore:
             owner = self.accounts.get(tenant.account_id)
             if owner is not None and owner != tenant.tenant_id:
                 raise AccountTakenError(account_taken_message(tenant.account_id, owner))
+            if self.external_ids.get(tenant.external_id, tenant.tenant_id) != tenant.tenant_id:
+                raise ExternalIdTakenError(EXTERNAL_ID_TAKEN)
             self.tenants[tenant.tenant_id] = tenant
             self.accounts[tenant.account_id] = tenant.tenant_id
+            self.external_ids[tenant.external_id] = tenant.tenant_id
             self.counts[tenant.tenant_id] = 0
 
     def update_tenant(

@@ -36,6 +36,7 @@ MATRIX: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/tenants/acme", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
     ("PATCH", "/tenants/acme", {"paused": True}, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
     ("GET", "/tenants/acme/servers", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
+    ("GET", "/tenants/acme/external-id", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
     ("GET", "/tenants/acme/plan", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
     ("POST", "/tenants/acme/reconcile", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
     ("GET", "/openapi.json", None, {A: 200, B: 200, C: 200, ADMIN: 200, NONE: 200}),

@@ -70,7 +70,7 @@ def test_document_shape() -> None:
     }
     assert doc["security"] == [{"cognito": []}]
     ids = [op["operationId"] for _, _, op in operations()]
-    assert len(ids) == len(set(ids)) == 13
+    assert len(ids) == len(set(ids)) == 14
     assert "/openapi.json" not in doc["paths"] and "/docs" not in doc["paths"]
 
 

@@ -187,7 +187,7 @@ def _race(n: int, fn: Callable[[int], object]) -> list[BaseException | None]:
 
 
 def test_ten_concurrent_creates_on_the_free_tier_make_exactly_three_on_dynamodb(store: DynamoStore) -> None:
-    free = Tenant("free", "333333333333", ("us-east-1",), "arn:aws:iam::333333333333:role/R", "ext", tier="free")
+    free = Tenant("free", "333333333333", ("us-east-1",), "arn:aws:iam::333333333333:role/R", "ext-free", tier="free")
     store.create_tenant(free, T0)
 
     outcomes = race(10, lambda i: DesiredWrites(DynamoStore()).put_server(free, f"s{i}", "ana", {}, trail=TRAIL))
