@@ -135,6 +135,18 @@ class AccountModel(Model):
     owner = UnicodeAttribute()
 
 
+class RateModel(Model):
+    """`rate#<scope>` -> a token bucket (in the tenants table): the tokens left at `at` (epoch seconds)."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+
+    tenant_id = UnicodeAttribute(hash_key=True)  # the key attribute of the tenants table: "rate#<scope>"
+    tokens = NumberAttribute()
+    at = NumberAttribute()
+
+
 def account_key(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}"
 
@@ -206,6 +218,7 @@ def configure(settings: Settings | None = None, *, region: str | None = None) ->
     names = {
         TenantModel: settings.tenants_table,
         AccountModel: settings.tenants_table,
+        RateModel: settings.tenants_table,
         GameServerModel: settings.gameservers_table,
         ActivityModel: settings.activity_table,
     }

@@ -14,6 +14,7 @@ the record and in the server's history. Writers never call CloudFormation.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from reconciler.writes import (
     NotOwnedError,
     PreconditionFailedError,
     QuotaExceededError,
+    RateLimitedError,
     RegionInUseError,
     TenantExistsError,
     TenantUnreadableError,
@@ -208,6 +210,26 @@ def config_text(config: GameServerConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.model_dump().items())
 
 
+# --- rate limits ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriteLimits:
+    """How fast players may change desired state: a token bucket per player and one per tenant (each write a
+    token), and a cool-down between two region moves of one server (each move is a new stack and a deletion).
+    Only a player's writes (those that name the player's `owner_sub`) are limited; an operator's are not."""
+
+    player_per_minute: float = 6
+    player_burst: int = 10
+    tenant_per_minute: float = 60
+    tenant_burst: int = 100
+    move_cooldown_s: int = 600
+
+
+def _seconds(wait: float) -> int:
+    return max(1, math.ceil(wait))
+
+
 # --- the service ------------------------------------------------------------------------------------
 
 
@@ -220,13 +242,70 @@ class DesiredWrites:
         clock: Callable[[], datetime] = utcnow,
         templates: TemplateCatalog | None = None,
         tenant_role_name: str = DEFAULT_TENANT_ROLE_NAME,
+        limits: WriteLimits | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         #: The deployment's TenantRoleName: the one role a tenant may be registered with.
         self.tenant_role_name = tenant_role_name
+        #: Rate limits on players' writes (None: none, for store-only tests and tools).
+        self.limits = limits
         #: Where a tenant's template version must be published (None: not checked, for store-only tests).
         self.templates = templates
+
+    def _check_rates(self, tenant: Tenant, owner_sub: str | None) -> None:
+        """A player's write takes a token of their bucket, then of their tenant's; RateLimitedError (with the
+        wait) when either is empty."""
+        limits = self.limits
+        if limits is None or owner_sub is None:
+            return
+        at = self.clock()
+        wait = self.store.take_token(
+            f"player#{tenant.tenant_id}#{owner_sub}",
+            rate_per_s=limits.player_per_minute / 60,
+            burst=limits.player_burst,
+            at=at,
+        )
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many changes: a player may make {limits.player_burst} at once and "
+                f"{limits.player_per_minute:g} a minute; send this one again in {_seconds(wait)} s",
+                retry_after_s=wait,
+                scope="player",
+            )
+        wait = self.store.take_token(
+            f"tenant#{tenant.tenant_id}",
+            rate_per_s=limits.tenant_per_minute / 60,
+            burst=limits.tenant_burst,
+            at=at,
+        )
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many changes in tenant {tenant.tenant_id!r}: its players together may make "
+                f"{limits.tenant_burst} at once and {limits.tenant_per_minute:g} a minute; send this one again "
+                f"in {_seconds(wait)} s",
+                retry_after_s=wait,
+                scope="tenant",
+            )
+
+    def _check_move(self, current: DesiredServer, region: str, owner_sub: str | None) -> None:
+        """A player's region move takes the server's one move token, which comes back `move_cooldown_s` later."""
+        limits = self.limits
+        if limits is None or owner_sub is None or not limits.move_cooldown_s:
+            return
+        wait = self.store.take_token(
+            f"move#{current.tenant_id}#{current.gameserver_id}#{current.incarnation}",
+            rate_per_s=1 / limits.move_cooldown_s,
+            burst=1,
+            at=self.clock(),
+        )
+        if wait > 0:
+            raise RateLimitedError(
+                f"game server {current.gameserver_id!r} moved region less than {limits.move_cooldown_s} s ago (each "
+                f"move replaces it); it can move to {region} in {_seconds(wait)} s",
+                retry_after_s=wait,
+                scope="region_move",
+            )
 
     def _check_template(self, version: str) -> None:
         """A tenant pinned to a version that is not published fails every server in every pass."""
@@ -263,6 +342,7 @@ class DesiredWrites:
         validate_id(gameserver_id, "gameserver id")
         validate_owner(owner)
         _refuse_if_tenant_unreadable(tenant)
+        self._check_rates(tenant, owner_sub)
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None and must_exist:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
@@ -294,6 +374,8 @@ class DesiredWrites:
         where = region if region is not None else current.region
         if current.config == config and current.region == where and current.unreadable is None:
             return WriteResult(current, created=False, changed=False)
+        if current.region is not None and where is not None and where != current.region:
+            self._check_move(current, where, owner_sub)
         claim = owner_sub if owner_sub is not None and current.owner_sub is None else None
         try:
             server = self.store.replace_server(
@@ -348,6 +430,7 @@ class DesiredWrites:
         """Ask for a game server's deletion (`owner`: only the player's own, `owner_sub` their immutable id;
         None: an admin's, any owner). Asking again changes nothing."""
         validate_stored_id(gameserver_id, "gameserver id")
+        self._check_rates(tenant, owner_sub)
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None:
             raise NotFoundError(tenant.tenant_id, gameserver_id)

@@ -169,6 +169,10 @@ class DesiredStore(Protocol):
         (ConflictError), the tenant is still of `tier` and has fewer than `max_servers` live servers
         (QuotaExceededError)."""
 
+    def take_token(self, key: str, *, rate_per_s: float, burst: int, at: datetime) -> float:
+        """Take one token of the bucket `key` (refilled at `rate_per_s`, holding at most `burst`; full when new):
+        0.0 when taken, otherwise the seconds until one will be there. Atomic across every writer."""
+
     def replace_server(
         self,
         current: DesiredServer,

@@ -105,6 +105,17 @@ class ExternalIdTakenError(ConflictError):
     field = "external_id"
 
 
+class RateLimitedError(WriteError):
+    """Too many desired-state writes too fast (a player's, a tenant's), or a region move inside the cool-down:
+    the write is refused, and may be sent again after `retry_after_s` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float, scope: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        #: "player", "tenant" or "region_move"
+        self.scope = scope
+
+
 class TenantExistsError(ConflictError):
     """A tenant of that id is already registered."""
 

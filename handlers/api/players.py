@@ -40,6 +40,11 @@ from reconciler.desired import etag
 
 router = Router()
 
+RATE_LIMITED = (
+    "too many changes (your limit or your tenant's), or a region move inside the cool-down: send it again after "
+    "Retry-After seconds"
+)
+
 
 @router.put(
     "/servers/<gameserver_id>",
@@ -57,6 +62,7 @@ router = Router()
             404: "the id belongs to another player's server",
             409: "the tenant's tier allows no more servers, or the server is being deleted",
             412: "If-Match does not match the current generation",
+            429: RATE_LIMITED,
         },
     ),
 )
@@ -90,6 +96,7 @@ def put_server(
             404: "no such server of yours",
             409: "the server is being deleted, or changed concurrently",
             412: "If-Match does not match the current generation",
+            429: RATE_LIMITED,
         },
     ),
 )
@@ -156,7 +163,12 @@ def get_server(gameserver_id: StoredGameServerId) -> Response[ServerView]:
     tags=["servers"],
     responses=responses(
         {202: ("deletion requested; the record shows phase Deleting", ServerView)},
-        {**PLAYER_ERRORS, 404: "no such server of yours", 412: "If-Match does not match the current generation"},
+        {
+            **PLAYER_ERRORS,
+            404: "no such server of yours",
+            412: "If-Match does not match the current generation",
+            429: RATE_LIMITED,
+        },
     ),
 )
 def delete_server(gameserver_id: StoredGameServerId, if_match: IfMatch = None) -> Response[ServerView]:

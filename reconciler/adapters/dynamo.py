@@ -39,6 +39,7 @@ from models.tables import (
     AccountModel,
     ActivityModel,
     GameServerModel,
+    RateModel,
     TenantModel,
     account_key,
     activity_from_item,
@@ -181,6 +182,34 @@ class DynamoStore:
             if self._claim_owner(external_id_key(tenant.external_id)) is not None:
                 raise ExternalIdTakenError(EXTERNAL_ID_TAKEN) from error
             raise StoreError(f"could not register tenant {tenant.tenant_id}: {error}") from error
+
+    def take_token(self, key: str, *, rate_per_s: float, burst: int, at: datetime) -> float:
+        """One token of the bucket `rate#<key>`, refilled at `rate_per_s` up to `burst`: 0.0 when taken, or the
+        seconds until one will be there. A conditional UpdateItem on the bucket's last state, so every
+        instance of the API draws from the one bucket; a writer that lost the race reads again."""
+        now = at.timestamp()
+        item_key = f"rate#{key}"
+        for _ in range(_TRANSACTION_TRIES):
+            try:
+                item = RateModel.get(item_key, consistent_read=True)
+                tokens, last = float(item.tokens), float(item.at)
+                condition = (RateModel.at == item.at) & (RateModel.tokens == item.tokens)
+            except RateModel.DoesNotExist:
+                item = RateModel(item_key)
+                tokens, last = float(burst), now
+                condition = RateModel.tenant_id.does_not_exist()
+            except PynamoDBException as error:
+                raise StoreError(f"could not read the write budget {item_key}: {error}") from error
+            tokens = min(float(burst), tokens + max(0.0, now - last) * rate_per_s)
+            if tokens < 1.0:
+                return (1.0 - tokens) / rate_per_s
+            try:
+                item.update(actions=[RateModel.tokens.set(tokens - 1.0), RateModel.at.set(now)], condition=condition)
+                return 0.0
+            except UpdateError as error:
+                if not _conditional_failed(error):
+                    raise StoreError(f"could not write the write budget {item_key}: {error}") from error
+        raise StoreError(f"the write budget {item_key} is contended; retry shortly")
 
     def _claim_owner(self, key: str) -> str | None:
         try:

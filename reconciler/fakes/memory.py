@@ -95,6 +95,7 @@ class MemoryStore:
         self.entries: list[tuple[str, str, ActivityEntry]] = []
         self.accounts: dict[str, str] = {}  # account id -> tenant id
         self.external_ids: dict[str, str] = {}  # external id -> tenant id (DynamoDB keeps a digest)
+        self.buckets: dict[str, tuple[float, float]] = {}  # rate key -> (tokens, epoch seconds)
         self.counts: dict[str, int] = {}  # tenant id -> live game servers
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
@@ -110,6 +111,16 @@ class MemoryStore:
             self.tenants[tenant.tenant_id] = tenant
             self.accounts.setdefault(tenant.account_id, tenant.tenant_id)
             self.external_ids.setdefault(tenant.external_id, tenant.tenant_id)
+
+    def take_token(self, key: str, *, rate_per_s: float, burst: int, at: datetime) -> float:
+        now = at.timestamp()
+        with self._lock:
+            tokens, last = self.buckets.get(key, (float(burst), now))
+            tokens = min(float(burst), tokens + max(0.0, now - last) * rate_per_s)
+            if tokens < 1.0:
+                return (1.0 - tokens) / rate_per_s
+            self.buckets[key] = (tokens - 1.0, now)
+            return 0.0
 
     def list_tenants(self) -> list[Tenant]:
         with self._lock:

@@ -323,3 +323,19 @@ def test_an_unreadable_record_stands_in_as_a_failed_one_beside_the_others(
     assert ([r.gameserver_id for r in page.servers], page.after) == (["gs-1", "gs-2"], "gs-2")
     assert store.get_server("alpha", "gs-2") == bad
     assert store.write_status(bad, ServerStatus(phase=Phase.FAILED)) is False
+
+
+def test_one_rate_bucket_holds_across_concurrent_writers_on_dynamodb(store: DynamoStore) -> None:
+    """Ten writers (as ten API instances would) take from a bucket of five: exactly five get a token."""
+    waits: list[float] = [0.0] * 10
+
+    def take(index: int) -> None:
+        waits[index] = DynamoStore().take_token("player#alpha#sub-ana", rate_per_s=0.1, burst=5, at=T0)
+
+    outcomes = race(10, take)
+
+    assert outcomes == [None] * 10
+    assert sorted(w == 0.0 for w in waits).count(True) == 5
+    assert all(9.9 <= w <= 10.0 for w in waits if w)  # one token every 10 s
+    assert store.take_token("player#alpha#sub-ana", rate_per_s=0.1, burst=5, at=later(10)) == 0.0
+    assert [t.tenant_id for t in store.list_tenants()] == ["alpha"]
