@@ -71,9 +71,19 @@ class Runtime:
     @property
     def writes(self) -> DesiredWrites:
         """The one writer of desired state, over this runtime's store."""
-        from reconciler.desired import DesiredWrites
+        from reconciler.desired import DesiredWrites, WriteLimits
 
-        return DesiredWrites(self.store, templates=self.templates)
+        settings = self.settings
+        limits = WriteLimits(
+            player_per_minute=settings.player_writes_per_minute,
+            player_burst=settings.player_write_burst,
+            tenant_per_minute=settings.tenant_writes_per_minute,
+            tenant_burst=settings.tenant_write_burst,
+            move_cooldown_s=settings.region_move_cooldown_s,
+        )
+        return DesiredWrites(
+            self.store, templates=self.templates, tenant_role_name=settings.tenant_role_name, limits=limits
+        )
 
 
 def _caller_account(session: Any) -> Callable[[], str]:

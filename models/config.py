@@ -198,6 +198,46 @@ REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 
 
+#: The template's default TenantRoleName (STACKHERD_TENANT_ROLE_NAME when the deployment changes it).
+DEFAULT_TENANT_ROLE_NAME = "StackherdExecution"
+#: External ids are secrets: generated with this many random bits, and accepted only when as long.
+EXTERNAL_ID_BITS = 192
+#: A given external id: at least 22 characters of AWS's ExternalId alphabet (22 base64url characters are 128 bits).
+MIN_EXTERNAL_ID = 22
+MIN_EXTERNAL_ID_DISTINCT = 10
+_EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9_+=,.@:/-]+$")
+
+
+def new_external_id() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(EXTERNAL_ID_BITS // 8)
+
+
+class WeakSecretError(ConfigError):
+    """A secret given by hand that is shorter or plainer than the generated ones (a 400, not a 422)."""
+
+
+def check_external_id(value: str) -> str:
+    """An external id given by an admin must be as strong as a generated one."""
+    if (
+        len(value) < MIN_EXTERNAL_ID
+        or len(value) > 1224
+        or not _EXTERNAL_ID_RE.fullmatch(value)
+        or len(set(value)) < MIN_EXTERNAL_ID_DISTINCT
+    ):
+        raise WeakSecretError(
+            f"external_id must be {MIN_EXTERNAL_ID} to 1224 characters of letters, digits and + = , . @ : / _ - "
+            f"with at least {MIN_EXTERNAL_ID_DISTINCT} different characters (128 bits or more of randomness, "
+            "e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(24))'`); or leave it out and one is "
+            "generated",
+            field="external_id",
+            rule="external_id_strength",
+            limit=MIN_EXTERNAL_ID,
+        )
+    return value
+
+
 class TenantSpec(BaseModel):
     """What an admin gives to register a tenant (the CLI's `tenants add`, the API's `POST /tenants`)."""
 
@@ -208,12 +248,18 @@ class TenantSpec(BaseModel):
     regions: tuple[Annotated[str, Field(pattern=REGION_PATTERN)], ...] = Field(
         default=("us-east-1",), min_length=1, max_length=8
     )
-    role: str = Field(
-        default="StackherdExecution",
+    role: str | None = Field(
+        default=None,
         pattern=r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,64}|[A-Za-z0-9_+=,.@-]{1,64})$",
-        description="role name in the tenant account, or a full role ARN",
+        description="the role in the tenant account: the deployment's TenantRoleName (left out: that name), or "
+        "its full ARN",
     )
-    external_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$")
+    external_id: str | None = Field(
+        default=None,
+        max_length=1224,
+        description=f"left out: generated ({EXTERNAL_ID_BITS} bits); given: at least {MIN_EXTERNAL_ID} characters "
+        "of letters, digits and + = , . @ : / _ -",
+    )
     tier: Literal["free", "standard", "premium"] = DEFAULT_TIER  # type: ignore[assignment]
     template_version: str = Field(default="v1", pattern=VERSION_PATTERN)
     paused: bool = False
@@ -229,10 +275,12 @@ class TenantSpec(BaseModel):
 
     @field_validator("role")
     @classmethod
-    def _role_in_the_tenants_account(cls, role: str, info: ValidationInfo) -> str:
+    def _role_in_the_tenants_account(cls, role: str | None, info: ValidationInfo) -> str | None:
         # Credentials act in the account of the role they come from: a role ARN in another account would
         # put this tenant's stacks there.
         account = info.data.get("account_id")
+        if role is None:
+            return role
         if account and role.startswith("arn:") and role.split(":")[4] != account:
             raise ValueError(
                 f"role {role} is in account {role.split(':')[4]}, not in the tenant's account {account}: give a "

@@ -12,7 +12,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from models.config import ACCOUNT_PATTERN, DEFAULT_TIER, TIERS, ConfigError, GameServerConfig, TenantSpec, validate_id
+from models.config import (
+    ACCOUNT_PATTERN,
+    DEFAULT_TENANT_ROLE_NAME,
+    DEFAULT_TIER,
+    TIERS,
+    ConfigError,
+    GameServerConfig,
+    TenantSpec,
+    new_external_id,
+    validate_id,
+)
 
 
 class Phase(StrEnum):
@@ -210,6 +220,18 @@ class DesiredServer:
     incarnation: str = ""
     #: The last desired write: who, through which door, under which correlation id.
     trail: WriteTrail | None = None
+    #: The owning player's immutable id (the token's `sub`); `username` is kept for display and for the stack's
+    #: owner tag. None on a record written before ownership was keyed on it (matched by `username`, see
+    #: `owned_by`, until its owner's next write records the sub).
+    owner_sub: str | None = None
+
+    def owned_by(self, sub: str | None, username: str) -> bool:
+        """Whether the player `sub` (shown as `username`) owns this record. A record that names its owner's sub
+        is theirs only by sub: a username Cognito handed to a new user after the old one was deleted does
+        not match it."""
+        if self.owner_sub is not None:
+            return sub is not None and self.owner_sub == sub
+        return self.username == username
 
     def valid_config(self) -> GameServerConfig:
         """The config of a readable record; raises `UnreadableRecordError` for an unreadable one."""
@@ -272,16 +294,17 @@ def role_arn_for(account_id: str, role: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role}"
 
 
-def tenant_from_spec(spec: TenantSpec, *, external_id: str | None = None) -> Tenant:
-    """A tenant from an admin's validated input; a missing external id is generated (a secret per tenant)."""
-    import secrets
-
+def tenant_from_spec(
+    spec: TenantSpec, *, external_id: str | None = None, role_name: str = DEFAULT_TENANT_ROLE_NAME
+) -> Tenant:
+    """A tenant from an admin's validated input; a missing external id is generated (a secret per tenant), a
+    missing role is `role_name` (the deployment's TenantRoleName)."""
     return Tenant(
         tenant_id=spec.tenant_id,
         account_id=spec.account_id,
         regions=tuple(spec.regions),
-        role_arn=role_arn_for(spec.account_id, spec.role),
-        external_id=spec.external_id or external_id or secrets.token_hex(16),
+        role_arn=role_arn_for(spec.account_id, spec.role or role_name),
+        external_id=spec.external_id or external_id or new_external_id(),
         tier=spec.tier,
         template_version=spec.template_version,
         paused=spec.paused,

@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from models.config import DEFAULT_TENANT_ROLE_NAME
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value stackherd cannot use."""
@@ -53,6 +55,8 @@ class Settings(BaseSettings):
     work_queue_url: str | None = None
     #: The tenant worker's function name, which the admin function and the API invoke for a dry-run plan.
     worker_function: str | None = None
+    #: The deployment's `TenantRoleName`: the only role name stackherd may assume in a tenant account.
+    tenant_role_name: str = Field(default=DEFAULT_TENANT_ROLE_NAME, pattern=r"^[A-Za-z0-9+=,.@_-]{1,64}$")
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     max_deletions: int = Field(default=10, ge=0)
     deletion_window_s: int = Field(
@@ -87,6 +91,22 @@ class Settings(BaseSettings):
         default=900, ge=0, validation_alias=AliasChoices("STACKHERD_REVIEW_GRACE_SECONDS", "review_grace_s")
     )
 
+    #: Desired-state writes (PUT, PATCH, DELETE of a server) one player may make: a token bucket refilled at this
+    #: rate, holding at most the burst (`rate#` items in the tenants table, shared by every API instance).
+    player_writes_per_minute: float = Field(default=6, gt=0, le=6000)
+    player_write_burst: int = Field(default=10, ge=1, le=1000)
+    #: The same for all the players of one tenant together.
+    tenant_writes_per_minute: float = Field(default=60, gt=0, le=60000)
+    tenant_write_burst: int = Field(default=100, ge=1, le=10000)
+    #: A server moved to another region less than this long ago cannot move again (each move is a new stack and
+    #: a deletion); 0 turns the cool-down off.
+    region_move_cooldown_s: int = Field(
+        default=600,
+        ge=0,
+        le=7 * 24 * 3600,
+        validation_alias=AliasChoices("STACKHERD_REGION_MOVE_COOLDOWN_SECONDS", "region_move_cooldown_s"),
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """The settings in `env` (default: the process environment); raises SettingsError naming the variable."""
@@ -113,4 +133,5 @@ _SECONDS_VARIABLES = {
     "failure_backoff_s": "STACKHERD_FAILURE_BACKOFF_SECONDS",
     "stuck_after_s": "STACKHERD_STUCK_AFTER_SECONDS",
     "review_grace_s": "STACKHERD_REVIEW_GRACE_SECONDS",
+    "region_move_cooldown_s": "STACKHERD_REGION_MOVE_COOLDOWN_SECONDS",
 }

@@ -141,6 +141,18 @@ class AccountModel(Model):
     owner = UnicodeAttribute()
 
 
+class RateModel(Model):
+    """`rate#<scope>` -> a token bucket (in the tenants table): the tokens left at `at` (epoch seconds)."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+
+    tenant_id = UnicodeAttribute(hash_key=True)  # the key attribute of the tenants table: "rate#<scope>"
+    tokens = NumberAttribute()
+    at = NumberAttribute()
+
+
 def account_key(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}"
 
@@ -173,6 +185,19 @@ def work_key(tenant_id: str) -> str:
     return f"{WORK_PREFIX}{tenant_id}"
 
 
+#: Key prefix of the external-id claims: `external#<sha256 of the id>` -> the tenant whose role expects it.
+#: The key is a digest, so the secret itself is never a key (keys show up in logs, metrics and consoles).
+EXTERNAL_ID_PREFIX = "external#"
+#: Every item of the tenants table that is not a tenant has a `<prefix>#` key; `#` is outside every tenant id.
+ITEM_PREFIX_MARK = "#"
+
+
+def external_id_key(external_id: str) -> str:
+    import hashlib
+
+    return f"{EXTERNAL_ID_PREFIX}{hashlib.sha256(external_id.encode()).hexdigest()}"
+
+
 class GameServerModel(Model):
     """Desired records. The stream (NEW_AND_OLD_IMAGES) of this table drives the reconciler."""
 
@@ -184,6 +209,7 @@ class GameServerModel(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     gameserver_id = UnicodeAttribute(range_key=True)
     username = UnicodeAttribute()
+    owner_sub = UnicodeAttribute(null=True)  # absent on records written before ownership was keyed on the sub
     config = ConfigMap()
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute(null=True)
@@ -227,6 +253,7 @@ def configure(settings: Settings | None = None, *, region: str | None = None) ->
         TenantModel: settings.tenants_table,
         AccountModel: settings.tenants_table,
         WorkModel: settings.tenants_table,
+        RateModel: settings.tenants_table,
         GameServerModel: settings.gameservers_table,
         ActivityModel: settings.activity_table,
     }
@@ -452,6 +479,7 @@ def server_from_item(item: GameServerModel) -> DesiredServer:
         tenant_id=item.tenant_id,
         gameserver_id=item.gameserver_id,
         username=item.username,
+        owner_sub=item.owner_sub,
         config=config,
         generation=int(item.generation or 1),
         created_at=item.created_at,

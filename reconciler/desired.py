@@ -14,6 +14,7 @@ the record and in the server's history. Writers never call CloudFormation.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -22,9 +23,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from models.config import (
+    DEFAULT_TENANT_ROLE_NAME,
     ConfigError,
     GameServerConfig,
     TenantSpec,
+    check_external_id,
     tier_limits,
     validate_config,
     validate_id,
@@ -39,10 +42,12 @@ from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
     DeletionPendingError,
+    ExternalIdTakenError,
     NotFoundError,
     NotOwnedError,
     PreconditionFailedError,
     QuotaExceededError,
+    RateLimitedError,
     RegionInUseError,
     TenantExistsError,
     TenantUnreadableError,
@@ -138,6 +143,29 @@ def quota_exceeded(tenant: Tenant, live: int) -> QuotaExceededError:
     )
 
 
+#: The refusal of an external id another tenant uses (without naming that tenant or echoing the secret).
+EXTERNAL_ID_TAKEN = (
+    "that external id is already another tenant's; every tenant's role needs an external id of its own: leave "
+    "external_id out and one is generated"
+)
+
+_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::([0-9]{12}):role/(.+)$")
+
+
+def check_tenant_role(role_arn: str, account_id: str, role_name: str) -> None:
+    """The platform may only assume `role/<TenantRoleName>` (no path) in the tenant's own account: any other
+    role would be refused by IAM on the first pass and the tenant quarantined."""
+    match = _ROLE_ARN.fullmatch(role_arn)
+    if match is None or match.group(2) != account_id or match.group(3) != role_name:
+        raise ConfigError(
+            f"role {role_arn} is not one stackherd may assume: it must be exactly "
+            f"arn:<partition>:iam::{account_id}:role/{role_name} (the deployment's TenantRoleName, no path); "
+            f"leave role out to get it, and create the role with infra/sam/tenant-role.yaml",
+            field="role",
+            rule="tenant_role_name",
+        )
+
+
 def account_taken_message(account_id: str, owner: str) -> str:
     return f"account {account_id} is already tenant {owner!r}'s; every tenant needs an AWS account of its own"
 
@@ -182,6 +210,26 @@ def config_text(config: GameServerConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.model_dump().items())
 
 
+# --- rate limits ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriteLimits:
+    """How fast players may change desired state: a token bucket per player and one per tenant (each write a
+    token), and a cool-down between two region moves of one server (each move is a new stack and a deletion).
+    Only a player's writes (those that name the player's `owner_sub`) are limited; an operator's are not."""
+
+    player_per_minute: float = 6
+    player_burst: int = 10
+    tenant_per_minute: float = 60
+    tenant_burst: int = 100
+    move_cooldown_s: int = 600
+
+
+def _seconds(wait: float) -> int:
+    return max(1, math.ceil(wait))
+
+
 # --- the service ------------------------------------------------------------------------------------
 
 
@@ -193,11 +241,71 @@ class DesiredWrites:
         store: DesiredStore,
         clock: Callable[[], datetime] = utcnow,
         templates: TemplateCatalog | None = None,
+        tenant_role_name: str = DEFAULT_TENANT_ROLE_NAME,
+        limits: WriteLimits | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        #: The deployment's TenantRoleName: the one role a tenant may be registered with.
+        self.tenant_role_name = tenant_role_name
+        #: Rate limits on players' writes (None: none, for store-only tests and tools).
+        self.limits = limits
         #: Where a tenant's template version must be published (None: not checked, for store-only tests).
         self.templates = templates
+
+    def _check_rates(self, tenant: Tenant, owner_sub: str | None) -> None:
+        """A player's write takes a token of their bucket, then of their tenant's; RateLimitedError (with the
+        wait) when either is empty."""
+        limits = self.limits
+        if limits is None or owner_sub is None:
+            return
+        at = self.clock()
+        wait = self.store.take_token(
+            f"player#{tenant.tenant_id}#{owner_sub}",
+            rate_per_s=limits.player_per_minute / 60,
+            burst=limits.player_burst,
+            at=at,
+        )
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many changes: a player may make {limits.player_burst} at once and "
+                f"{limits.player_per_minute:g} a minute; send this one again in {_seconds(wait)} s",
+                retry_after_s=wait,
+                scope="player",
+            )
+        wait = self.store.take_token(
+            f"tenant#{tenant.tenant_id}",
+            rate_per_s=limits.tenant_per_minute / 60,
+            burst=limits.tenant_burst,
+            at=at,
+        )
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many changes in tenant {tenant.tenant_id!r}: its players together may make "
+                f"{limits.tenant_burst} at once and {limits.tenant_per_minute:g} a minute; send this one again "
+                f"in {_seconds(wait)} s",
+                retry_after_s=wait,
+                scope="tenant",
+            )
+
+    def _check_move(self, current: DesiredServer, region: str, owner_sub: str | None) -> None:
+        """A player's region move takes the server's one move token, which comes back `move_cooldown_s` later."""
+        limits = self.limits
+        if limits is None or owner_sub is None or not limits.move_cooldown_s:
+            return
+        wait = self.store.take_token(
+            f"move#{current.tenant_id}#{current.gameserver_id}#{current.incarnation}",
+            rate_per_s=1 / limits.move_cooldown_s,
+            burst=1,
+            at=self.clock(),
+        )
+        if wait > 0:
+            raise RateLimitedError(
+                f"game server {current.gameserver_id!r} moved region less than {limits.move_cooldown_s} s ago (each "
+                f"move replaces it); it can move to {region} in {_seconds(wait)} s",
+                retry_after_s=wait,
+                scope="region_move",
+            )
 
     def _check_template(self, version: str) -> None:
         """A tenant pinned to a version that is not published fails every server in every pass."""
@@ -224,17 +332,21 @@ class DesiredWrites:
         must_exist: bool = False,
         region: str | None = None,
         expected: Expected = None,
+        owner_sub: str | None = None,
     ) -> WriteResult:
         """Create a game server, or replace (`merge=False`: PUT) or change (`merge=True`: PATCH, `servers put
         --set`) its desired config and region. Writing what is already there changes nothing. `must_exist`:
-        only change one (PATCH), NotFoundError otherwise."""
+        only change one (PATCH), NotFoundError otherwise. `owner` is the player's display name; `owner_sub`
+        (the API's callers) their immutable id, which ownership is keyed on (`DesiredServer.owned_by`); an
+        older record without one gets it with its owner's next change."""
         validate_id(gameserver_id, "gameserver id")
         validate_owner(owner)
         _refuse_if_tenant_unreadable(tenant)
+        self._check_rates(tenant, owner_sub)
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None and must_exist:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
-        if current is not None and current.username != owner:
+        if current is not None and not _owns(current, owner, owner_sub):
             raise NotOwnedError(gameserver_id)
         check_expected(expected, current, gameserver_id)
         if current is not None:
@@ -256,14 +368,19 @@ class DesiredWrites:
         config = validate_config(raw, tenant.tier)
         check_region(tenant, region)
         if current is None:
-            return self._create(tenant, gameserver_id, owner, config, region, trail)
+            return self._create(tenant, gameserver_id, owner, config, region, trail, owner_sub)
         # A change that names no region leaves the server where it is: reordering the tenant's regions, or a
         # PUT without one, must never move (delete and recreate) a running server.
         where = region if region is not None else current.region
         if current.config == config and current.region == where and current.unreadable is None:
             return WriteResult(current, created=False, changed=False)
+        if current.region is not None and where is not None and where != current.region:
+            self._check_move(current, where, owner_sub)
+        claim = owner_sub if owner_sub is not None and current.owner_sub is None else None
         try:
-            server = self.store.replace_server(current, config=config, region=where, trail=trail, at=self.clock())
+            server = self.store.replace_server(
+                current, config=config, region=where, trail=trail, at=self.clock(), owner_sub=claim
+            )
         except PreconditionFailedError as lost:
             raise self._lost(gameserver_id, lost, expected) from None
         self._history(server, f"{'changed' if merge else 'replaced'}: {config_text(config)}", trail)
@@ -277,6 +394,7 @@ class DesiredWrites:
         config: GameServerConfig,
         region: str | None,
         trail: WriteTrail,
+        owner_sub: str | None = None,
     ) -> WriteResult:
         stamp = now_iso(self.clock())
         server = DesiredServer(
@@ -292,6 +410,7 @@ class DesiredWrites:
             raw_config=config.model_dump(),
             incarnation=uuid.uuid4().hex,
             trail=trail,
+            owner_sub=owner_sub,
         )
         limits = tier_limits(tenant.tier)
         server = self.store.create_server(server, tier=tenant.tier, max_servers=limits.max_servers)
@@ -306,14 +425,16 @@ class DesiredWrites:
         trail: WriteTrail,
         owner: str | None = None,
         expected: Expected = None,
+        owner_sub: str | None = None,
     ) -> WriteResult:
-        """Ask for a game server's deletion (`owner`: only the player's own; None: an admin's, any owner).
-        Asking again changes nothing."""
+        """Ask for a game server's deletion (`owner`: only the player's own, `owner_sub` their immutable id;
+        None: an admin's, any owner). Asking again changes nothing."""
         validate_stored_id(gameserver_id, "gameserver id")
+        self._check_rates(tenant, owner_sub)
         current = self.store.get_server(tenant.tenant_id, gameserver_id)
         if current is None:
             raise NotFoundError(tenant.tenant_id, gameserver_id)
-        if owner is not None and current.username != owner:
+        if owner is not None and not _owns(current, owner, owner_sub):
             raise NotOwnedError(gameserver_id)
         check_expected(expected, current, gameserver_id)
         if current.deletion_requested:
@@ -380,21 +501,29 @@ class DesiredWrites:
         was created. `repeat_ok`: registering the same tenant again with the same settings is no error (the
         CLI's `tenants add` is repeatable); other settings are, and so is another tenant in the account."""
         existing = self.store.get_tenant(spec.tenant_id)
-        tenant = tenant_from_spec(spec, external_id=existing.external_id if existing else None)
+        if existing is None and spec.external_id is not None:
+            check_external_id(spec.external_id)
+        tenant = tenant_from_spec(
+            spec, external_id=existing.external_id if existing else None, role_name=self.tenant_role_name
+        )
+        check_tenant_role(tenant.role_arn, tenant.account_id, self.tenant_role_name)
         check_regions_usable(tenant.regions, tenant.role_arn)
         self._check_template(tenant.template_version)
         if existing is None:
-            # Tenants registered before accounts were claimed have no claim item: look at them too.
+            # Tenants registered before accounts and external ids were claimed have no claim items: look at
+            # them too.
             for other in self.store.list_tenants():
                 if other.account_id == tenant.account_id and other.tenant_id != tenant.tenant_id:
                     raise AccountTakenError(account_taken_message(tenant.account_id, other.tenant_id))
+                if other.external_id == tenant.external_id and other.tenant_id != tenant.tenant_id:
+                    raise ExternalIdTakenError(EXTERNAL_ID_TAKEN)
             try:
                 self.store.create_tenant(tenant, self.clock())
             except TenantExistsError:
                 existing = self.store.get_tenant(spec.tenant_id)  # registered since we looked
                 if existing is None:
                     raise
-                tenant = tenant_from_spec(spec, external_id=existing.external_id)
+                tenant = tenant_from_spec(spec, external_id=existing.external_id, role_name=self.tenant_role_name)
             else:
                 log.info("tenant registered", extra={"tenant_id": tenant.tenant_id, **_trail_fields(trail)})
                 return tenant, True
@@ -475,6 +604,14 @@ class DesiredWrites:
 
     def resume_tenant(self, tenant_id: str, *, trail: WriteTrail) -> Tenant:
         return self.update_tenant(tenant_id, trail=trail, paused=False)
+
+
+def _owns(server: DesiredServer, owner: str, owner_sub: str | None) -> bool:
+    """With the caller's sub (the API): by sub, an older record without one by name. Without (the CLI and the
+    demo, which name players by user name): by name."""
+    if owner_sub is None:
+        return server.username == owner
+    return server.owned_by(owner_sub, owner)
 
 
 def _refuse_if_deleting(server: DesiredServer) -> None:

@@ -167,14 +167,26 @@ class DesiredStore(Protocol):
     def get_server(self, tenant_id: str, gameserver_id: str) -> DesiredServer | None: ...
 
     def page_servers(
-        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        username: str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+        owner_sub: str | None = None,
     ) -> ServerPage:
-        """One page of a tenant's records (only `username`'s when given) in id order."""
+        """One page of a tenant's records (only `username`'s when given) in id order. With `owner_sub`: the
+        player's records, those that name that sub and the older ones without a sub that name `username`
+        (`DesiredServer.owned_by`)."""
 
     def create_server(self, server: DesiredServer, *, tier: str, max_servers: int) -> DesiredServer:
         """Write a new record and count it, in one transaction, only while no record of that id exists
         (ConflictError), the tenant is still of `tier` and has fewer than `max_servers` live servers
         (QuotaExceededError)."""
+
+    def take_token(self, key: str, *, rate_per_s: float, burst: int, at: datetime) -> float:
+        """Take one token of the bucket `key` (refilled at `rate_per_s`, holding at most `burst`; full when new):
+        0.0 when taken, otherwise the seconds until one will be there. Atomic across every writer."""
 
     def replace_server(
         self,
@@ -184,6 +196,7 @@ class DesiredStore(Protocol):
         region: str | None,
         trail: WriteTrail,
         at: datetime,
+        owner_sub: str | None = None,
     ) -> DesiredServer:
         """Write a new desired config (generation + 1) only while the record is still `current` (same
         generation and incarnation); PreconditionFailedError with the record's state otherwise."""

@@ -98,6 +98,24 @@ class AccountTakenError(ConflictError):
     field = "account_id"
 
 
+class ExternalIdTakenError(ConflictError):
+    """Another tenant's role already expects that external id (a secret: it must be unique per tenant)."""
+
+    rule = "external_id_taken"
+    field = "external_id"
+
+
+class RateLimitedError(WriteError):
+    """Too many desired-state writes too fast (a player's, a tenant's), or a region move inside the cool-down:
+    the write is refused, and may be sent again after `retry_after_s` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float, scope: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        #: "player", "tenant" or "region_move"
+        self.scope = scope
+
+
 class TenantExistsError(ConflictError):
     """A tenant of that id is already registered."""
 

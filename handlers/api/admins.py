@@ -12,7 +12,16 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from handlers.api.errors import ServiceUnavailableError
-from handlers.api.models import PlanView, QueuedView, ServerPage, TenantCreate, TenantList, TenantPatch, TenantView
+from handlers.api.models import (
+    ExternalIdView,
+    PlanView,
+    QueuedView,
+    ServerPage,
+    TenantCreate,
+    TenantList,
+    TenantPatch,
+    TenantView,
+)
 from handlers.api.routing import (
     ADMIN_ERRORS,
     BODY_ERRORS,
@@ -52,17 +61,41 @@ def list_tenants() -> Response[TenantList]:
 @router.post(
     "/tenants",
     summary="Register a tenant",
-    description="201 with the tenant, including the external id its execution role must require.",
+    description="201 with the tenant, including the external id its execution role must require (left out, one "
+    "of 192 random bits is generated; given, it must be at least 22 characters: 400 otherwise). The role must "
+    "be the deployment's TenantRoleName in the tenant's account (left out: that role).",
     tags=["tenants"],
     responses=responses(
         {201: ("registered", TenantView)},
-        {**ADMIN_ERRORS, **BODY_ERRORS, 409: "the tenant is already registered, or its account is another tenant's"},
+        {
+            **ADMIN_ERRORS,
+            **BODY_ERRORS,
+            400: "the body is not JSON (etc.), or the external id given is weaker than a generated one",
+            409: "the tenant is already registered, or its account or external id is another tenant's",
+        },
     ),
 )
 def create_tenant(body: Annotated[TenantCreate, Body()]) -> Response[TenantView]:
     identity = caller(router)
     tenant, _ = writes().register_tenant(body.spec(), trail=request_trail(router, identity))
-    return json_response(tenant_view(tenant), 201, {"Location": f"/tenants/{tenant.tenant_id}"})
+    return json_response(tenant_view(tenant, with_external_id=True), 201, {"Location": f"/tenants/{tenant.tenant_id}"})
+
+
+@router.get(
+    "/tenants/<tenant_id>/external-id",
+    summary="Read a tenant's external id (a secret)",
+    description="The ExternalId the tenant's role requires, for setting up or checking its trust policy. No "
+    "listing or other read shows it; every read is logged with who made it.",
+    tags=["tenants"],
+    responses=responses({200: ("the external id", ExternalIdView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
+)
+def get_external_id(tenant_id: TenantId) -> Response[ExternalIdView]:
+    identity = caller(router)
+    tenant = admin_tenant(tenant_id)
+    logger.info("external id read", read_tenant=tenant_id, by=identity.user)
+    return json_response(
+        ExternalIdView(tenant_id=tenant.tenant_id, role_arn=tenant.role_arn, external_id=tenant.external_id)
+    )
 
 
 @router.get(

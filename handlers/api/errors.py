@@ -6,6 +6,7 @@ status, code, message and details of an `ErrorBody`, and nothing else in the API
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -16,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
-from models.config import ConfigError
+from models.config import ConfigError, WeakSecretError
 from reconciler.desired import etag
 from reconciler.errors import StoreError
 from reconciler.writes import (
@@ -25,6 +26,7 @@ from reconciler.writes import (
     NotOwnedError,
     PreconditionFailedError,
     QuotaExceededError,
+    RateLimitedError,
 )
 
 
@@ -118,9 +120,12 @@ STATUS: dict[type[BaseException], tuple[HTTPStatus, str]] = {
     RequestUnsupportedContentType: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
     UnprocessableError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     ConfigError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
+    # A secret too weak to accept is refused outright, saying how long and of which characters it must be.
+    WeakSecretError: (HTTPStatus.BAD_REQUEST, "BadRequest"),
     RequestValidationError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     StoreError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
     ServiceUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+    RateLimitedError: (HTTPStatus.TOO_MANY_REQUESTS, "TooManyRequests"),
 }
 INTERNAL = (HTTPStatus.INTERNAL_SERVER_ERROR, "InternalError")
 INTERNAL_MESSAGE = "internal error; quote the request id when reporting it"
@@ -187,6 +192,11 @@ def _describe(error: BaseException) -> tuple[str, list[dict[str, Any]], dict[str
         return str(error), [_detail("If-Match", "header", "etag_mismatch", str(error))], headers
     if isinstance(error, StoreError):
         return "the store is unavailable; retry shortly", [], {"Retry-After": "2"}
+    if isinstance(error, RateLimitedError):
+        wait = str(max(1, math.ceil(error.retry_after_s)))
+        field, location = ("region", "body") if error.scope == "region_move" else (error.scope, "tenant")
+        detail = _detail(field, location, f"rate_limit_{error.scope}", str(error))
+        return str(error), [detail], {"Retry-After": wait}
     if isinstance(error, RouteNotFoundError):
         return "no such route: see GET /openapi.json", [], {}
     return str(error), [], {}

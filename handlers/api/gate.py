@@ -61,6 +61,7 @@ SHAPES: tuple[Shape, ...] = (
     _shape(r"^/tenants/([^/]*)$", "tenant_id", "admin", "GET PATCH", "PATCH"),
     _shape(r"^/tenants/([^/]*)/servers$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/[^/]*/servers/([^/]*)/history$", "gameserver_id", "admin", "GET"),
+    _shape(r"^/tenants/([^/]*)/external-id$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/plan$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/reconcile$", "tenant_id", "admin", "POST"),
 )
@@ -88,6 +89,9 @@ def check(event: APIGatewayProxyEventV2) -> Identity | None:
         raise ForbiddenError("this route is for admins only")
     if shape.audience == "player" and identity.tenant_id is None:
         raise UnauthorizedError("the token carries no custom:tenant_id", rule="tenant_claim")
+    if shape.audience == "player" and identity.sub is None:
+        # Servers belong to the immutable sub; a username alone can be reissued to another person.
+        raise UnauthorizedError("the token carries no sub: send a Cognito ID or access token", rule="sub_claim")
     if method in shape.with_body:
         check_body(event)
     return identity

@@ -1,7 +1,8 @@
 """Who is calling, from the JWT authorizer's claims, and which audience each path is for.
 
-The player is `cognito:username` (or `sub`), the tenant is `custom:tenant_id`, and an admin is in the
-`admins` group. A player's tenant always comes from the token, never from the path or the body.
+A player is their `sub` (immutable: Cognito never hands it to another user), shown as `cognito:username`;
+the tenant is `custom:tenant_id`, and an admin is in the `admins` group. A player's tenant always comes from
+the token, never from the path or the body.
 """
 
 from __future__ import annotations
@@ -23,27 +24,33 @@ _ID_RE = re.compile(ID_PATTERN)
 
 @dataclass(frozen=True)
 class Identity:
+    #: The name shown for the player (`cognito:username`, or the `sub` when the token has no username).
     user: str
     tenant_id: str | None
     admin: bool
+    #: The immutable `sub`: what a game server's ownership is keyed on (None only in an admin-only token).
+    sub: str | None = None
 
 
 def parse_groups(raw: object) -> frozenset[str]:
-    """`cognito:groups` as a list, a JSON array string, API Gateway's "[admins players]", or "a,b" / "a b"."""
+    """`cognito:groups` exactly as it arrives: a list (a JSON array in the claims), a JSON array string, or the
+    form API Gateway's HTTP API JWT authorizer passes an array claim in, `[admins players]` (the names
+    between brackets, separated by single spaces: a Cognito group name contains no whitespace). Any other
+    string is one group's name. A name is never split on commas: `players,admins` is one (legal) group
+    name, not the admins group."""
     if isinstance(raw, list | tuple):
-        return frozenset(str(g).strip() for g in raw if isinstance(g, str) and g.strip())
-    if not isinstance(raw, str):
+        return frozenset(g for g in raw if isinstance(g, str) and g)
+    if not isinstance(raw, str) or not raw:
         return frozenset()
-    text = raw.strip()
-    if text.startswith("["):
+    if raw.startswith("[") and raw.endswith("]"):
         try:
-            loaded = json.loads(text)
+            loaded = json.loads(raw)
         except ValueError:
             loaded = None
         if isinstance(loaded, list):
             return parse_groups(loaded)
-        text = text[1:-1] if text.endswith("]") else text[1:]
-    return frozenset(t.strip("\"'") for t in re.split(r"[\s,]+", text) if t.strip("\"'"))
+        return frozenset(name for name in raw[1:-1].split(" ") if name)
+    return frozenset({raw})
 
 
 def claims_of(event: APIGatewayProxyEventV2) -> dict[str, Any]:
@@ -64,10 +71,18 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
         user = validate_owner(user if isinstance(user, str) else "")
     except ConfigError:
         raise UnauthorizedError("the token names no usable user (cognito:username or sub)", rule="user_claim") from None
+    sub = claims.get("sub")
+    if sub is not None:
+        try:
+            sub = validate_owner(sub if isinstance(sub, str) else "")
+        except ConfigError:
+            raise UnauthorizedError("the token's sub is not a usable user id", rule="sub_claim") from None
     tenant = claims.get("custom:tenant_id")
     if tenant is not None and (not isinstance(tenant, str) or not _ID_RE.fullmatch(tenant)):
         raise UnauthorizedError("the token's custom:tenant_id is not a valid tenant id", rule="tenant_claim")
-    return Identity(user=user, tenant_id=tenant, admin=ADMIN_GROUP in parse_groups(claims.get("cognito:groups")))
+    return Identity(
+        user=user, tenant_id=tenant, admin=ADMIN_GROUP in parse_groups(claims.get("cognito:groups")), sub=sub
+    )
 
 
 Audience = Literal["public", "player", "admin"]

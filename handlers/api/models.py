@@ -290,7 +290,11 @@ class TenantView(_Out):
     account_id: str = Field(description="12-digit AWS account id")
     regions: list[str]
     role_arn: str
-    external_id: str
+    external_id: str | None = Field(
+        default=None,
+        description="the secret the tenant's role requires: only in the answer to the registration (POST "
+        "/tenants); read it again with GET /tenants/{tenant_id}/external-id",
+    )
     tier: str = Field(description="free, standard or premium (as stored)")
     limits: TierView | None = Field(
         default=None, description="the tier's limits; absent for a tier that does not exist"
@@ -308,6 +312,12 @@ class TenantView(_Out):
     quarantined_regions: dict[str, str] | None = Field(
         default=None, description="regions quarantined alone, with why (GET /tenants/{tenant_id} only)"
     )
+
+
+class ExternalIdView(_Out):
+    tenant_id: str
+    role_arn: str
+    external_id: str = Field(description="the ExternalId the tenant's role trust policy requires (a secret)")
 
 
 class TenantList(_Out):

@@ -34,11 +34,16 @@ from handlers.api.routing import (
     store,
     writes,
 )
-from handlers.api.views import history_entry, server_view
+from handlers.api.views import player_history_entry, player_server_view
 from models.records import DesiredServer, Tenant
 from reconciler.desired import etag
 
 router = Router()
+
+RATE_LIMITED = (
+    "too many changes (your limit or your tenant's), or a region move inside the cool-down: send it again after "
+    "Retry-After seconds"
+)
 
 
 @router.put(
@@ -57,6 +62,7 @@ router = Router()
             404: "the id belongs to another player's server",
             409: "the tenant's tier allows no more servers, or the server is being deleted",
             412: "If-Match does not match the current generation",
+            429: RATE_LIMITED,
         },
     ),
 )
@@ -73,6 +79,7 @@ def put_server(
         trail=request_trail(router, identity),
         region=body.region,
         expected=parse_if_match(if_match),
+        owner_sub=identity.sub,
     )
     return _server_response(result.server, tenant, 201 if result.created else 200)
 
@@ -89,6 +96,7 @@ def put_server(
             404: "no such server of yours",
             409: "the server is being deleted, or changed concurrently",
             412: "If-Match does not match the current generation",
+            429: RATE_LIMITED,
         },
     ),
 )
@@ -108,6 +116,7 @@ def patch_server(
         must_exist=True,
         region=body.region,
         expected=parse_if_match(if_match),
+        owner_sub=identity.sub,
     )
     return _server_response(result.server, tenant)
 
@@ -125,9 +134,11 @@ def list_servers(limit: Limit = DEFAULT_PAGE, next_token: NextToken = None) -> R
     identity = caller(router)
     tenant = player_tenant(identity)
     after = decode_token("servers", next_token)
-    found = store().page_servers(tenant.tenant_id, username=identity.user, limit=limit, after=after)
+    found = store().page_servers(
+        tenant.tenant_id, username=identity.user, owner_sub=identity.sub, limit=limit, after=after
+    )
     page = ServerPage(
-        items=[server_view(s, tenant) for s in found.servers],
+        items=[player_server_view(s, tenant, *_hidden()) for s in found.servers],
         next_token=encode_token("servers", found.after) if found.after is not None else None,
     )
     return json_response(page)
@@ -152,7 +163,12 @@ def get_server(gameserver_id: StoredGameServerId) -> Response[ServerView]:
     tags=["servers"],
     responses=responses(
         {202: ("deletion requested; the record shows phase Deleting", ServerView)},
-        {**PLAYER_ERRORS, 404: "no such server of yours", 412: "If-Match does not match the current generation"},
+        {
+            **PLAYER_ERRORS,
+            404: "no such server of yours",
+            412: "If-Match does not match the current generation",
+            429: RATE_LIMITED,
+        },
     ),
 )
 def delete_server(gameserver_id: StoredGameServerId, if_match: IfMatch = None) -> Response[ServerView]:
@@ -164,6 +180,7 @@ def delete_server(gameserver_id: StoredGameServerId, if_match: IfMatch = None) -
         trail=request_trail(router, identity),
         owner=identity.user,
         expected=parse_if_match(if_match),
+        owner_sub=identity.sub,
     )
     return _server_response(result.server, tenant, 202)
 
@@ -188,7 +205,7 @@ def get_history(
     found = store().history(server.tenant_id, server.gameserver_id, server.incarnation, limit=limit, cursor=after)
     return json_response(
         HistoryPage(
-            items=[history_entry(entry) for entry in found.entries],
+            items=[player_history_entry(entry, *_hidden()) for entry in found.entries],
             next_token=encode_token("history", found.cursor) if found.cursor is not None else None,
         )
     )
@@ -201,6 +218,13 @@ def _server_response(server: DesiredServer, tenant: Tenant, status: int = 200) -
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=server_view(server, tenant),
+        body=player_server_view(server, tenant, *_hidden()),
         headers=headers,
     )
+
+
+def _hidden() -> tuple[str, ...]:
+    """Names no player text may carry: the template bucket's."""
+    from handlers.runtime import runtime
+
+    return (runtime().settings.template_bucket,)

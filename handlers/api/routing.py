@@ -82,7 +82,7 @@ def player_tenant(identity: Identity) -> Tenant:
 def own_server(tenant: Tenant, identity: Identity, gameserver_id: str) -> DesiredServer:
     """The caller's server; another player's server is reported exactly like a missing one."""
     server = store().get_server(tenant.tenant_id, gameserver_id)
-    if server is None or server.username != identity.user:
+    if server is None or not server.owned_by(identity.sub, identity.user):
         raise ApiNotFoundError(f"game server {gameserver_id!r} not found")
     return server
 

@@ -2,6 +2,10 @@
 
 A view never re-validates what it is given: a record is shown as it is stored (the store marks one that no
 longer validates `unreadable`, with the reason), so one odd item cannot turn a listing into an error.
+
+Admins see what the reconciler recorded as it is. Players see their own servers through `player_server_view`
+and `player_history_entry`: reason codes and messages of the player table (`reconciler.reasons`), never raw
+AWS text, account ids, ARNs or the template bucket.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from handlers.api.models import (
     TierView,
 )
 from models.config import TIERS
+from reconciler.reasons import HISTORY_MESSAGES, player_error, player_reason, redact
 
 if TYPE_CHECKING:
     from models.records import ActivityEntry, DesiredServer, Tenant, TenantState
@@ -76,7 +81,13 @@ def server_view(server: DesiredServer, tenant: Tenant | None) -> ServerView:
     )
 
 
-def tenant_view(tenant: Tenant, state: TenantState | None = None, *, state_unreadable: str | None = None) -> TenantView:
+def tenant_view(
+    tenant: Tenant,
+    state: TenantState | None = None,
+    *,
+    state_unreadable: str | None = None,
+    with_external_id: bool = False,
+) -> TenantView:
     """Any tenant as a view: its values as stored, never re-validated; `unreadable` says what is wrong with
     one that no longer validates (an unknown tier has no limits to show). With the reconciler's `state`
     (single reads): the deletions the brake holds and the regions quarantined alone, when there are any;
@@ -93,7 +104,8 @@ def tenant_view(tenant: Tenant, state: TenantState | None = None, *, state_unrea
         account_id=tenant.account_id,
         regions=list(tenant.regions),
         role_arn=tenant.role_arn,
-        external_id=tenant.external_id,
+        # A secret: shown when the tenant is registered and on the explicit read, never in a listing or a read.
+        external_id=tenant.external_id if with_external_id else None,
         tier=tenant.tier,
         limits=TierView(max_servers=limits.max_servers, max_player_count=limits.max_player_count) if limits else None,
         template_version=tenant.template_version,
@@ -122,3 +134,44 @@ def history_entry(entry: ActivityEntry) -> HistoryEntry:
         door=entry.door,
         correlation_id=entry.correlation_id,
     )
+
+
+def player_server_view(server: DesiredServer, tenant: Tenant | None, *names: str) -> ServerView:
+    """What a player sees of their server: each condition as its player reason and message, the last error as
+    the message of the Ready condition's reason; no stack id, no raw cause. `names`: words no player text may
+    carry (the template bucket's name)."""
+    view = server_view(server, tenant)
+    status = view.status
+    conditions = [
+        # Why the player's own item does not validate is theirs to read (and to correct with a PUT).
+        c.model_copy(update={"message": redact(c.message, *names)})
+        if c.type == READABLE
+        else c.model_copy(update={"reason": player_reason(c.reason).code, "message": player_reason(c.reason).message})
+        for c in status.conditions
+    ]
+    ready = next((c.reason for c in status.conditions if c.type == "Ready" and not c.status), None)
+    last_error = player_error(status.last_error, ready).message if status.last_error is not None else None
+    shown = status.model_copy(
+        update={
+            "conditions": conditions,
+            "stack_id": None,
+            "last_error": last_error,
+            "cause": None,
+            "drift": redact(status.drift, *names) if status.drift else None,
+        }
+    )
+    return view.model_copy(
+        update={
+            "status": shown,
+            "unreadable": redact(view.unreadable, *names) if view.unreadable else None,
+            "config_error": redact(view.config_error, *names) if view.config_error else None,
+        }
+    )
+
+
+def player_history_entry(entry: ActivityEntry, *names: str) -> HistoryEntry:
+    """A history line as a player sees it: the reconciler's lines by their kind's fixed message (their raw
+    text, with AWS's messages, is for admins); the desired writes' own lines as they are."""
+    shown = history_entry(entry)
+    message = HISTORY_MESSAGES.get(entry.kind) or redact(entry.message, *names)
+    return shown.model_copy(update={"message": message})

@@ -65,13 +65,14 @@ def _table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: IO[str
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
-def tenant_dict(tenant: Tenant, state: TenantState | None = None) -> dict[str, Any]:
-    data = {
+def tenant_dict(tenant: Tenant, state: TenantState | None = None, *, with_external_id: bool = False) -> dict[str, Any]:
+    """A tenant as the CLI prints it; the external id (a secret) only on registration and `tenants external-id`."""
+    data: dict[str, Any] = {
         "tenant_id": tenant.tenant_id,
         "account_id": tenant.account_id,
         "regions": list(tenant.regions),
         "role_arn": tenant.role_arn,
-        "external_id": tenant.external_id,
+        **({"external_id": tenant.external_id} if with_external_id else {}),
         "tier": tenant.tier,
         "template_version": tenant.template_version,
         "paused": tenant.paused,
@@ -275,13 +276,26 @@ def cmd_tenants_add(args: argparse.Namespace, out: IO[str]) -> int:
     spec = validate_tenant(raw)
     tenant, created = runtime().writes.register_tenant(spec, trail=_trail(args), repeat_ok=True)
     if args.json:
-        _print_json(tenant_dict(tenant), out)
+        _print_json(tenant_dict(tenant, with_external_id=created), out)
     else:
         verb = "added" if created else "already registered"
-        out.write(
-            f"tenant {tenant.tenant_id} {verb}: account {tenant.account_id}, role {tenant.role_arn}, "
-            f"external id {tenant.external_id}\n"
+        secret = (
+            f"external id {tenant.external_id}"
+            if created
+            else f"external id: `stackherd tenants external-id {tenant.tenant_id}`"
         )
+        out.write(f"tenant {tenant.tenant_id} {verb}: account {tenant.account_id}, role {tenant.role_arn}, {secret}\n")
+    return EXIT_OK
+
+
+def cmd_tenants_external_id(args: argparse.Namespace, out: IO[str]) -> int:
+    tenant = _tenant(args.tenant)
+    if args.json:
+        _print_json(
+            {"tenant_id": tenant.tenant_id, "role_arn": tenant.role_arn, "external_id": tenant.external_id}, out
+        )
+    else:
+        out.write(f"{tenant.external_id}\n")
     return EXIT_OK
 
 
@@ -740,8 +754,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("tenant")
     add.add_argument("--account", required=True, help="12-digit AWS account id")
     add.add_argument("--region", action="append", help="a region (repeatable); the first is the default")
-    add.add_argument("--role-name", help="role to assume in the tenant account (name or ARN)")
-    add.add_argument("--external-id", help="the ExternalId the role's trust policy expects (generated if omitted)")
+    add.add_argument(
+        "--role-name",
+        help="role to assume in the tenant account: the deployment's TenantRoleName (the default), or its ARN",
+    )
+    add.add_argument(
+        "--external-id",
+        help="the ExternalId the role's trust policy expects: generated if omitted; given, at least 22 characters",
+    )
     add.add_argument("--tier", help="free, standard or premium")
     add.add_argument("--template-version", help="pinned game-server template version")
     update = command("update", cmd_tenants_update, "change a tenant's tier, regions or template version", tenants)
@@ -750,6 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--tier")
     update.add_argument("--template-version")
     command("list", cmd_tenants_list, "list tenants", tenants)
+    secret = command("external-id", cmd_tenants_external_id, "print a tenant's external id (a secret)", tenants)
+    secret.add_argument("tenant")
     for name, help_, flags in (
         ("pause", "stop changing a tenant's stacks (observe and report only)", {"paused": True}),
         ("resume", "resume reconciling a paused tenant", {"paused": False}),

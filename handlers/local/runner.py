@@ -275,9 +275,7 @@ class LocalRuntime:
         steps = [["init"], ["templates", "publish", str(TEMPLATE), "--version", TEMPLATE_VERSION]]
         for index, (tenant, account) in enumerate(tenants):
             tier = ("premium", "standard", "free")[index % 3]
-            steps.append(
-                ["tenants", "add", tenant, "--account", account, "--tier", tier, "--external-id", f"ext-{tenant}-local"]
-            )
+            steps.append(["tenants", "add", tenant, "--account", account, "--tier", tier])
         for argv in steps:
             buffer = io.StringIO()
             if cli(argv, out=buffer, door="local") != 0:

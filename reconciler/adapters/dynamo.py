@@ -33,28 +33,32 @@ from models.records import (
 )
 from models.tables import (
     BRAKE_SECTION,
+    ITEM_PREFIX_MARK,
     ORPHANS_SECTION,
     REGIONS_SECTION,
     AccountModel,
     ActivityModel,
     GameServerModel,
+    RateModel,
     TenantModel,
     account_key,
     activity_from_item,
     config_to_map,
+    external_id_key,
     server_from_item,
     status_to_map,
     tenant_from_item,
     tenant_state_from_map,
     tenant_to_item,
 )
-from reconciler.desired import account_taken_message, quota_exceeded
+from reconciler.desired import EXTERNAL_ID_TAKEN, account_taken_message, quota_exceeded
 from reconciler.errors import StoreError, UnreadableItemError
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
 from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
     ConflictError,
+    ExternalIdTakenError,
     NotFoundError,
     PreconditionFailedError,
     TenantExistsError,
@@ -122,8 +126,8 @@ class DynamoStore:
         """Every registered tenant. One whose item no longer validates is listed marked unreadable; one that
         cannot even be decoded is listed by its id with the reason, so one bad item never fails the listing
         (and the sweep skips it with a visible error, never silently)."""
-        # Other items share the table under `<prefix>#` keys (accounts, work items, ...); no tenant id has a `#`.
-        not_a_tenant = TenantModel.tenant_id.contains("#")
+        # Claims (`account#`, `external#`), rate buckets (`rate#`), work items (`work#`), rollouts: `<prefix>#` keys.
+        not_a_tenant = TenantModel.tenant_id.contains(ITEM_PREFIX_MARK)
         try:
             try:
                 tenants = [tenant_from_item(i) for i in TenantModel.scan(filter_condition=~not_a_tenant)]
@@ -142,7 +146,7 @@ class DynamoStore:
         return sorted(tenants, key=lambda t: t.tenant_id)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        if not tenant_id or "#" in tenant_id:
+        if not tenant_id or ITEM_PREFIX_MARK in tenant_id:
             return None
         try:
             return tenant_from_item(TenantModel.get(tenant_id, consistent_read=True))
@@ -163,21 +167,53 @@ class DynamoStore:
         item = tenant_to_item(tenant, created_at=now_iso(at))
         item.server_count = 0
         claim = AccountModel(account_key(tenant.account_id), owner=tenant.tenant_id)
+        secret = AccountModel(external_id_key(tenant.external_id), owner=tenant.tenant_id)
         try:
             with self._transaction() as tx:
                 tx.save(item, condition=TenantModel.tenant_id.does_not_exist())
                 tx.save(claim, condition=AccountModel.tenant_id.does_not_exist())
+                tx.save(secret, condition=AccountModel.tenant_id.does_not_exist())
         except TransactWriteError as error:
             if self.get_tenant(tenant.tenant_id) is not None:
                 raise TenantExistsError(f"tenant {tenant.tenant_id!r} is already registered") from error
-            owner = self._account_owner(tenant.account_id)
+            owner = self._claim_owner(account_key(tenant.account_id))
             if owner is not None:
                 raise AccountTakenError(account_taken_message(tenant.account_id, owner)) from error
+            if self._claim_owner(external_id_key(tenant.external_id)) is not None:
+                raise ExternalIdTakenError(EXTERNAL_ID_TAKEN) from error
             raise StoreError(f"could not register tenant {tenant.tenant_id}: {error}") from error
 
-    def _account_owner(self, account_id: str) -> str | None:
+    def take_token(self, key: str, *, rate_per_s: float, burst: int, at: datetime) -> float:
+        """One token of the bucket `rate#<key>`, refilled at `rate_per_s` up to `burst`: 0.0 when taken, or the
+        seconds until one will be there. A conditional UpdateItem on the bucket's last state, so every
+        instance of the API draws from the one bucket; a writer that lost the race reads again."""
+        now = at.timestamp()
+        item_key = f"rate#{key}"
+        for _ in range(_TRANSACTION_TRIES):
+            try:
+                item = RateModel.get(item_key, consistent_read=True)
+                tokens, last = float(item.tokens), float(item.at)
+                condition = (RateModel.at == item.at) & (RateModel.tokens == item.tokens)
+            except RateModel.DoesNotExist:
+                item = RateModel(item_key)
+                tokens, last = float(burst), now
+                condition = RateModel.tenant_id.does_not_exist()
+            except PynamoDBException as error:
+                raise StoreError(f"could not read the write budget {item_key}: {error}") from error
+            tokens = min(float(burst), tokens + max(0.0, now - last) * rate_per_s)
+            if tokens < 1.0:
+                return (1.0 - tokens) / rate_per_s
+            try:
+                item.update(actions=[RateModel.tokens.set(tokens - 1.0), RateModel.at.set(now)], condition=condition)
+                return 0.0
+            except UpdateError as error:
+                if not _conditional_failed(error):
+                    raise StoreError(f"could not write the write budget {item_key}: {error}") from error
+        raise StoreError(f"the write budget {item_key} is contended; retry shortly")
+
+    def _claim_owner(self, key: str) -> str | None:
         try:
-            return str(AccountModel.get(account_key(account_id), consistent_read=True).owner)
+            return str(AccountModel.get(key, consistent_read=True).owner)
         except AccountModel.DoesNotExist:
             return None
 
@@ -402,12 +438,23 @@ class DynamoStore:
             raise StoreError(f"could not read {tenant_id}/{gameserver_id}: {error}") from error
 
     def page_servers(
-        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        username: str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+        owner_sub: str | None = None,
     ) -> ServerPage:
-        """One page of a tenant's records in id order (only `username`'s when given), strongly consistent.
+        """One page of a tenant's records in id order (only `username`'s when given; with `owner_sub`, only
+        the records of that sub and the older ones without a sub that name `username`), strongly consistent.
         One extra item is read to know whether there is more. A page that cannot be read raises StoreError."""
         kwargs: dict[str, Any] = {"consistent_read": True, "limit": limit + 1, "page_size": 100}
-        if username is not None:
+        if owner_sub is not None:
+            kwargs["filter_condition"] = (GameServerModel.owner_sub == owner_sub) | (
+                GameServerModel.owner_sub.does_not_exist() & (GameServerModel.username == (username or ""))
+            )
+        elif username is not None:
             kwargs["filter_condition"] = GameServerModel.username == username
         if after:
             kwargs["last_evaluated_key"] = {"tenant_id": {"S": tenant_id}, "gameserver_id": {"S": after}}
@@ -424,6 +471,7 @@ class DynamoStore:
             server.tenant_id,
             server.gameserver_id,
             username=server.username,
+            owner_sub=server.owner_sub,
             config=config_to_map(server.config),
             created_at=server.created_at,
             updated_at=server.updated_at,
@@ -493,11 +541,13 @@ class DynamoStore:
         region: str | None,
         trail: WriteTrail,
         at: datetime,
+        owner_sub: str | None = None,
     ) -> DesiredServer:
         item = GameServerModel(current.tenant_id, current.gameserver_id)
         try:
             item.update(
                 actions=[
+                    *([GameServerModel.owner_sub.set(owner_sub)] if owner_sub else []),
                     GameServerModel.config.set(config_to_map(config)),
                     GameServerModel.region.set(region) if region else GameServerModel.region.remove(),
                     GameServerModel.generation.add(1),

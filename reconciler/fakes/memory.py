@@ -24,12 +24,13 @@ from models.records import (
     now_iso,
     tenant_problem,
 )
-from reconciler.desired import account_taken_message, quota_exceeded
+from reconciler.desired import EXTERNAL_ID_TAKEN, account_taken_message, quota_exceeded
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
 from reconciler.writes import (
     AccountTakenError,
     ConcurrentWriteError,
     ConflictError,
+    ExternalIdTakenError,
     NotFoundError,
     PreconditionFailedError,
     TenantExistsError,
@@ -93,6 +94,8 @@ class MemoryStore:
         #: Every activity entry as stored (the tuples above are the short form the engine tests read).
         self.entries: list[tuple[str, str, ActivityEntry]] = []
         self.accounts: dict[str, str] = {}  # account id -> tenant id
+        self.external_ids: dict[str, str] = {}  # external id -> tenant id (DynamoDB keeps a digest)
+        self.buckets: dict[str, tuple[float, float]] = {}  # rate key -> (tokens, epoch seconds)
         self.counts: dict[str, int] = {}  # tenant id -> live game servers
         self.status_writes = 0
         self.fail_reads: set[str] = set()  # tenant ids whose next reads come back incomplete
@@ -107,6 +110,17 @@ class MemoryStore:
         with self._lock:
             self.tenants[tenant.tenant_id] = tenant
             self.accounts.setdefault(tenant.account_id, tenant.tenant_id)
+            self.external_ids.setdefault(tenant.external_id, tenant.tenant_id)
+
+    def take_token(self, key: str, *, rate_per_s: float, burst: int, at: datetime) -> float:
+        now = at.timestamp()
+        with self._lock:
+            tokens, last = self.buckets.get(key, (float(burst), now))
+            tokens = min(float(burst), tokens + max(0.0, now - last) * rate_per_s)
+            if tokens < 1.0:
+                return (1.0 - tokens) / rate_per_s
+            self.buckets[key] = (tokens - 1.0, now)
+            return 0.0
 
     def list_tenants(self) -> list[Tenant]:
         with self._lock:
@@ -123,8 +137,11 @@ class MemoryStore:
             owner = self.accounts.get(tenant.account_id)
             if owner is not None and owner != tenant.tenant_id:
                 raise AccountTakenError(account_taken_message(tenant.account_id, owner))
+            if self.external_ids.get(tenant.external_id, tenant.tenant_id) != tenant.tenant_id:
+                raise ExternalIdTakenError(EXTERNAL_ID_TAKEN)
             self.tenants[tenant.tenant_id] = tenant
             self.accounts[tenant.account_id] = tenant.tenant_id
+            self.external_ids[tenant.external_id] = tenant.tenant_id
             self.counts[tenant.tenant_id] = 0
 
     def update_tenant(
@@ -230,13 +247,22 @@ class MemoryStore:
             return self.servers.get((tenant_id, gameserver_id))
 
     def page_servers(
-        self, tenant_id: str, *, username: str | None = None, limit: int = 25, after: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        username: str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+        owner_sub: str | None = None,
     ) -> ServerPage:
+        def wanted(s: DesiredServer) -> bool:
+            if owner_sub is not None:
+                return s.owned_by(owner_sub, username or "")
+            return username is None or s.username == username
+
         with self._lock:
             servers = [
-                s
-                for s in self.servers.tenant(tenant_id)
-                if (after is None or s.gameserver_id > after) and (username is None or s.username == username)
+                s for s in self.servers.tenant(tenant_id) if (after is None or s.gameserver_id > after) and wanted(s)
             ]
         page = tuple(servers[:limit])
         return ServerPage(page, page[-1].gameserver_id if len(servers) > limit else None)
@@ -284,11 +310,13 @@ class MemoryStore:
         region: str | None,
         trail: WriteTrail,
         at: datetime,
+        owner_sub: str | None = None,
     ) -> DesiredServer:
         with self._lock:
             stored = self._still(current)
             server = replace(
                 stored,
+                owner_sub=owner_sub or stored.owner_sub,
                 config=config,
                 raw_config=config.model_dump(),
                 unreadable=None,

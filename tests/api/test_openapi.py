@@ -70,7 +70,7 @@ def test_document_shape() -> None:
     }
     assert doc["security"] == [{"cognito": []}]
     ids = [op["operationId"] for _, _, op in operations()]
-    assert len(ids) == len(set(ids)) == 15
+    assert len(ids) == len(set(ids)) == 16
     assert not {"/openapi.json", "/docs", "/dashboard"} & set(doc["paths"])
 
 

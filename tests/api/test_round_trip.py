@@ -154,7 +154,9 @@ def test_round_trip_through_the_stream_handler(api: ApiClient, stream: StreamRea
     assert server["status"]["stack_status"] == "CREATE_COMPLETE"
     found = stack(name)
     assert found is not None
-    assert server["status"]["stack_id"] == found["StackId"]
+    assert "stack_id" not in server["status"]  # players never see the stack's ARN (it names the account)
+    (seen,) = api.get("/tenants/acme/servers", ROOT).json()["items"]
+    assert seen["status"]["stack_id"] == found["StackId"]
     assert parameters(found) == {"Difficulty": "hard", "PlayerCount": "16", "Seed": "abc"}
     # The reconciler's status writes are on the stream too, and trigger nothing.
     assert set(deliver(stream)) == {"MODIFY"}
@@ -197,7 +199,9 @@ def test_round_trip_through_the_engine(api: ApiClient) -> None:
     assert server["status"]["phase"] == "Ready"
     found = stack("stackherd-acme-alpha-1")
     assert found is not None
-    assert server["status"]["stack_id"] == found["StackId"]
+    assert "stack_id" not in server["status"]  # players never see the stack's ARN (it names the account)
+    (seen,) = api.get("/tenants/acme/servers", ROOT).json()["items"]
+    assert seen["status"]["stack_id"] == found["StackId"]
     kinds = [h["kind"] for h in api.get("/servers/alpha-1/history").json()["items"]]
     assert kinds[-1] == "desired"
     assert "create" in kinds

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.api.conftest import ALICE, BOB, ON_BOTH_STORES, ROOT, ApiClient, put_config
+from reconciler.reasons import player_reason
+from tests.api.conftest import ALICE, BOB, ON_BOTH_STORES, ROOT, ApiClient, Caller, put_config
 from tests.api.test_concurrency import etag_for
 
 if TYPE_CHECKING:
@@ -151,7 +152,8 @@ def test_get_shows_drift_and_last_error_when_the_reconciler_recorded_them(api: A
         conditions=(Condition("Synced", False, "Drifted", "the stack was changed outside stackherd"),),
     )
     store.write_status(server, status)
-    body = api.get("/servers/alpha-1").json()["status"]
+    # The admin: as recorded.
+    body = api.get("/tenants/acme/servers", ROOT).json()["items"][0]["status"]
     assert body["phase"] == "Updating"
     assert body["drift"] == "Seed: 'abc' -> 'changed-by-hand'"
     assert body["last_error"] == "Throttling: Rate exceeded"
@@ -159,6 +161,16 @@ def test_get_shows_drift_and_last_error_when_the_reconciler_recorded_them(api: A
     assert body["stack_id"].endswith("stackherd-acme-alpha-1/1")
     assert body["conditions"] == [
         {"type": "Synced", "status": False, "reason": "Drifted", "message": "the stack was changed outside stackherd"}
+    ]
+    # The player: the drift of their own config, and the player reasons of the table.
+    body = api.get("/servers/alpha-1").json()["status"]
+    assert body["phase"] == "Updating"
+    assert body["drift"] == "Seed: 'abc' -> 'changed-by-hand'"
+    assert body["last_error"] == player_reason("Throttling").message
+    assert body["stack_status"] == "UPDATE_IN_PROGRESS"
+    assert "stack_id" not in body
+    assert body["conditions"] == [
+        {"type": "Synced", "status": False, "reason": "Drifted", "message": player_reason("Drifted").message}
     ]
 
 
@@ -326,7 +338,8 @@ def test_plan_is_a_dry_run_and_reconcile_acts(api: ApiClient, memory_world: Fake
     assert [(a["kind"], a["outcome"]) for a in done["actions"]] == [("create", "done")]
     assert done["requeued"] == 1  # the engine asked for another look once the create is under way
     assert memory_world.requeuer.sent == [("acme", "alpha-1", 30)]
-    assert api.get("/servers/alpha-1").json()["status"]["stack_id"]
+    assert api.get("/tenants/acme/servers", ROOT).json()["items"][0]["status"]["stack_id"]
+    assert "stack_id" not in api.get("/servers/alpha-1").json()["status"]  # an ARN, with the account id
 
     memory_world.cloud.settle_all()  # CloudFormation finishes creating the stack
     in_sync = api.get("/tenants/acme/plan", ROOT).json()
@@ -374,4 +387,7 @@ def test_recorded_events_in_sequence(api: ApiClient) -> None:
         for name in ("put_server", "get_server", "patch_server", "server_history", "delete_server", "get_server")
     ]
     assert statuses == [201, 200, 200, 200, 202, 200]
-    assert api.get("/servers/alpha-1", ALICE).json()["config"]["player_count"] == 12
+    # The recorded events' alice: servers belong to the token's sub, not to the user name.
+    recorded = Caller("alice", load_event("get_server")["requestContext"]["authorizer"]["jwt"]["claims"])
+    assert api.get("/servers/alpha-1", recorded).json()["config"]["player_count"] == 12
+    assert api.get("/servers/alpha-1", ALICE).status == 404

@@ -90,7 +90,7 @@ def test_cli_converges_three_accounts_through_a_moto_server(endpoint: str) -> No
     assert "nothing to create" in ok("init"), "init is idempotent"
     ok("templates", "publish", str(TEMPLATE), "--version", "v1")
     for tenant, account in ACCOUNTS.items():
-        ok("tenants", "add", tenant, "--account", account, "--external-id", f"x-{tenant}")
+        ok("tenants", "add", tenant, "--account", account, "--external-id", f"external-id-of-{tenant}-0123456789")
     listed = json.loads(ok("tenants", "list", "--json"))
     assert [t["tenant_id"] for t in listed] == ["alpha", "bravo", "charlie"]
 

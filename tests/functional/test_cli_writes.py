@@ -272,3 +272,31 @@ def test_servers_show_and_retry_accept_a_stored_legacy_id_but_put_refuses_it(
     code, _ = run("servers", "delete", "alpha", "has space")
     assert code != cli.EXIT_OK
     assert "printable ASCII" in capsys.readouterr().err
+
+
+def test_cli_shows_the_external_id_only_on_registration_and_when_asked(
+    installed: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, added = run("tenants", "add", "initech", "--account", "333333333333", "--json")
+    assert code == cli.EXIT_OK
+    secret = json.loads(added)["external_id"]
+    assert len(secret) * 6 >= 128
+
+    code, listed = run("tenants", "list", "--json")
+    assert code == cli.EXIT_OK and secret not in listed and "external_id" not in listed
+    code, again = run("tenants", "add", "initech", "--account", "333333333333")
+    assert code == cli.EXIT_OK and secret not in again
+    code, asked = run("tenants", "external-id", "initech")
+    assert (code, asked.strip()) == (cli.EXIT_OK, secret)
+
+
+def test_cli_refuses_a_weak_external_id_and_a_role_iam_would_refuse(
+    installed: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run("tenants", "add", "initech", "--account", "333333333333", "--external-id", "x-initech")
+    assert code == cli.EXIT_ERROR
+    assert "at least 10 different characters" in capsys.readouterr().err
+    code, _ = run("tenants", "add", "initech", "--account", "333333333333", "--role-name", "Other")
+    assert code == cli.EXIT_ERROR
+    assert "arn:<partition>:iam::333333333333:role/StackherdExecution" in capsys.readouterr().err
+    assert installed.store.get_tenant("initech") is None

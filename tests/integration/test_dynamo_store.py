@@ -187,7 +187,7 @@ def _race(n: int, fn: Callable[[int], object]) -> list[BaseException | None]:
 
 
 def test_ten_concurrent_creates_on_the_free_tier_make_exactly_three_on_dynamodb(store: DynamoStore) -> None:
-    free = Tenant("free", "333333333333", ("us-east-1",), "arn:aws:iam::333333333333:role/R", "ext", tier="free")
+    free = Tenant("free", "333333333333", ("us-east-1",), "arn:aws:iam::333333333333:role/R", "ext-free", tier="free")
     store.create_tenant(free, T0)
 
     outcomes = race(10, lambda i: DesiredWrites(DynamoStore()).put_server(free, f"s{i}", "ana", {}, trail=TRAIL))
@@ -323,3 +323,19 @@ def test_an_unreadable_record_stands_in_as_a_failed_one_beside_the_others(
     assert ([r.gameserver_id for r in page.servers], page.after) == (["gs-1", "gs-2"], "gs-2")
     assert store.get_server("alpha", "gs-2") == bad
     assert store.write_status(bad, ServerStatus(phase=Phase.FAILED)) is False
+
+
+def test_one_rate_bucket_holds_across_concurrent_writers_on_dynamodb(store: DynamoStore) -> None:
+    """Ten writers (as ten API instances would) take from a bucket of five: exactly five get a token."""
+    waits: list[float] = [0.0] * 10
+
+    def take(index: int) -> None:
+        waits[index] = DynamoStore().take_token("player#alpha#sub-ana", rate_per_s=0.1, burst=5, at=T0)
+
+    outcomes = race(10, take)
+
+    assert outcomes == [None] * 10
+    assert sorted(w == 0.0 for w in waits).count(True) == 5
+    assert all(9.9 <= w <= 10.0 for w in waits if w)  # one token every 10 s
+    assert store.take_token("player#alpha#sub-ana", rate_per_s=0.1, burst=5, at=later(10)) == 0.0
+    assert [t.tenant_id for t in store.list_tenants()] == ["alpha"]

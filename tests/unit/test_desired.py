@@ -291,7 +291,10 @@ def test_every_door_refuses_tenant_regions_outside_the_roles_partition(
     assert stored is not None and stored.regions == ("us-east-1", "eu-west-1")
 
     govcloud = _spec(
-        "charlie", "333333333333", regions=["us-gov-west-1"], role="arn:aws-us-gov:iam::333333333333:role/R"
+        "charlie",
+        "333333333333",
+        regions=["us-gov-west-1"],
+        role="arn:aws-us-gov:iam::333333333333:role/StackherdExecution",
     )
     assert writes.register_tenant(govcloud, trail=ANA)[1]
 

@@ -28,6 +28,12 @@ EVERY_VARIABLE = {
     "STACKHERD_STUCK_AFTER_SECONDS": "1800",
     "STACKHERD_REVIEW_GRACE_SECONDS": "600",
     "STACKHERD_CLIENT_CACHE_SIZE": "64",
+    "STACKHERD_TENANT_ROLE_NAME": "GameRunner",
+    "STACKHERD_PLAYER_WRITES_PER_MINUTE": "3",
+    "STACKHERD_PLAYER_WRITE_BURST": "5",
+    "STACKHERD_TENANT_WRITES_PER_MINUTE": "30.5",
+    "STACKHERD_TENANT_WRITE_BURST": "50",
+    "STACKHERD_REGION_MOVE_COOLDOWN_SECONDS": "300",
     "AWS_REGION": "eu-west-1",
 }
 
@@ -57,6 +63,12 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "failure_backoff_s": 120,
         "stuck_after_s": 1800,
         "review_grace_s": 600,
+        "tenant_role_name": "GameRunner",
+        "player_writes_per_minute": 3.0,
+        "player_write_burst": 5,
+        "tenant_writes_per_minute": 30.5,
+        "tenant_write_burst": 50,
+        "region_move_cooldown_s": 300,
     }
 
 
