@@ -41,6 +41,8 @@ FAILURE_CLASSES: list[type[ReconcileError]] = [
     errors.PermanentError,
     errors.AccessDeniedError,
     errors.TemplateNotFoundError,
+    errors.TemplateUnpinnedError,
+    errors.TemplateIntegrityError,
     errors.TemplateVersionExistsError,
     errors.UnreadableItemError,
     errors.UnknownRegionError,
