@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     review_grace_s: int = Field(
         default=900, ge=0, validation_alias=AliasChoices("STACKHERD_REVIEW_GRACE_SECONDS", "review_grace_s")
     )
+    #: A tenant in a rollout's wave that is not Ready at the new version this long after its pin has failed.
+    rollout_tenant_timeout_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        validation_alias=AliasChoices("STACKHERD_ROLLOUT_TENANT_TIMEOUT_SECONDS", "rollout_tenant_timeout_s"),
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -103,4 +110,5 @@ _SECONDS_VARIABLES = {
     "failure_backoff_s": "STACKHERD_FAILURE_BACKOFF_SECONDS",
     "stuck_after_s": "STACKHERD_STUCK_AFTER_SECONDS",
     "review_grace_s": "STACKHERD_REVIEW_GRACE_SECONDS",
+    "rollout_tenant_timeout_s": "STACKHERD_ROLLOUT_TENANT_TIMEOUT_SECONDS",
 }

@@ -17,12 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
+    VersionAttribute,
 )
 from pynamodb.constants import MAP, PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE, STRING
 from pynamodb.models import Model
@@ -51,6 +54,9 @@ DEFAULT_REGION: str = _DEFAULTS["region"]
 
 #: Key prefix of the account items in the tenants table; `#` is outside every tenant id, so they never collide.
 ACCOUNT_PREFIX = "account#"
+#: Key prefix of rollouts (`rollout#<id>`) and of their index of active ones (`rollout#!active`).
+ROLLOUT_PREFIX = "rollout#"
+ROLLOUT_INDEX_KEY = "rollout#!active"
 
 
 _ID_RE = re.compile(ID_PATTERN)
@@ -99,6 +105,7 @@ class StatusMap(MapAttribute[str, Any]):
     operation = UnicodeAttribute(null=True)
     tries = NumberAttribute(null=True)
     cause = UnicodeAttribute(null=True)
+    template_version = UnicodeAttribute(null=True)
 
 
 class TenantModel(Model):
@@ -133,6 +140,36 @@ class AccountModel(Model):
 
     tenant_id = UnicodeAttribute(hash_key=True)  # the key attribute of the tenants table: "account#<id>"
     owner = UnicodeAttribute()
+
+
+class RolloutModel(Model):
+    """`rollout#<id>`: one rollout (in the tenants table). Its plan and each tenant's progress are one
+    compressed JSON body, so a rollout of thousands of tenants stays one item that one conditional write
+    changes; `revision` (PynamoDB's version attribute) makes every save conditional on the revision read."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    revision = VersionAttribute()
+    state = UnicodeAttribute()
+    target_version = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    body = BinaryAttribute(legacy_encoding=False)
+
+
+class RolloutIndexModel(Model):
+    """`rollout#!active`: the ids of the active rollouts. A start adds its id in the same transaction as its
+    rollout item, conditional on the revision it read, so two overlapping starts cannot both succeed."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    revision = VersionAttribute()
+    active = UnicodeSetAttribute(null=True)
 
 
 def account_key(account_id: str) -> str:
@@ -192,6 +229,8 @@ def configure(settings: Settings | None = None, *, region: str | None = None) ->
     names = {
         TenantModel: settings.tenants_table,
         AccountModel: settings.tenants_table,
+        RolloutModel: settings.tenants_table,
+        RolloutIndexModel: settings.tenants_table,
         GameServerModel: settings.gameservers_table,
         ActivityModel: settings.activity_table,
     }
@@ -328,6 +367,7 @@ def status_from_map(raw: StatusMap | None) -> ServerStatus:
         operation=raw.operation,
         tries=int(raw.tries or 0),
         cause=raw.cause,
+        template_version=raw.template_version,
     )
 
 
@@ -355,6 +395,7 @@ def status_to_map(status: ServerStatus) -> StatusMap:
         operation=status.operation,
         tries=status.tries,
         cause=status.cause,
+        template_version=status.template_version,
     )
 
 

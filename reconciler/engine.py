@@ -851,6 +851,9 @@ class Engine:
 
         if server is not None and not action.orphan:
             status = next_status(server.status, effective, now, error=error, stack_id=stack_id, cause=cause)
+            # The version this pass worked towards: a rollout judges a tenant by its servers' status at the new
+            # version, never by a Ready left over from the old one.
+            status = replace(status, template_version=tenant.template_version)
             if action.stuck_since and server.status.condition(STUCK) is None:
                 self._log(tenant.tenant_id, action.gameserver_id, "stuck", f"{action.reason}: stuck", effective, server)
             if needs_write(server.status, status):

@@ -36,6 +36,7 @@ from models.tables import (
     BRAKE_SECTION,
     ORPHANS_SECTION,
     REGIONS_SECTION,
+    ROLLOUT_PREFIX,
     AccountModel,
     ActivityModel,
     GameServerModel,
@@ -49,6 +50,7 @@ from models.tables import (
     tenant_state_from_map,
     tenant_to_item,
 )
+from reconciler.adapters.dynamo_rollouts import DynamoRollouts
 from reconciler.desired import account_taken_message, quota_exceeded
 from reconciler.errors import StoreError, UnreadableItemError
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
@@ -110,7 +112,7 @@ def _trail_actions(trail: WriteTrail) -> list[Action]:
     ]
 
 
-class DynamoStore:
+class DynamoStore(DynamoRollouts):
     def __init__(self, activity_ttl: timedelta = ACTIVITY_TTL) -> None:
         self.activity_ttl = activity_ttl
 
@@ -123,7 +125,9 @@ class DynamoStore:
         """Every registered tenant. One whose item no longer validates is listed marked unreadable; one that
         cannot even be decoded is listed by its id with the reason, so one bad item never fails the listing
         (and the sweep skips it with a visible error, never silently)."""
-        not_a_tenant = TenantModel.tenant_id.startswith(ACCOUNT_PREFIX)
+        not_a_tenant = TenantModel.tenant_id.startswith(ACCOUNT_PREFIX) | TenantModel.tenant_id.startswith(
+            ROLLOUT_PREFIX
+        )
         try:
             try:
                 tenants = [tenant_from_item(i) for i in TenantModel.scan(filter_condition=~not_a_tenant)]
