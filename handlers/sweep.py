@@ -1,4 +1,5 @@
-"""Scheduled sweep: reconcile every tenant that is not quarantined, with bounded concurrency.
+"""Scheduled sweep: advance the active rollouts, then reconcile every tenant that is not quarantined, with
+bounded concurrency.
 
 One tenant's failure (access denied, throttling) is isolated in its own result and never stops the
 others; access denied also quarantines the tenant with a visible reason. Returns a summary.
@@ -12,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import logger, metrics
+from handlers.rollouts import advance_rollouts
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -20,6 +22,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from handlers.runtime import runtime
 
     rt = runtime()
+    advance_rollouts(rt, metrics)
     result = rt.engine.sweep(concurrency=rt.settings.sweep_concurrency)
     for tenant in result.results:
         if tenant.error:

@@ -593,6 +593,9 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
 
     rt = runtime()
+    from handlers.rollouts import advance_rollouts
+
+    advance_rollouts(rt)
     progress: Callable[[Any], None] | None = None
     if not args.json and sys.stderr.isatty():
         total = len(rt.store.list_tenants())
