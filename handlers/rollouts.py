@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from handlers.runtime import Runtime
     from reconciler.rollout_service import RolloutService
+    from reconciler.rollouts import Rollout
 
 
 def rollout_service(rt: Runtime) -> RolloutService:
@@ -43,3 +44,29 @@ def advance_rollouts(rt: Runtime, metrics: Metrics | None = None) -> dict[str, A
         metrics.add_metric(name="RolloutsHalted", unit=MetricUnit.Count, value=report.halted)
         metrics.add_metric(name="RolloutsRolledBack", unit=MetricUnit.Count, value=report.rolled_back)
     return report.to_dict()
+
+
+def rollout_dict(rollout: Rollout) -> dict[str, Any]:
+    """A rollout as the CLI's --json and the API show it: the stored plan with each tenant's outcome, the
+    counts, and the failures with their causes."""
+    from reconciler.rollouts import TenantOutcome
+
+    data: dict[str, Any] = rollout.to_dict()
+    by_id = {t.tenant_id: t for t in rollout.tenants}
+    data["counts"] = rollout.counts()
+    data["failures"] = [
+        {"tenant_id": t.tenant_id, "wave": t.wave + 1, "cause": t.cause}
+        for t in rollout.tenants
+        if t.outcome is TenantOutcome.FAILED or (t.cause or "").startswith("failed: ")
+    ]
+    data["waves"] = [
+        {
+            "wave": index + 1,
+            "canary": index == 0 and rollout.has_canary,
+            "tenants": [{"tenant_id": t, "outcome": by_id[t].outcome.value, "cause": by_id[t].cause} for t in wave],
+        }
+        for index, wave in enumerate(rollout.waves)
+    ]
+    data.pop("tenants")
+    data["wave"] = rollout.current_wave + 1
+    return data

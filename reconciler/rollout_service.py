@@ -21,7 +21,7 @@ from reconciler.ports import DesiredStore, stop_reason
 from reconciler.rollouts import (
     Pin,
     Rollout,
-    RolloutError,
+    RolloutConflictError,
     ServerView,
     Step,
     TenantView,
@@ -205,7 +205,7 @@ class RolloutService:
             if clashes:
                 other, shared = clashes[0]
                 shown = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
-                raise RolloutError(
+                raise RolloutConflictError(
                     f"rollout {other} is still active on {shown}; wait for it, or abort it "
                     f"(`stackherd rollout abort {other}`), or leave those tenants out with --tenants",
                     rule="rollout_overlap",

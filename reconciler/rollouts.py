@@ -56,6 +56,11 @@ class RolloutError(ConfigError):
         super().__init__(message, field="rollout", rule=rule)
 
 
+class RolloutConflictError(RolloutError):
+    """The rollout's state does not allow the operation, or another active rollout holds some of the tenants
+    (the API answers 409; a start with bad options is a plain RolloutError or ConfigError, 422)."""
+
+
 @dataclass(frozen=True)
 class TenantProgress:
     tenant_id: str
@@ -531,7 +536,7 @@ def pause(rollout: Rollout, now: datetime) -> Rollout:
     if rollout.state is RolloutState.PAUSED:
         return rollout
     if rollout.state not in (RolloutState.IN_PROGRESS, RolloutState.BAKING):
-        raise RolloutError(
+        raise RolloutConflictError(
             f"rollout {rollout.rollout_id} is {rollout.state.value}: only a running rollout can be paused"
         )
     return replace(rollout, state=RolloutState.PAUSED, paused_from=rollout.state, updated_at=now_iso(now))
@@ -541,7 +546,7 @@ def resume(rollout: Rollout, now: datetime) -> Rollout:
     if rollout.state in (RolloutState.IN_PROGRESS, RolloutState.BAKING):
         return rollout
     if rollout.state is not RolloutState.PAUSED:
-        raise RolloutError(
+        raise RolloutConflictError(
             f"rollout {rollout.rollout_id} is {rollout.state.value}: only a paused rollout can be resumed"
             + ("; start a new rollout to go on" if rollout.state is RolloutState.HALTED else "")
         )
@@ -555,7 +560,7 @@ def abort(rollout: Rollout, now: datetime) -> Rollout:
     if rollout.state is RolloutState.ABORTED:
         return rollout
     if not rollout.active:
-        raise RolloutError(
+        raise RolloutConflictError(
             f"rollout {rollout.rollout_id} is {rollout.state.value} and pins nothing more; "
             f"`stackherd rollout rollback {rollout.rollout_id}` pins its tenants back"
         )

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from models.config import ConfigError
 from reconciler.desired import etag
 from reconciler.errors import StoreError
+from reconciler.rollouts import RolloutConflictError
 from reconciler.writes import (
     ConflictError,
     NotFoundError,
@@ -114,6 +115,7 @@ STATUS: dict[type[BaseException], tuple[HTTPStatus, str]] = {
     RequestUnsupportedContentType: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
     UnprocessableError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     ConfigError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
+    RolloutConflictError: (HTTPStatus.CONFLICT, "Conflict"),
     RequestValidationError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     StoreError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
 }

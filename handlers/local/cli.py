@@ -631,6 +631,12 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
 # --- rollouts --------------------------------------------------------------------------------------
 
 
+def _rollout_dict(rollout: Any) -> dict[str, Any]:
+    from handlers.rollouts import rollout_dict
+
+    return rollout_dict(rollout)
+
+
 def _rollouts() -> Any:
     from handlers.rollouts import rollout_service
     from handlers.runtime import runtime
@@ -661,36 +667,10 @@ def cmd_rollout_start(args: argparse.Namespace, out: IO[str]) -> int:
         auto_rollback=args.auto_rollback,
     )
     if args.json:
-        _print_json(rollout_dict(rollout), out)
+        _print_json(_rollout_dict(rollout), out)
     else:
         out.write(rollout.rollout_id + "\n")
     return EXIT_OK
-
-
-def rollout_dict(rollout: Any) -> dict[str, Any]:
-    """A rollout as the CLI's --json and the API show it: the stored plan with each tenant's outcome, the
-    counts, and the failures with their causes."""
-    from reconciler.rollouts import TenantOutcome
-
-    data: dict[str, Any] = rollout.to_dict()
-    by_id = {t.tenant_id: t for t in rollout.tenants}
-    data["counts"] = rollout.counts()
-    data["failures"] = [
-        {"tenant_id": t.tenant_id, "wave": t.wave + 1, "cause": t.cause}
-        for t in rollout.tenants
-        if t.outcome is TenantOutcome.FAILED or (t.cause or "").startswith("failed: ")
-    ]
-    data["waves"] = [
-        {
-            "wave": index + 1,
-            "canary": index == 0 and rollout.has_canary,
-            "tenants": [{"tenant_id": t, "outcome": by_id[t].outcome.value, "cause": by_id[t].cause} for t in wave],
-        }
-        for index, wave in enumerate(rollout.waves)
-    ]
-    data.pop("tenants")
-    data["wave"] = rollout.current_wave + 1
-    return data
 
 
 def _print_rollout(rollout: Any, out: IO[str]) -> None:
@@ -742,7 +722,7 @@ def cmd_rollout_status(args: argparse.Namespace, out: IO[str]) -> int:
     while True:
         rollout = service.get(rollout_id)
         if args.json:
-            data = rollout_dict(rollout)
+            data = _rollout_dict(rollout)
             out.write(json.dumps(data, sort_keys=True, default=str) + "\n") if args.watch else _print_json(data, out)
         else:
             _print_rollout(rollout, out)
@@ -798,7 +778,7 @@ def _rollout_action(name: str) -> Callable[[argparse.Namespace, IO[str]], int]:
         rollout = getattr(result, "rollout", result)  # a rollback says what it left alone, with the rollout
         notes = getattr(result, "notes", ())
         if args.json:
-            _print_json({**rollout_dict(rollout), "notes": list(notes)}, out)
+            _print_json({**_rollout_dict(rollout), "notes": list(notes)}, out)
         else:
             out.write(f"rollout {rollout.rollout_id}: {rollout.state.value}\n")
             for note in notes:

@@ -27,7 +27,8 @@ def _item(rollout: Rollout, revision: int | None) -> RolloutModel:
         created_at=rollout.created_at,
         body=zlib.compress(json.dumps(body, separators=(",", ":")).encode()),
     )
-    item.revision = revision
+    if revision:
+        item.revision = revision
     return item
 
 
@@ -81,7 +82,8 @@ class DynamoRollouts:
 
     def create_rollout(self, rollout: Rollout, index_revision: int) -> Rollout | None:
         index = RolloutIndexModel(ROLLOUT_INDEX_KEY)
-        index.revision = index_revision or None
+        if index_revision:
+            index.revision = index_revision
         item = _item(rollout, None)
         try:
             with TransactWrite(connection=Connection(region=RolloutModel.Meta.region)) as transaction:
