@@ -201,6 +201,7 @@ _LOCATIONS = {"path", "query", "header", "body", "cookie"}
 FRIENDLY = {
     "tenant_id": "must be 1-40 lowercase letters, digits or inner hyphens (for example 'acme')",
     "gameserver_id": "must be 1-40 lowercase letters, digits or inner hyphens (for example 'alpha-1')",
+    "rollout_id": "must be a rollout's id, as `GET /rollouts` lists them (for example 'ro-0123456789ab')",
 }
 
 

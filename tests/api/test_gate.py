@@ -17,7 +17,7 @@ def test_every_route_has_a_gate_shape_with_its_audience_method_and_body() -> Non
         concrete = re.sub(r"\{\w+\}", "x-1", path)
         shape = shape_of(concrete)
         assert shape is not None, path
-        assert shape.audience == ("admin" if path.startswith("/tenants") else "player"), path
+        assert shape.audience == ("admin" if path.startswith(("/tenants", "/rollouts")) else "player"), path
         for method, operation in operations.items():
             assert method.upper() in shape.methods, (method, path)
             assert (method.upper() in shape.with_body) == ("requestBody" in operation), (method, path)
