@@ -7,8 +7,8 @@ A rollout moves a fixed set of tenants to `target_version` in waves: the canary 
 stable, deterministic order. A wave's tenants are pinned together; a tenant succeeds when every live server of
 it is Ready at the target version, and fails when one is Held (or Failed for good) at it, or when it has not
 succeeded within the timeout. The next wave starts after the bake time while the failures stay within the
-tolerance (a failed canary always halts); beyond it the rollout halts and, with auto-rollback, pins the failed
-and in-flight tenants back to the version each had before.
+tolerance (a failed canary always halts); beyond it the rollout halts at once (without waiting for the rest of
+the wave) and, with auto-rollback, pins the failed and in-flight tenants back to the version each had before.
 """
 
 from __future__ import annotations
@@ -454,8 +454,8 @@ def advance(rollout: Rollout, views: Mapping[str, TenantView], now: datetime, *,
                         + _not_ready(view, rollout.target_version)
                     ),
                 )
-        if any(progress[t].outcome is TenantOutcome.IN_FLIGHT for t in rollout.waves[wave]):
-            break
+        # Beyond the tolerance (or a failed canary) the rollout halts at once, not when the wave is done: the
+        # wave is already pinned, but a rollback of its in-flight tenants should not wait for their timeouts.
         failures = sum(1 for t in progress.values() if t.outcome is TenantOutcome.FAILED)
         canary_failed = (
             wave == 0
@@ -484,6 +484,8 @@ def advance(rollout: Rollout, views: Mapping[str, TenantView], now: datetime, *,
                             if current.outcome is TenantOutcome.FAILED
                             else current.cause,
                         )
+            break
+        if any(progress[t].outcome is TenantOutcome.IN_FLIGHT for t in rollout.waves[wave]):
             break
         if wave + 1 >= len(rollout.waves):
             state, completed = RolloutState.COMPLETED, True

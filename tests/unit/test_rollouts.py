@@ -190,3 +190,13 @@ def test_an_empty_rollout_is_refused() -> None:
 def test_a_rollout_round_trips_through_its_stored_form() -> None:
     r = advance(rollout(), views(set()), NOW, timeout_s=60).rollout
     assert Rollout.from_dict(r.to_dict()) == r
+
+
+def test_failures_beyond_the_tolerance_halt_before_the_wave_is_done() -> None:
+    r = rollout(5, sizes=("4",), tolerance="0", auto=True)
+    r = advance(r, views(set(), count=5), NOW, timeout_s=600).rollout
+    r = advance(r, views({"t0"}, ready={"t0"}, count=5), NOW, timeout_s=600).rollout
+    step = advance(r, views({"t0", "t1", "t2", "t3", "t4"}, ready={"t0"}, held={"t2"}, count=5), NOW, timeout_s=600)
+    assert step.halted and step.rollout.state is RolloutState.ROLLED_BACK
+    # The failed tenant and the three still in flight go back at once.
+    assert sorted(p.tenant_id for p in step.pins if p.back) == ["t1", "t2", "t3", "t4"]
