@@ -116,3 +116,43 @@ def test_an_overlapping_start_is_refused_with_the_other_rollout_named(
     code, _ = run("rollout", "resume", first)
     assert code == cli.EXIT_ERROR
     assert "only a paused rollout can be resumed" in capsys.readouterr().err
+
+
+def test_the_scheduled_sweep_advances_rollouts_and_counts_waves_halts_and_rollbacks(
+    fleet: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from handlers import sweep
+    from handlers.local.embedded import LocalContext
+    from reconciler import naming
+
+    for index in (1, 2):  # v2 fails in t1 and t2
+        name = naming.stack_name(fleet.settings.installation, f"t{index}", "a")
+        fleet.cloud.set_outcome(f"{200000000000 + index}", name, "update", "UPDATE_ROLLBACK_COMPLETE", always=True)
+    rollout_id = run("rollout", "start", "v2", "--wave-size", "2", "--auto-rollback", "--failure-tolerance", "1")[1]
+    capsys.readouterr()
+    metrics: dict[str, float] = {}
+    for _ in range(12):
+        sweep.handler({"source": "aws.events"}, LocalContext())
+        fleet.cloud.settle_all()
+        fleet.clock.advance(300)
+        for line in capsys.readouterr().out.splitlines():
+            if line.startswith('{"_aws"'):
+                data = json.loads(line)
+                for name in ("RolloutWavesStarted", "RolloutsHalted", "RolloutsRolledBack"):
+                    if name in data:
+                        metrics[name] = metrics.get(name, 0) + sum(
+                            data[name] if isinstance(data[name], list) else [data[name]]
+                        )
+    state = json.loads(run("rollout", "status", rollout_id.strip(), "--json")[1])
+    assert state["state"] == "RolledBack", state
+    assert metrics == {"RolloutWavesStarted": 1, "RolloutsHalted": 1, "RolloutsRolledBack": 1}
+    assert {t.tenant_id: t.template_version for t in fleet.store.list_tenants()} == {"t0": "v2", "t1": "v1", "t2": "v1"}
+
+
+def test_a_sweep_goes_on_when_rollouts_cannot_advance(fleet: FakeWorld) -> None:
+    def broken() -> tuple[int, list[object]]:
+        raise RuntimeError("the tenants table is unreachable")
+
+    fleet.store.active_rollouts = broken  # type: ignore[method-assign]
+    code, out = run("sweep", "--json")
+    assert code == cli.EXIT_OK and json.loads(out)["tenants"] == 3
