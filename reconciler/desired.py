@@ -199,6 +199,10 @@ class DesiredWrites:
         #: Where a tenant's template version must be published (None: not checked, for store-only tests).
         self.templates = templates
 
+    def check_published(self, version: str) -> None:
+        """ConfigError unless `version` is published (a rollout checks its version before it pins anything)."""
+        self._check_template(version)
+
     def _check_template(self, version: str) -> None:
         """A tenant pinned to a version that is not published fails every server in every pass."""
         if self.templates is None:

@@ -170,7 +170,7 @@ class RolloutService:
     ) -> Rollout:
         """Store a rollout of `version` (refused: an unpublished version, an unknown tenant, an overlap with an
         active rollout) and pin its first wave at once."""
-        self.writes._check_template(version)
+        self.writes.check_published(version)
         if tenants is not None:
             chosen: dict[str, str] = {}
             for tenant_id in tenants:
@@ -216,7 +216,8 @@ class RolloutService:
                     "rollout started",
                     extra={"rollout_id": stored.rollout_id, "version": version, "tenants": len(stored.tenants)},
                 )
-                return self._advance_one(stored, trail).rollout
+                step = self._advance_one(stored, trail)
+                return step.rollout if step is not None else self.get(stored.rollout_id)
         raise ConcurrentWriteError("other rollouts were started at the same time; run it again")
 
     # --- advancing ---------------------------------------------------------------------------------
@@ -234,21 +235,22 @@ class RolloutService:
                 log.warning("rollout could not advance", extra={"rollout_id": rollout.rollout_id, "error": str(error)})
                 report.errors[rollout.rollout_id] = str(error)
                 continue
-            if step is _LOST:
+            if step is None:
                 report.lost.append(rollout.rollout_id)
             elif step.changed:
                 report.advanced.append(step)
         return report
 
-    def _advance_one(self, rollout: Rollout, trail: WriteTrail) -> Step:
+    def _advance_one(self, rollout: Rollout, trail: WriteTrail) -> Step | None:
+        """One advance of `rollout` as read; None when another pass saved it first (this one then pins
+        nothing)."""
         step = advance(rollout, _Views(self.store), self.clock(), timeout_s=self.timeout_s)
         if step.rollout is rollout:
             self._pin(rollout, step.pins, trail)  # only pins lost by an earlier pass, if any
             return step
         saved = self.store.save_rollout(step.rollout)
         if saved is None:
-            # Another pass advanced it from the same revision: it pins; this one must not.
-            return _LOST
+            return None  # another pass advanced it from the same revision: it pins, this one must not
         self._pin(saved, step.pins, trail)
         self._log_step(saved, step)
         return Step(
@@ -319,13 +321,10 @@ class RolloutService:
         resumed = self._change(rollout_id, lambda r: Step(resume(r, self.clock())), trail).rollout
         # Go on at once (it may have baked long enough while paused).
         step = self._advance_one(resumed, trail)
-        return resumed if step is _LOST else step.rollout
+        return step.rollout if step is not None else self.get(rollout_id)
 
     def abort(self, rollout_id: str, *, trail: WriteTrail) -> Rollout:
         return self._change(rollout_id, lambda r: Step(abort(r, self.clock())), trail).rollout
 
     def rollback(self, rollout_id: str, *, trail: WriteTrail) -> Step:
         return self._change(rollout_id, lambda r: rollback(r, _Views(self.store), self.clock()), trail)
-
-
-_LOST = Step(Rollout("", "", (), (), 0, 0, False, ""))

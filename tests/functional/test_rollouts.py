@@ -458,8 +458,8 @@ def test_two_advances_from_the_same_revision_pin_once() -> None:
     stale = service.get(started.rollout_id)
     first = service._advance_one(stale, TRAIL)
     second = service._advance_one(stale, TRAIL)
-    assert first.waves_started == (1,)
-    assert second.rollout.rollout_id == ""  # lost: the other pass saved first, and this one pinned nothing
+    assert first is not None and first.waves_started == (1,)
+    assert second is None  # lost: the other pass saved first, and this one pinned nothing
     lines = [t for t, _g, kind, *_ in world.store.activity if kind == "rollout"]
     assert lines.count("t01") == len(SERVERS)
 
