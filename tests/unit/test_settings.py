@@ -24,6 +24,7 @@ EVERY_VARIABLE = {
     "STACKHERD_FAILURE_BACKOFF_SECONDS": "120",
     "STACKHERD_STUCK_AFTER_SECONDS": "1800",
     "STACKHERD_REVIEW_GRACE_SECONDS": "600",
+    "STACKHERD_ROLLOUT_TENANT_TIMEOUT_SECONDS": "5400",
     "AWS_REGION": "eu-west-1",
 }
 
@@ -49,6 +50,7 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "failure_backoff_s": 120,
         "stuck_after_s": 1800,
         "review_grace_s": 600,
+        "rollout_tenant_timeout_s": 5400,
     }
 
 
