@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from handlers.observability import logger, metrics
+from handlers.observability import logger, metrics, tracer
 from models.config import ID_PATTERN, describe_validation_error
 
 
@@ -37,6 +37,7 @@ def run(request: AdminRequest) -> dict[str, Any]:
     return {"ok": result.error is None, **result.to_dict()}
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from handlers.observability import logger, metrics
+from handlers.observability import logger, metrics, tracer
 from models.config import ID_PATTERN
 
 
@@ -49,6 +49,7 @@ def handle_record(record: SQSRecord) -> None:
         raise RetryLaterError(result.error)
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:

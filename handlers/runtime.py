@@ -8,6 +8,7 @@ is imported, which keeps cold starts short.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,18 @@ class Runtime:
         return DesiredWrites(self.store, templates=self.templates)
 
 
+def _caller_account(session: Any) -> Callable[[], str]:
+    """The account of the process's own credentials, asked of STS once, on the first S3 call that needs it."""
+
+    @functools.cache
+    def account() -> str:
+        from reconciler.adapters.aws import CLIENT_CONFIG
+
+        return str(session.client("sts", config=CLIENT_CONFIG).get_caller_identity()["Account"])
+
+    return account
+
+
 def build_runtime(settings: Settings) -> Runtime:
     import boto3
 
@@ -83,6 +96,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings.template_bucket,
         region=settings.region,
         cloudformation=session.client("cloudformation", config=CLIENT_CONFIG),
+        expected_owner=settings.template_bucket_owner or _caller_account(session),
     )
     engine = Engine(
         store,

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.observability import logger, metrics
+from handlers.observability import logger, metrics, tracer
 
 #: Attributes only the reconciler writes; a change limited to these is not a desired-state change.
 STATUS_ATTRIBUTES = frozenset({"status"})
@@ -187,6 +187,7 @@ class StreamBatch:
             raise TransientStreamError(f"{key.tenant_id}/{key.gameserver_id}: {error}")
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:

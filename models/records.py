@@ -46,6 +46,50 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class SeenStack:
+    """What the last full read (DescribeStacks by name) of a server's stack found, with what a listing shows of
+    it then. While a listing still shows the same stack id, status and last-change time, nothing the read
+    returned can have changed (parameters and tags change only through a stack operation, which moves that
+    time), so the sweep reuses it instead of describing the stack again."""
+
+    stack_id: str
+    status: str
+    #: LastUpdatedTime (CreationTime for a stack never updated), ISO 8601 with microseconds and offset.
+    changed_at: str
+    parameters: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    termination_protection: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack_id": self.stack_id,
+            "status": self.status,
+            "changed_at": self.changed_at,
+            "parameters": dict(self.parameters),
+            "tags": dict(self.tags),
+            "termination_protection": self.termination_protection,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SeenStack | None:
+        """The stored form back; None for anything that is not one (the stack is then simply read again)."""
+        if not isinstance(raw, dict):
+            return None
+        try:
+            parameters, tags = raw.get("parameters") or {}, raw.get("tags") or {}
+            return cls(
+                stack_id=str(raw["stack_id"]),
+                status=str(raw["status"]),
+                changed_at=str(raw["changed_at"]),
+                parameters=tuple(sorted((str(k), str(v)) for k, v in parameters.items())),
+                tags=tuple(sorted((str(k), str(v)) for k, v in tags.items())),
+                termination_protection=bool(raw.get("termination_protection", False)),
+            )
+        except (KeyError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
 class ServerStatus:
     """What the reconciler last saw and did. Written only by the reconciler, never bumps generation."""
 
@@ -68,6 +112,8 @@ class ServerStatus:
     #: The tenant's template version the pass that wrote this status worked towards (a rollout reads it: Ready
     #: at the new version, or Failed or Held at it). None on statuses written before it was kept.
     template_version: str | None = None
+    #: The stack as last read in full, so a sweep that lists it unchanged need not read it again.
+    seen: SeenStack | None = None
 
     def comparable(self) -> tuple[Any, ...]:
         """Everything but timestamps: two statuses with equal `comparable()` need no write."""
@@ -85,6 +131,7 @@ class ServerStatus:
             self.cause,
             self.next_retry_at,
             self.template_version,
+            self.seen,
         )
 
     def condition(self, type_: str) -> Condition | None:

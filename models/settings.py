@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     gameservers_table: str = "stackherd-gameservers"
     activity_table: str = "stackherd-activity"
     template_bucket: str = "stackherd-templates"
+    #: The account that must own the template bucket, sent as `ExpectedBucketOwner` with every S3 call. Unset:
+    #: the account of the function's own credentials (STS GetCallerIdentity), where the deployment creates it.
+    template_bucket_owner: str | None = Field(default=None, pattern=r"^\d{12}$")
     installation: str = Field(default="stackherd", pattern=r"^[a-z][a-z0-9]{0,19}$")
     region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     requeue_queue_url: str | None = None

@@ -38,6 +38,7 @@ from models.records import (
     DesiredServer,
     OrphanAttempts,
     Phase,
+    SeenStack,
     ServerStatus,
     Tenant,
     TenantState,
@@ -106,6 +107,8 @@ class StatusMap(MapAttribute[str, Any]):
     tries = NumberAttribute(null=True)
     cause = UnicodeAttribute(null=True)
     template_version = UnicodeAttribute(null=True)
+    #: `SeenStack.to_dict()`: a plain map, read leniently (a malformed one only costs a describe)
+    seen = MapAttribute[str, Any](null=True)
 
 
 class TenantModel(Model):
@@ -368,6 +371,7 @@ def status_from_map(raw: StatusMap | None) -> ServerStatus:
         tries=int(raw.tries or 0),
         cause=raw.cause,
         template_version=raw.template_version,
+        seen=SeenStack.from_dict(_plain(raw.seen)) if raw.seen is not None else None,
     )
 
 
@@ -396,6 +400,7 @@ def status_to_map(status: ServerStatus) -> StatusMap:
         tries=status.tries,
         cause=status.cause,
         template_version=status.template_version,
+        seen=status.seen.to_dict() if status.seen is not None else None,
     )
 
 

@@ -1,8 +1,10 @@
 """The engine: observe, plan, apply, record. The one entry point of every trigger.
 
-`reconcile_tenant(tenant_id, scope=...)` re-reads the desired records (consistent reads) and re-lists
-the tenant's stacks (one paged walk per region) every time; it never trusts an event's payload. It
-never waits for CloudFormation: in-progress stacks come back as `wait` with a requeue-after.
+`reconcile_tenant(tenant_id, scope=...)` re-reads the desired records (consistent reads) and observes the
+tenant's stacks every time; it never trusts an event's payload. A full pass lists each region once
+(ListStacks) and describes by name only the tenant's own stacks that changed since their record's last full
+read; a scoped pass describes its few stacks by name. It never waits for CloudFormation: in-progress stacks
+come back as `wait` with a requeue-after.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -23,6 +25,7 @@ from models.records import (
     HeldDeletion,
     OrphanAttempts,
     Phase,
+    SeenStack,
     Tenant,
     WriteTrail,
     now_iso,
@@ -45,7 +48,14 @@ from reconciler.errors import (
 from reconciler.planner import Action, ActionKind, BrakeView, HoldReason, Plan, PlanSettings, brake_key, plan
 from reconciler.ports import AccountConnector, DesiredStore, Requeuer, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
-from reconciler.stacks import ObservedStack, TemplateVersion, stack_region
+from reconciler.stacks import (
+    ObservedStack,
+    StackSummary,
+    TemplateVersion,
+    seen_from,
+    stack_region,
+    still_seen,
+)
 from reconciler.status import STUCK, backoff_seconds, needs_write, next_orphan_attempts, next_status
 
 log = logging.getLogger("stackherd.engine")
@@ -76,6 +86,40 @@ class SummaryCache:
 
 
 T = TypeVar("T")
+
+
+@dataclass
+class _Reading:
+    """What one pass read of its stacks: the full reads its records keep (by stack id), the full reads made in
+    this pass (to keep on the records' statuses), and the stacks taken from a kept read without a describe."""
+
+    reused: dict[str, SeenStack]
+    described: dict[str, SeenStack] = field(default_factory=dict)
+    unread: set[str] = field(default_factory=set)
+
+    def read_in_full(self, stacks: Iterable[ObservedStack]) -> None:
+        for stack in stacks:
+            seen = seen_from(stack)
+            if seen is not None:
+                self.described[stack.stack_id] = seen
+            self.unread.discard(stack.stack_id)
+
+
+def _describer(name: str) -> Callable[[StackGateway], ObservedStack | None]:
+    return lambda gateway: gateway.describe(name)
+
+
+def bare(summary: StackSummary) -> ObservedStack:
+    """A listed stack that is not read: its name, id and status, no tags (so never taken for one of ours)."""
+    return ObservedStack(
+        name=summary.name,
+        stack_id=summary.stack_id,
+        status=summary.status,
+        region=summary.region,
+        status_reason=summary.status_reason,
+        parent_id=summary.parent_id,
+        changed_at=summary.changed_at,
+    )
 
 
 class UnknownTenantError(PermanentError):
@@ -288,8 +332,13 @@ class Engine:
         settings: PlanSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
         requeuer: Requeuer | None = None,
+        scoped_describe_limit: int = 5,
     ) -> None:
         self.store = store
+        #: A scoped pass reads its stacks by name while that takes at most this many describes (servers x
+        #: regions); a larger scope lists the regions instead (one call a page of 100 stacks), and describes
+        #: only its own stacks that changed.
+        self.scoped_describe_limit = scoped_describe_limit
         self.connector = connector
         self.templates = templates
         self.settings = settings or PlanSettings()
@@ -411,7 +460,13 @@ class Engine:
         regions.sort(key=lambda r: r != tenant.primary_region)
         state = self.store.get_tenant_state(tenant.tenant_id)
         gateways: dict[str, StackGateway] = {}
-        observed, unobserved = self._observe(tenant, gateways, regions, state.quarantined_regions(), dry_run)
+        reading = _Reading(
+            reused={s.status.seen.stack_id: s.status.seen for s in read.servers if s.status.seen is not None}
+        )
+        reader = self._region_reader(tenant, scope, regions, reading)
+        observed, unobserved = self._observe(
+            tenant, gateways, regions, state.quarantined_regions(), dry_run, reader=reader
+        )
         result.unobserved_regions = dict(sorted(unobserved.items()))
         if tenant.quarantined and not dry_run:
             self.store.set_quarantine(tenant.tenant_id, None, self.clock())
@@ -457,7 +512,15 @@ class Engine:
             # template defaults reads as drift. Ask CloudFormation once, only when parameters differ.
             known = self._summarize(tenant, template, the_plan.actions, observed, gateways)
             if known is not None:
+                template = known
                 the_plan = planned(known)
+        # A stack is only changed as read in this pass: what a listing cannot show (termination protection
+        # turned on by hand) must not surprise the call, and an orphan's tags are read before it goes. Each round
+        # reads stacks no earlier round read (a plan made again may start another change: a freed brake slot).
+        while stale := {a.stack_id for a in the_plan.actions if a.mutating and a.stack_id in reading.unread}:
+            observed = self._reread(tenant, gateways, observed, stale, reading, unobserved)
+            result.unobserved_regions = dict(sorted(unobserved.items()))
+            the_plan = planned(template)
         actions = list(the_plan.actions)
         deleting = frozenset(s.gameserver_id for s in read.servers if s.deletion_requested)
         brake = self._next_brake(
@@ -509,7 +572,9 @@ class Engine:
                     ActionResult(action, Outcome.SKIPPED, f"not done: {result.stopped} during this pass")
                 )
                 continue
-            outcome = self._apply(tenant, gateways, action, servers.get(action.gameserver_id), after)
+            outcome = self._apply(
+                tenant, gateways, action, servers.get(action.gameserver_id), after, seen=reading.described
+            )
             result.results.append(outcome)
             if outcome.stopped:
                 result.stopped = outcome.stopped
@@ -528,8 +593,18 @@ class Engine:
 
         # An orphan's budget goes with its stack: forgotten once a listing of its region no longer shows it. Only
         # a region listed in this pass says so; a region that could not be listed keeps what it had.
+        # A scoped pass that read its stacks by name saw only those: it says nothing of the other orphans.
         live, listed = {s.stack_id for s in observed}, set(regions) - set(unobserved)
-        after = {k: budget for k, budget in after.items() if k in live or budget.region not in listed}
+        looked = (
+            None
+            if scope is None
+            else {naming.stack_name(self.settings.installation, tenant.tenant_id, server_id) for server_id in scope}
+        )
+        after = {
+            k: budget
+            for k, budget in after.items()
+            if k in live or budget.region not in listed or (looked is not None and budget.stack_name not in looked)
+        }
         if after != orphans:
             self.store.save_orphan_attempts(tenant.tenant_id, after, self.clock())
 
@@ -585,6 +660,84 @@ class Engine:
             recent=(*recent, *((stamp, key) for key in started)),
         )
 
+    def _region_reader(
+        self, tenant: Tenant, scope: frozenset[str] | None, regions: list[str], reading: _Reading
+    ) -> Callable[[StackGateway], list[ObservedStack]]:
+        """How one region is observed in this pass. A scoped pass of a few servers reads their stacks by name
+        (DescribeStacks with StackName: absent is "does not exist") and lists nothing. Otherwise one paged
+        ListStacks (names, statuses, last-change times) and a describe by name of only the stacks named with
+        the tenant's prefix (`<installation>-<tenant>-`) that changed since their record's last full read, or
+        that no record has read (possible orphans: their tags decide). Nothing else in the account is read."""
+        installation = self.settings.installation
+        names = (
+            None
+            if scope is None
+            else frozenset(naming.stack_name(installation, tenant.tenant_id, server_id) for server_id in scope)
+        )
+        if names is not None and len(names) * len(regions) <= self.scoped_describe_limit:
+            ordered = sorted(names)
+
+            def by_name(gateway: StackGateway) -> list[ObservedStack]:
+                stacks = [stack for name in ordered if (stack := gateway.describe(name)) is not None]
+                reading.read_in_full(stacks)
+                return stacks
+
+            return by_name
+        # The tenant's own namespace: stackherd names every stack it makes `<installation>-<tenant>-<server>`.
+        prefix = naming.stack_name(installation, tenant.tenant_id, "")
+
+        def listed(gateway: StackGateway) -> list[ObservedStack]:
+            stacks: list[ObservedStack] = []
+            for summary in gateway.list_summaries():
+                if summary.nested or not summary.name.startswith(prefix):
+                    continue  # not ours, or its root stack's: never read, never planned
+                if names is not None and summary.name not in names:
+                    # Out of this pass's scope: the planner only needs its name to know it is not an orphan.
+                    stacks.append(bare(summary))
+                    continue
+                reused = still_seen(summary, reading.reused.get(summary.stack_id))
+                if reused is not None:
+                    reading.unread.add(reused.stack_id)
+                    stacks.append(reused)
+                    continue
+                described = gateway.describe(summary.name)
+                if described is not None:
+                    reading.read_in_full([described])
+                    stacks.append(described)
+            return stacks
+
+        return listed
+
+    def _reread(
+        self,
+        tenant: Tenant,
+        gateways: dict[str, StackGateway],
+        observed: list[ObservedStack],
+        stale: Collection[str | None],
+        reading: _Reading,
+        unobserved: dict[str, str],
+    ) -> list[ObservedStack]:
+        """`observed` with the stacks in `stale` read again by name (a stack gone meanwhile is left out). A
+        region where that read fails is not observed in this pass: nothing is done there."""
+        fresh: dict[str, ObservedStack | None] = {}
+        for stack in observed:
+            if stack.stack_id not in stale or stack.region in unobserved:
+                continue
+            try:
+                found = self._call(tenant, gateways, stack.region, _describer(stack.name))
+            except TenantUnavailableError:
+                raise
+            except ReconcileError as error:
+                unobserved[stack.region] = f"region {stack.region}: stack {stack.name} could not be read: {error}"
+                continue
+            fresh[stack.stack_id] = found
+            reading.unread.discard(stack.stack_id)
+            if found is not None:
+                reading.read_in_full([found])
+        kept = [s for s in observed if s.region not in unobserved]
+        result = [fresh.get(s.stack_id, s) for s in kept]
+        return [s for s in result if s is not None]
+
     def _observe(
         self,
         tenant: Tenant,
@@ -592,6 +745,8 @@ class Engine:
         regions: list[str],
         quarantined: dict[str, str],
         dry_run: bool,
+        *,
+        reader: Callable[[StackGateway], list[ObservedStack]],
     ) -> tuple[list[ObservedStack], dict[str, str]]:
         """List every region on its own. Returns the stacks of the regions listed, and why each other region
         was not: a region that cannot be listed fails only the servers placed there. Only an account-wide
@@ -622,7 +777,7 @@ class Engine:
                         tenant,
                         gateways,
                         region,
-                        lambda gw: gw.list_stacks(),
+                        reader,
                         dry_run,
                         proven=listed > 0,
                         refresh=retry or len(attempted) == 1,
@@ -785,6 +940,8 @@ class Engine:
         action: Action,
         server: DesiredServer | None,
         orphans: dict[str, OrphanAttempts] | None = None,
+        *,
+        seen: dict[str, SeenStack] | None = None,
     ) -> ActionResult:
         kind = action.kind
         now = self.clock()
@@ -854,6 +1011,13 @@ class Engine:
             # The version this pass worked towards: a rollout judges a tenant by its servers' status at the new
             # version, never by a Ready left over from the old one.
             status = replace(status, template_version=tenant.template_version)
+            if effective.mutating and error is None:
+                # The stack is changing: what was read of it no longer holds (and a backend that does not move
+                # the change time on every update, as moto, must not make the next pass trust it).
+                status = replace(status, seen=None)
+            elif seen and action.stack_id in seen:
+                # Kept with the status so the next sweep that lists this stack unchanged need not read it again.
+                status = replace(status, seen=seen[action.stack_id])
             if action.stuck_since and server.status.condition(STUCK) is None:
                 self._log(tenant.tenant_id, action.gameserver_id, "stuck", f"{action.reason}: stuck", effective, server)
             if needs_write(server.status, status):

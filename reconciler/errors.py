@@ -49,6 +49,45 @@ class TemplateNotFoundError(PermanentError):
     code = "TemplateNotFound"
 
 
+class TemplateUnpinnedError(TemplateNotFoundError):
+    """A version whose S3 object version and digest were never recorded (uploaded before publishing pinned
+    them, or copied into the bucket by hand): stackherd deploys only a pinned body, so it is not deployed."""
+
+    code = "TemplateUnpinned"
+
+    @classmethod
+    def for_version(cls, version: str) -> TemplateUnpinnedError:
+        return cls(
+            f"template version {version!r} has no recorded S3 object version and SHA-256 (it was uploaded before "
+            "versions were pinned, or copied into the bucket by hand), and only a pinned body is deployed; record "
+            f"them with `stackherd templates publish FILE --version {version}`, FILE being the template it was "
+            "published from (the body in S3 must be exactly that file)"
+        )
+
+
+class TemplateIntegrityError(TemplateNotFoundError):
+    """The body a version's pinned S3 object version holds is not the body recorded when it was published."""
+
+    code = "TemplateIntegrity"
+
+    @classmethod
+    def digest_mismatch(cls, version: str, object_version: str, found: str, recorded: str) -> TemplateIntegrityError:
+        return cls(
+            f"template version {version!r} is refused: its body in S3 (object version {object_version}) has SHA-256 "
+            f"{found}, not the {recorded} recorded when it was published, so it was changed after publishing; "
+            "publish the intended template under a new version (`stackherd templates publish FILE --version V`) "
+            "and move tenants to it (`stackherd tenants update TENANT --template-version V`)"
+        )
+
+    @classmethod
+    def missing_object_version(cls, version: str, object_version: str) -> TemplateIntegrityError:
+        return cls(
+            f"template version {version!r} is refused: its pinned S3 object version {object_version} is gone "
+            "(deleted after publishing); publish the intended template under a new version "
+            "(`stackherd templates publish FILE --version V`) and move tenants to it"
+        )
+
+
 class TemplateVersionExistsError(PermanentError):
     """A version is already published with another body: versions are immutable."""
 

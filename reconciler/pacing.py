@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from models.records import Tenant
 from reconciler.ports import AccountConnector, StackGateway
-from reconciler.stacks import ObservedStack, StackEvent, StackSpec
+from reconciler.stacks import ObservedStack, StackEvent, StackSpec, StackSummary, TemplateSummary
 
 T = TypeVar("T")
 
@@ -65,6 +65,9 @@ class PacedGateway:
     def list_stacks(self) -> list[ObservedStack]:
         return self._paced(self.inner.list_stacks)
 
+    def list_summaries(self) -> list[StackSummary]:
+        return self._paced(self.inner.list_summaries)
+
     def describe(self, name: str) -> ObservedStack | None:
         return self._paced(lambda: self.inner.describe(name))
 
@@ -82,6 +85,9 @@ class PacedGateway:
 
     def failure_cause(self, name: str) -> StackEvent | None:
         return self._paced(lambda: self.inner.failure_cause(name))
+
+    def template_summary(self, url: str) -> TemplateSummary:
+        return self._paced(lambda: self.inner.template_summary(url))
 
 
 class PacedConnector:

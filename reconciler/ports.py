@@ -24,7 +24,14 @@ from models.records import (
     WriteTrail,
 )
 from reconciler.rollouts import Rollout
-from reconciler.stacks import ObservedStack, StackEvent, StackSpec, TemplateSummary, TemplateVersion
+from reconciler.stacks import (
+    ObservedStack,
+    StackEvent,
+    StackSpec,
+    StackSummary,
+    TemplateSummary,
+    TemplateVersion,
+)
 
 
 class StackGateway(Protocol):
@@ -34,10 +41,17 @@ class StackGateway(Protocol):
     region: str
 
     def list_stacks(self) -> list[ObservedStack]:
-        """Every live stack in the account and region (owned or not), with parameters and tags; one paged walk."""
+        """Every live stack in the account and region (owned or not), with parameters and tags; one paged walk
+        of DescribeStacks. Needs DescribeStacks on every stack of the account, which the narrow tenant role does
+        not grant: the engine observes with `list_summaries` and `describe` instead."""
+
+    def list_summaries(self) -> list[StackSummary]:
+        """Every live stack in the account and region (owned or not) as ListStacks reports it: names, ids,
+        statuses and last-change times, no parameters, tags or outputs; one paged walk. Deleted stacks
+        (DELETE_COMPLETE) are left out."""
 
     def describe(self, name: str) -> ObservedStack | None:
-        """One stack by name or id, or None when it does not exist."""
+        """One stack by name or id (DescribeStacks with StackName), or None when it does not exist."""
 
     def create(self, spec: StackSpec, token: str) -> str:
         """Start creating; returns the stack id. Raises AlreadyExistsError when the name is taken."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from models.records import DesiredServer, Tenant
 from reconciler import naming
 from reconciler.stacks import StackSpec
@@ -12,13 +14,17 @@ def template_key(version: str) -> str:
     return f"gameserver/{version}.yaml"
 
 
-def template_url(bucket: str, version: str, region: str | None = None) -> str:
+def template_url(bucket: str, version: str, region: str | None = None, object_version: str | None = None) -> str:
     """The virtual-hosted S3 URL of a version. With the bucket's region it is the regional form
     (`https://<bucket>.s3.<region>.amazonaws.com/<key>`), the one that works for a bucket in any region,
-    opt-in regions included; CloudFormation and moto both resolve it. Without, the legacy global form."""
-    if region:
-        return f"https://{bucket}.s3.{region}.amazonaws.com/{template_key(version)}"
-    return f"https://{bucket}.s3.amazonaws.com/{template_key(version)}"
+    opt-in regions included; CloudFormation and moto both resolve it. Without, the legacy global form.
+    With `object_version` (the S3 VersionId recorded when the version was published) the URL names that
+    object version (`?versionId=`): CloudFormation then reads that body even if the key was overwritten since."""
+    host = f"{bucket}.s3.{region}.amazonaws.com" if region else f"{bucket}.s3.amazonaws.com"
+    url = f"https://{host}/{template_key(version)}"
+    if object_version:
+        url += "?versionId=" + quote(object_version, safe="")
+    return url
 
 
 def server_region(tenant: Tenant, server: DesiredServer) -> str:

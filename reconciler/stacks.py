@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from models.records import SeenStack
+
 IN_PROGRESS_SUFFIX = "_IN_PROGRESS"
 STABLE_STATUSES = frozenset(
     {
@@ -172,3 +174,65 @@ def stack_region(stack_id: str | None, account_id: str) -> str | None:
     if len(parts) == 6 and parts[0] == "arn" and parts[2] == "cloudformation" and parts[4] == account_id:
         return parts[3] or None
     return None
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    """One stack as ListStacks reports it: no parameters, tags or outputs, so reading it needs no permission
+    on the stack itself."""
+
+    name: str
+    stack_id: str
+    status: str
+    region: str
+    status_reason: str = ""
+    parent_id: str = ""
+    #: LastUpdatedTime, else CreationTime (a stack never updated, or a backend that does not report it).
+    changed_at: datetime | None = None
+
+    @property
+    def nested(self) -> bool:
+        return bool(self.parent_id)
+
+
+def changed_key(changed_at: datetime | None) -> str | None:
+    """How a last-change time is stored and compared: ISO 8601 with microseconds, None when not reported."""
+    return changed_at.isoformat(timespec="microseconds") if changed_at is not None else None
+
+
+def seen_from(stack: ObservedStack) -> SeenStack | None:
+    """What a full read of `stack` says, to store on its server's status; None when the read reports no time
+    of last change (nothing could tell a later listing whether it still holds)."""
+    changed = changed_key(stack.changed_at)
+    if changed is None or not stack.stack_id:
+        return None
+    return SeenStack(
+        stack_id=stack.stack_id,
+        status=stack.status,
+        changed_at=changed,
+        parameters=tuple(sorted(stack.parameters.items())),
+        tags=tuple(sorted(stack.tags.items())),
+        termination_protection=stack.termination_protection,
+    )
+
+
+def still_seen(summary: StackSummary, seen: SeenStack | None) -> ObservedStack | None:
+    """The stack as its last full read found it, when the listing shows it unchanged since (same id, status and
+    last-change time); None when it changed or was never read, and must be described again."""
+    if seen is None or summary.stack_id != seen.stack_id or summary.status != seen.status:
+        return None
+    changed = changed_key(summary.changed_at)
+    if changed is None or changed != seen.changed_at:
+        return None
+    return ObservedStack(
+        name=summary.name,
+        stack_id=summary.stack_id,
+        status=summary.status,
+        region=summary.region,
+        parameters=dict(seen.parameters),
+        tags=dict(seen.tags),
+        status_reason=summary.status_reason,
+        parent_id=summary.parent_id,
+        termination_protection=seen.termination_protection,
+        changed_at=summary.changed_at,
+    )

@@ -82,6 +82,32 @@ def moto_aws(aws_env: None) -> Iterator[None]:
 
 
 @pytest.fixture
+def moto_reads_template_object_versions(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's CloudFormation reads the latest object of a TemplateURL's key whatever the URL says; CloudFormation
+    reads the object version its `versionId` names. This makes moto do the same, so a test can tell them apart."""
+    from urllib.parse import parse_qs, urlparse
+
+    import moto.cloudformation.responses as cfn_responses
+    import moto.cloudformation.utils as cfn_utils
+    from moto.s3.models import s3_backends
+
+    resolve = cfn_utils.get_stack_from_s3_url
+
+    def get_stack_from_s3_url(template_url: str, account_id: str, partition: str) -> str:
+        parts = urlparse(template_url)
+        version_id = parse_qs(parts.query).get("versionId", [None])[0]
+        if version_id is None:
+            return resolve(template_url, account_id, partition)
+        key = s3_backends[account_id][partition].get_object(
+            parts.netloc.split(".")[0], parts.path.lstrip("/"), version_id=version_id
+        )
+        assert key is not None, f"no object version {version_id} behind {template_url}"
+        return key.value.decode("utf-8")  # type: ignore[union-attr]
+
+    monkeypatch.setattr(cfn_responses, "get_stack_from_s3_url", get_stack_from_s3_url)
+
+
+@pytest.fixture
 def dynamo_tables(moto_aws: None) -> None:
     """The PynamoDB models pointed at fresh moto tables (connections are rebuilt inside this mock)."""
     from models import tables
@@ -99,6 +125,7 @@ def template_catalog(moto_aws: None) -> object:
 
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    s3.put_bucket_versioning(Bucket=TEMPLATE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     catalog = S3TemplateCatalog(s3, TEMPLATE_BUCKET)
     catalog.publish(gameserver_template().encode(), "v1")
     return catalog

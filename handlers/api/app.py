@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from handlers.api import admins, gate, players, rollouts
 from handlers.api.errors import FRIENDLY, MethodNotAllowedError, UnprocessableError, problem_for
-from handlers.observability import logger, metrics
+from handlers.observability import logger, metrics, tracer
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -166,6 +166,7 @@ def _enable_swagger() -> None:
 # --- the Lambda entry point ------------------------------------------------------------------------
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

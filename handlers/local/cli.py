@@ -148,7 +148,7 @@ def cmd_init(args: argparse.Namespace, out: IO[str]) -> int:
     s3 = rt.templates.s3
     bucket = rt.settings.template_bucket
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(**rt.templates.owned())
     except ClientError:
         if rt.settings.region == "us-east-1":
             s3.create_bucket(Bucket=bucket)
@@ -158,6 +158,8 @@ def cmd_init(args: argparse.Namespace, out: IO[str]) -> int:
                 CreateBucketConfiguration={"LocationConstraint": rt.settings.region},  # type: ignore[typeddict-item]
             )
         created.append(f"s3://{bucket}")
+    # Published versions are pinned to the S3 object version their upload creates: the bucket keeps versions.
+    s3.put_bucket_versioning(**rt.templates.owned(VersioningConfiguration={"Status": "Enabled"}))
     if args.json:
         _print_json({"created": created}, out)
     else:
@@ -205,8 +207,44 @@ def cmd_templates_publish(args: argparse.Namespace, out: IO[str]) -> int:
     if args.json:
         _print_json({"version": args.version, "url": url}, out)
     else:
-        out.write(f"published template {args.version}: {url}\n")
+        out.write(f"published template {args.version}, pinned to its S3 object version: {url}\n")
     return EXIT_OK
+
+
+def cmd_templates_verify(args: argparse.Namespace, out: IO[str]) -> int:
+    """Read each version as the reconciler does: its pinned body checked against its recorded digest, and
+    its key checked for an overwrite since publishing. Exits 1 when any version would not be deployed as
+    published or its key was written since."""
+    from handlers.runtime import runtime
+    from reconciler.errors import TemplateNotFoundError
+
+    catalog = runtime().templates
+    rows = []
+    for version in args.versions or catalog.versions():
+        try:
+            described = catalog.describe(version)
+        except TemplateNotFoundError as error:
+            rows.append({"version": version, "state": error.code, "detail": str(error)})
+            continue
+        overwritten = catalog.overwritten.get(version)
+        rows.append(
+            {
+                "version": version,
+                "state": "Overwritten" if overwritten else "Pinned",
+                "url": described.url,
+                "detail": (
+                    f"the key was written after publishing (it now holds {overwritten}); stacks keep the pinned body"
+                    if overwritten
+                    else "the pinned body matches its recorded SHA-256"
+                ),
+            }
+        )
+    if args.json:
+        _print_json({"versions": rows}, out)
+    else:
+        for row in rows:
+            out.write(f"{row['version']}  {row['state']}  {row['detail']}\n")
+    return EXIT_OK if all(row["state"] == "Pinned" for row in rows) else EXIT_ERROR
 
 
 def _tenant(tenant_id: str) -> Tenant:
@@ -812,6 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
     publish = command("publish", cmd_templates_publish, "upload a template version to the template bucket", templates)
     publish.add_argument("file")
     publish.add_argument("--version", required=True)
+    verify = command(
+        "verify", cmd_templates_verify, "check published versions' pinned bodies and report overwritten keys", templates
+    )
+    verify.add_argument("versions", nargs="*", metavar="VERSION", help="the versions to check (default: all)")
 
     tenants = sub.add_parser("tenants", help="tenant accounts").add_subparsers(
         dest="subcommand", required=True, parser_class=_Parser

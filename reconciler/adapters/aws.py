@@ -32,6 +32,7 @@ from reconciler.stacks import (
     ObservedStack,
     StackEvent,
     StackSpec,
+    StackSummary,
     TemplateSummary,
     first_failure,
     is_operation_start,
@@ -39,9 +40,36 @@ from reconciler.stacks import (
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
-    from mypy_boto3_cloudformation.type_defs import StackTypeDef
+    from mypy_boto3_cloudformation.literals import StackStatusType
+    from mypy_boto3_cloudformation.type_defs import StackSummaryTypeDef, StackTypeDef
 
     from reconciler.pacing import AccountRateLimiter
+
+#: Every stack status but DELETE_COMPLETE: the filter of the listing that observes an account.
+LIVE_STATUSES: list[StackStatusType] = [
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "CREATE_COMPLETE",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+    "DELETE_IN_PROGRESS",
+    "DELETE_FAILED",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+    "UPDATE_COMPLETE",
+    "UPDATE_FAILED",
+    "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "REVIEW_IN_PROGRESS",
+    "IMPORT_IN_PROGRESS",
+    "IMPORT_COMPLETE",
+    "IMPORT_ROLLBACK_IN_PROGRESS",
+    "IMPORT_ROLLBACK_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
+]
 
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
 
@@ -80,6 +108,19 @@ def observed_from(raw: StackTypeDef, region: str) -> ObservedStack:
     )
 
 
+def summary_from(raw: StackSummaryTypeDef, region: str) -> StackSummary:
+    return StackSummary(
+        name=raw["StackName"],
+        stack_id=raw.get("StackId", ""),
+        status=raw["StackStatus"],
+        region=region,
+        status_reason=raw.get("StackStatusReason", ""),
+        parent_id=raw.get("ParentId", "") or raw.get("RootId", ""),
+        # As for DescribeStacks: no LastUpdatedTime until the stack is first updated (and never on moto).
+        changed_at=raw.get("LastUpdatedTime") or raw.get("CreationTime"),
+    )
+
+
 def arn_account(arn: str) -> str:
     """The account field of an ARN (`arn:partition:service:region:account:resource`); "" when absent."""
     parts = arn.split(":", 5)
@@ -100,6 +141,19 @@ class AwsGateway:
                     observed_from(s, self.region) for s in page["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"
                 )
         return stacks
+
+    def list_summaries(self) -> list[StackSummary]:
+        summaries: list[StackSummary] = []
+        with translated("ListStacks", self.region):
+            # Filtered by status so the stacks deleted in the last 90 days (which ListStacks keeps) cost no pages.
+            pages = self.client.get_paginator("list_stacks").paginate(StackStatusFilter=LIVE_STATUSES)
+            for page in pages:
+                summaries.extend(
+                    summary_from(s, self.region)
+                    for s in page.get("StackSummaries", [])
+                    if s["StackStatus"] != "DELETE_COMPLETE"
+                )
+        return summaries
 
     def describe(self, name: str) -> ObservedStack | None:
         try:

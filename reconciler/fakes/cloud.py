@@ -50,12 +50,15 @@ from reconciler.stacks import (
     ObservedStack,
     StackEvent,
     StackSpec,
+    StackSummary,
     TemplateSummary,
     first_failure,
     operation_events,
 )
 
 PAGE_SIZE = 50
+#: ListStacks returns up to 100 summaries a page.
+SUMMARY_PAGE_SIZE = 100
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -138,6 +141,17 @@ class _Stack:
             changed_at=self.updated_at or self.created_at,
         )
 
+    def summary(self) -> StackSummary:
+        return StackSummary(
+            name=self.name,
+            stack_id=self.stack_id,
+            status=self.status,
+            region=self.region,
+            status_reason=self.status_reason,
+            parent_id=self.parent_id,
+            changed_at=self.updated_at or self.created_at,
+        )
+
     def event(self, logical_id: str, resource_type: str, status: str, reason: str, at: datetime) -> None:
         self.events.append(StackEvent(logical_id, resource_type, status, reason, at))
 
@@ -176,8 +190,13 @@ class FakeCloud:
         burst: float | None = None,
         operation_seconds: float = 30.0,
         credential_lifetime: timedelta = timedelta(hours=1),
+        narrow_role: str | None = None,
     ) -> None:
         self.clock = clock or FakeClock()
+        #: The installation whose stacks alone the tenant roles may read, as the narrow tenant role grants:
+        #: ListStacks account-wide, every other call only on `stack/<installation>-*` (AccessDenied otherwise).
+        #: None: the role may read every stack.
+        self.narrow_role = narrow_role
         self.latency_s = latency_s
         self.rate_per_account = rate_per_account
         self.burst = burst if burst is not None else (rate_per_account or 0.0)
@@ -315,9 +334,18 @@ class FakeCloud:
             return stack.stack_id
 
     def tamper(self, account_id: str, region: str, name: str, parameters: dict[str, str]) -> None:
-        """Change parameters by hand (drift), bypassing the reconciler."""
+        """Change parameters by hand (drift), bypassing the reconciler: an update made outside stackherd, which
+        moves the stack's last-update time as any CloudFormation update does."""
         with self._lock:
-            self._account(account_id).stacks[(region, name)].parameters.update(parameters)
+            stack = self._account(account_id).stacks[(region, name)]
+            stack.parameters.update(parameters)
+            stack.updated_at = self._later(stack)
+
+    def _later(self, stack: _Stack) -> datetime:
+        """Now, or just after the stack's last change when the clock has not moved: CloudFormation's times have
+        milliseconds, so two operations on one stack never share one."""
+        now, last = self.clock(), stack.updated_at or stack.created_at
+        return now if last is None or now > last else last + timedelta(milliseconds=1)
 
     def remove_stack(self, account_id: str, region: str, name: str) -> None:
         """Delete a stack by hand, instantly."""
@@ -362,6 +390,12 @@ class FakeCloud:
                 if region is None or stack_region == region:
                     result.append(stack.observed())
             return [s for s in result if s.status != "DELETE_COMPLETE"]
+
+    def template_url_of(self, account_id: str, region: str, name: str) -> str:
+        """The TemplateURL the stack's latest create or update was made with (CloudFormation keeps the body it
+        read from it; which body that is depends on the URL naming an object version)."""
+        with self._lock:
+            return self._account(account_id).stacks[(region, name)].template_url
 
     def settle_all(self) -> None:
         """Advance the clock far enough for every operation in flight to finish."""
@@ -494,7 +528,7 @@ class FakeCloud:
         now = self.clock()
         stack.status, stack.operation, stack.failing = in_progress, operation, None
         if operation != "create":
-            stack.updated_at = now
+            stack.updated_at = self._later(stack)
         stack.event(stack.name, STACK_RESOURCE_TYPE, in_progress, "User Initiated", now)
         if final.endswith("_IN_PROGRESS"):
             stack.status, stack.settles_to, stack.settles_at = final, None, None  # stuck
@@ -539,6 +573,40 @@ class FakeCloud:
                 return account.stacks.get((stack_region, stack_name))
         return None
 
+    def _check_narrow(self, operation: str, account_id: str, region: str, name: str | None) -> None:
+        """What IAM answers a narrow tenant role asked for a stack outside `<installation>-*` (or, with no
+        name, for every stack of the account)."""
+        if self.narrow_role is None:
+            return
+        if name is not None:
+            stack_name = name.split(":stack/", 1)[1].split("/", 1)[0] if ":stack/" in name else name
+            if stack_name.startswith(f"{self.narrow_role}-"):
+                return
+        resource = f"arn:aws:cloudformation:{region}:{account_id}:stack/{name or '*'}"
+        raise AccessDeniedError(
+            f"AccessDenied: User: stackherd is not authorized to perform: cloudformation:{operation} on resource: "
+            f"{resource} because no identity-based policy allows the cloudformation:{operation} action"
+        )
+
+    def op_list_summaries(self, account_id: str, region: str, credentials: Credentials) -> list[StackSummary]:
+        with self._lock:
+            account = self._account(account_id)
+            names = [k for k in account.stacks if k[0] == region]
+        for _ in range(max(1, -(-len(names) // SUMMARY_PAGE_SIZE))):
+            self._enter("ListStacks", account_id, region)
+            with self._lock:
+                self._check_credentials(account_id, credentials)
+        result: list[StackSummary] = []
+        with self._lock:
+            for key in sorted(account.stacks):
+                stack = account.stacks.get(key)
+                if stack is None or key[0] != region:
+                    continue
+                self._settle(account, stack)
+                if (region, stack.name) in account.stacks:
+                    result.append(stack.summary())
+        return result
+
     def op_list(self, account_id: str, region: str, credentials: Credentials) -> list[ObservedStack]:
         with self._lock:
             account = self._account(account_id)
@@ -549,6 +617,7 @@ class FakeCloud:
             self._enter("DescribeStacks", account_id, region)
             with self._lock:
                 self._check_credentials(account_id, credentials)
+                self._check_narrow("DescribeStacks", account_id, region, None)
         with self._lock:
             for key in sorted(account.stacks):
                 stack = account.stacks.get(key)
@@ -563,6 +632,7 @@ class FakeCloud:
         self._enter("DescribeStack", account_id, region, name)
         with self._lock:
             self._check_credentials(account_id, credentials)
+            self._check_narrow("DescribeStacks", account_id, region, name)
             stack = self._live(self._account(account_id), region, name)
             return stack.observed() if stack else None
 
@@ -570,6 +640,7 @@ class FakeCloud:
         self._enter("CreateStack", account_id, spec.region, spec.name)
         with self._lock:
             self._check_credentials(account_id, credentials)
+            self._check_narrow("CreateStack", account_id, spec.region, spec.name)
             account = self._account(account_id)
             existing = self._live(account, spec.region, spec.name)
             if existing is not None:
@@ -604,6 +675,7 @@ class FakeCloud:
         self._enter("UpdateStack", account_id, spec.region, spec.name)
         with self._lock:
             self._check_credentials(account_id, credentials)
+            self._check_narrow("UpdateStack", account_id, spec.region, spec.name)
             account = self._account(account_id)
             stack = self._live(account, spec.region, spec.name)
             if stack is None:
@@ -644,6 +716,7 @@ class FakeCloud:
         self._enter("DeleteStack", account_id, region, name)
         with self._lock:
             self._check_credentials(account_id, credentials)
+            self._check_narrow("DeleteStack", account_id, region, name)
             account = self._account(account_id)
             stack = self._live(account, region, name)
             if stack is None or stack.status == "DELETE_IN_PROGRESS":
@@ -664,6 +737,7 @@ class FakeCloud:
         self._enter("DescribeStackEvents", account_id, region, name)
         with self._lock:
             self._check_credentials(account_id, credentials)
+            self._check_narrow("DescribeStackEvents", account_id, region, name)
             account = self._account(account_id)
             stack = self._live(account, region, name)
             if stack is None:
@@ -685,6 +759,7 @@ class FakeCloud:
         self._enter("ContinueUpdateRollback", account_id, region, name)
         with self._lock:
             self._check_credentials(account_id, credentials)
+            self._check_narrow("ContinueUpdateRollback", account_id, region, name)
             account = self._account(account_id)
             stack = self._live(account, region, name)
             if stack is None:
@@ -720,6 +795,7 @@ def _short(operation: str) -> str:
         "DeleteStack": "delete",
         "ContinueUpdateRollback": "continue-rollback",
         "DescribeStacks": "list",
+        "ListStacks": "list",
         "DescribeStack": "describe",
         "AssumeRole": "assume-role",
     }.get(operation, operation)
@@ -736,6 +812,9 @@ class FakeGateway:
 
     def list_stacks(self) -> list[ObservedStack]:
         return self.cloud.op_list(self.account_id, self.region, self.credentials)
+
+    def list_summaries(self) -> list[StackSummary]:
+        return self.cloud.op_list_summaries(self.account_id, self.region, self.credentials)
 
     def describe(self, name: str) -> ObservedStack | None:
         return self.cloud.op_describe(self.account_id, self.region, self.credentials, name)

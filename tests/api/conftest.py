@@ -243,7 +243,9 @@ def moto_world() -> Iterator[None]:
             tables.create_tables()
             import boto3
 
-            boto3.client("s3", region_name=REGION).create_bucket(Bucket=TEMPLATE_BUCKET)
+            s3 = boto3.client("s3", region_name=REGION)
+            s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+            s3.put_bucket_versioning(Bucket=TEMPLATE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
             runtime().templates.publish(gameserver_template().encode(), "v1")
             yield
             reset_runtime()

@@ -91,7 +91,7 @@ def run(passes: int = 12, interval_s: float = 300.0, world: FakeWorld | None = N
     report: dict[str, Any] = {
         "passes": passes,
         "interval_s": interval_s,
-        "listing_calls": sum(n for (target, op), n in calls.items() if op == "DescribeStacks"),
+        "listing_calls": sum(n for (target, op), n in calls.items() if op in ("ListStacks", "DescribeStacks")),
         "servers": {},
     }
     for server_id in (UPDATE_FAILS, CREATE_FAILS, ORPHAN):

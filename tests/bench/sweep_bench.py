@@ -159,7 +159,8 @@ def main() -> int:
     timer = PlanningTimer()
     with timer.installed():
         steady = measure(world, sweep)
-    listings = steady["calls"].get("DescribeStacks", 0)
+    # Pages of account-wide listings: ListStacks (DescribeStacks without a name before observation used it).
+    listings = steady["calls"].get("ListStacks", 0) + steady["calls"].get("DescribeStacks", 0)
     wide_timer = PlanningTimer()
     with wide_timer.installed():
         steady_wide = measure(world, lambda: world.engine.sweep(concurrency=wide).summary().to_dict())

@@ -13,7 +13,16 @@ from typing import Any, Protocol
 import pytest
 
 from models.config import GameServerConfig
-from models.records import DesiredServer, OrphanAttempts, Phase, ServerStatus, Tenant, WriteTrail, role_arn_for
+from models.records import (
+    DesiredServer,
+    OrphanAttempts,
+    Phase,
+    SeenStack,
+    ServerStatus,
+    Tenant,
+    WriteTrail,
+    role_arn_for,
+)
 from reconciler.ports import DesiredStore
 from reconciler.writes import (
     AccountTakenError,
@@ -347,6 +356,26 @@ def test_the_failure_budget_fields_of_a_status_round_trip(store: DesiredStore) -
     assert store.write_status(created, status)
     read = store.get_server("alpha", "arena")
     assert read is not None and read.status == status
+
+
+def test_the_stack_read_kept_on_a_status_round_trips(store: DesiredStore) -> None:
+    created = store.create_server(server("arena"), tier="free", max_servers=3)
+    seen = SeenStack(
+        stack_id="arn:aws:cloudformation:us-east-1:111111111111:stack/stackherd-alpha-arena/1",
+        status="UPDATE_COMPLETE",
+        changed_at="2026-03-01T12:05:00.123000+00:00",
+        parameters=(("Difficulty", "hard"), ("PlayerCount", "8"), ("Seed", "")),
+        tags=(("stackherd:installation", "stackherd"), ("stackherd:tenant", "alpha")),
+        termination_protection=True,
+    )
+    status = ServerStatus(phase=Phase.READY, observed_generation=1, stack_id=seen.stack_id, seen=seen)
+    assert store.write_status(created, status)
+    read = store.get_server("alpha", "arena")
+    assert read is not None and read.status == status
+    bare = replace(seen, parameters=(), tags=())
+    assert store.write_status(read, replace(status, seen=bare))
+    again = store.get_server("alpha", "arena")
+    assert again is not None and again.status.seen == bare
 
 
 def test_orphan_budgets_round_trip_per_tenant_and_stay_out_of_the_servers_history(store: DesiredStore) -> None:

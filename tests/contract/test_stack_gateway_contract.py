@@ -621,3 +621,104 @@ def test_template_summary_reads_the_declared_parameters_with_their_defaults(back
 
     assert dict(summary.parameters) == declared
     assert summary.capabilities == ()
+
+
+# --- observing with ListStacks (what the narrow tenant role allows) ------------------------------
+
+
+def test_list_summaries_report_names_statuses_and_change_times_and_nothing_of_the_stack(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    stack_id = gateway.create(spec(backend, "gs-one"), "create-gs-one-g1")
+    backend.settle()
+
+    (summary,) = gateway.list_summaries()
+
+    assert (summary.name, summary.stack_id, summary.status, summary.region) == (
+        "gs-one",
+        stack_id,
+        "CREATE_COMPLETE",
+        REGION,
+    )
+    assert not summary.nested
+    assert not hasattr(summary, "parameters") and not hasattr(summary, "tags")
+    described = gateway.describe("gs-one")
+    assert described is not None
+    # A stack never updated has no LastUpdatedTime (moto never reports one): its creation time stands in, and
+    # the listing and a describe by name agree on it, which is what lets a later listing say "unchanged".
+    assert summary.changed_at is not None and summary.changed_at == described.changed_at
+
+
+def test_list_summaries_leave_out_deleted_stacks(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    gateway.create(spec(backend, "gs-one"), "create-gs-one-g1")
+    gateway.create(spec(backend, "gs-two"), "create-gs-two-g1")
+    backend.settle()
+
+    gateway.delete("gs-one", "delete-gs-one-g1")
+    backend.settle()
+
+    # ListStacks keeps deleted stacks for 90 days (moto too): they are absent, as DescribeStacks shows them.
+    assert [s.name for s in gateway.list_summaries()] == ["gs-two"]
+
+
+def test_an_update_shows_in_the_listing_as_a_new_status_or_change_time(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    gateway.create(spec(backend, "gs-one"), "create-gs-one-g1")
+    backend.settle()
+    (before,) = gateway.list_summaries()
+
+    gateway.update(spec(backend, "gs-one", Seed="changed"), "update-gs-one-g2")
+    backend.settle()
+    (after,) = gateway.list_summaries()
+
+    assert after.stack_id == before.stack_id
+    assert (after.status, after.changed_at) != (before.status, before.changed_at)
+    described = gateway.describe("gs-one")
+    assert described is not None and (described.status, described.changed_at) == (after.status, after.changed_at)
+
+
+def test_list_summaries_are_bound_to_the_tenants_account_and_region(backend: Backend) -> None:
+    alpha = backend.tenant("alpha", ACCOUNT_A)
+    bravo = backend.tenant("bravo", ACCOUNT_B)
+    backend.connector.gateway(alpha, REGION).create(spec(backend, "gs-alpha"), "create-gs-alpha-g1")
+    backend.settle()
+
+    assert backend.connector.gateway(bravo, REGION).list_summaries() == []
+    assert backend.connector.gateway(alpha, OTHER_REGION).list_summaries() == []
+    assert [s.name for s in backend.connector.gateway(alpha, REGION).list_summaries()] == ["gs-alpha"]
+
+
+def test_list_summaries_follow_every_page(backend: Backend) -> None:
+    gateway = backend.connector.gateway(backend.tenant("alpha", ACCOUNT_A), REGION)
+    names = [f"gs-{i:03d}" for i in range(105)]
+    for name in names:
+        gateway.create(spec(backend, name), f"create-{name}-g1")
+    backend.settle()
+
+    assert sorted(s.name for s in gateway.list_summaries()) == names
+
+
+# Fake-only: moto does not evaluate IAM policies. The fake, in narrow-role mode, answers as IAM does for the
+# tenant role that grants ListStacks on the account and every other action only on stack/<installation>-*.
+@pytest.mark.parametrize("backend", ["fake"], indirect=True)
+def test_a_narrow_role_lists_every_stack_but_reads_only_the_installations(backend: Backend) -> None:
+    tenant = backend.tenant("alpha", ACCOUNT_A)
+    gateway = backend.connector.gateway(tenant, REGION)
+    ours = gateway.create(spec(backend, "contract-alpha-one"), "create-one-g1")
+    gateway.create(spec(backend, "billing-db"), "create-billing-g1")
+    backend.settle()
+    cloud = backend.cloud  # type: ignore[attr-defined]
+    cloud.narrow_role = "contract"
+
+    assert sorted(s.name for s in gateway.list_summaries()) == ["billing-db", "contract-alpha-one"]
+    described = gateway.describe("contract-alpha-one")
+    assert described is not None and described.stack_id == ours
+    assert gateway.describe(ours) is not None, "a stack id names the stack as well"
+    with pytest.raises(AccessDeniedError, match="billing-db"):
+        gateway.describe("billing-db")
+    with pytest.raises(AccessDeniedError):
+        gateway.list_stacks()
+    with pytest.raises(AccessDeniedError):
+        gateway.delete("billing-db", "delete-billing-g1")
+    assert cloud.count("ListStacks") == 1
+    assert cloud.count("DescribeStack") == 3

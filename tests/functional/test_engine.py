@@ -75,8 +75,8 @@ def test_steady_state_sweep_makes_no_mutating_call_no_describe_and_no_status_wri
     assert mutating_calls(world) == 0
     assert world.cloud.count("DescribeStack") == 0
     assert world.cloud.count("AssumeRole") == 0, "credentials are cached across passes"
-    assert world.cloud.count("DescribeStacks", ACCOUNT_A) == 1
-    assert world.cloud.count("DescribeStacks", ACCOUNT_B) == 1
+    assert world.cloud.count("ListStacks", ACCOUNT_A) == 1
+    assert world.cloud.count("ListStacks", ACCOUNT_B) == 1
     assert world.store.status_writes == writes_before
 
 

@@ -40,7 +40,7 @@ def test_status_only_modify_triggers_nothing(installed: FakeWorld, context: Loca
     assert installed.cloud.calls == []
 
 
-def test_records_are_grouped_by_tenant_one_listing_per_tenant(installed: FakeWorld, context: LocalContext) -> None:
+def test_records_are_grouped_by_tenant_one_pass_per_tenant(installed: FakeWorld, context: LocalContext) -> None:
     installed.add_tenant("alpha", ACCOUNT_A)
     installed.add_tenant("bravo", ACCOUNT_B)
     records = []
@@ -53,8 +53,10 @@ def test_records_are_grouped_by_tenant_one_listing_per_tenant(installed: FakeWor
 
     assert response == {"batchItemFailures": []}
     assert installed.cloud.count("AssumeRole") == 2
-    assert installed.cloud.count("DescribeStacks", ACCOUNT_A) == 1
-    assert installed.cloud.count("DescribeStacks", ACCOUNT_B) == 1
+    # One scoped pass per tenant: its three servers' stacks are read by name, the account is not listed.
+    assert installed.cloud.count("DescribeStack", ACCOUNT_A) == 3
+    assert installed.cloud.count("DescribeStack", ACCOUNT_B) == 3
+    assert installed.cloud.count("ListStacks") == 0
     assert installed.cloud.count("CreateStack") == 6
 
 

@@ -3,7 +3,9 @@ tags (!Ref, !Sub, !GetAtt, ...) and helpers to walk parameters, `!If` branches a
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,21 +135,37 @@ def resources(statement: dict[str, Any]) -> list[Any]:
     return found
 
 
-def function_statements(template: dict[str, Any], logical_id: str) -> list[dict[str, Any]]:
-    """Every policy statement a SAM function's `Policies` grant (inline documents and managed policies
-    defined in the template). Anything else (AWS managed policies, SAM policy templates) fails, so a
-    broad grant cannot slip past the checks that use this."""
+def role_statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    """Every policy statement an IAM role defined in the template grants: its inline policies and the managed
+    policies (defined in the template) it attaches. Anything else (an AWS managed policy) fails, so a broad
+    grant cannot slip past the checks that use this."""
+    role = resource(template, role_id)
+    assert role["Type"] == "AWS::IAM::Role", f"{role_id} is not a role"
     found: list[dict[str, Any]] = []
-    for policy in as_list(props(template, logical_id).get("Policies", [])):
-        if isinstance(policy, dict) and "Statement" in policy:
-            found.extend(statements(policy))
-        elif isinstance(policy, dict) and set(policy) == {"Ref"}:
-            managed = resource(template, policy["Ref"])
-            assert managed["Type"] == "AWS::IAM::ManagedPolicy", f"{logical_id}: {policy} is not a managed policy"
-            found.extend(statements(managed["Properties"]["PolicyDocument"]))
-        else:
-            raise AssertionError(f"{logical_id}: unsupported policy form {policy!r}; grant with explicit statements")
+    for policy in role["Properties"].get("Policies", []):
+        found.extend(statements(policy["PolicyDocument"]))
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        assert isinstance(arn, dict), f"{role_id} attaches {arn!r}; grant with explicit statements"
+        assert set(arn) == {"Ref"}, f"{role_id} attaches {arn!r}; grant with explicit statements"
+        managed = resource(template, arn["Ref"])
+        assert managed["Type"] == "AWS::IAM::ManagedPolicy", f"{role_id}: {arn} is not a managed policy"
+        found.extend(statements(managed["Properties"]["PolicyDocument"]))
     return found
+
+
+def function_role(template: dict[str, Any], logical_id: str) -> str:
+    """The logical id of the role a function (SAM or plain Lambda) runs with."""
+    role = resource(template, logical_id)["Properties"].get("Role")
+    assert isinstance(role, dict), f"{logical_id} has no role of the template's own: {role!r}"
+    assert "Fn::GetAtt" in role, f"{logical_id} has no role of the template's own: {role!r}"
+    target, attribute = role["Fn::GetAtt"]
+    assert attribute == "Arn"
+    return str(target)
+
+
+def function_statements(template: dict[str, Any], logical_id: str) -> list[dict[str, Any]]:
+    """Every policy statement a function's role grants."""
+    return role_statements(template, function_role(template, logical_id))
 
 
 def iam_match(pattern: str, value: str) -> bool:
@@ -157,3 +175,58 @@ def iam_match(pattern: str, value: str) -> bool:
 
 def parameter_default(template: dict[str, Any], name: str) -> Any:
     return template["Parameters"][name].get("Default")
+
+
+#: Values for the platform template's parameters without a default.
+REQUIRED_PARAMETERS = {
+    "TemplatePublisherArn": "arn:aws:iam::222222222222:role/stackherd-publisher",
+    "AlarmTopicArn": "arn:aws:sns:us-east-1:222222222222:stackherd-alarms",
+}
+#: What SAM attaches for event sources, tracing and basic execution when a function has no role of its own;
+#: the loader knows them all, so a transformed template that still attaches one shows it.
+SAM_MANAGED_POLICIES = (
+    "service-role/AWSLambdaBasicExecutionRole",
+    "service-role/AWSLambdaDynamoDBExecutionRole",
+    "service-role/AWSLambdaSQSQueueExecutionRole",
+    "service-role/AWSLambdaKinesisExecutionRole",
+    "AWSXrayWriteOnlyAccess",
+    "AWSXRayDaemonWriteAccess",
+)
+
+
+class _ManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {name.rpartition("/")[2]: f"arn:aws:iam::aws:policy/{name}" for name in SAM_MANAGED_POLICIES}
+
+
+def transform_platform(parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """The platform template as plain CloudFormation, transformed offline by aws-sam-translator as `sam deploy`
+    does: SAM adds roles, policies, event source mappings and API definitions the raw template does not show."""
+    from samtranslator.translator import transform as translator
+
+    template = copy.deepcopy(load(PLATFORM))
+    # `sam package` replaces the local CodeUri with the uploaded artifact; the translator only accepts the latter.
+    template["Globals"]["Function"]["CodeUri"] = "s3://stackherd-artifacts/stackherd.zip"
+    previous = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    try:
+        result: dict[str, Any] = translator.transform(
+            template, {**REQUIRED_PARAMETERS, **(parameters or {})}, _ManagedPolicies()
+        )
+    finally:
+        if previous is None:
+            del os.environ["AWS_DEFAULT_REGION"]
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous
+    return result
+
+
+def policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every identity policy document of a (transformed) template, named `<logical id>` or `<role>/<policy>`."""
+    for logical_id, res in template["Resources"].items():
+        properties = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::Role":
+            for policy in properties.get("Policies", []):
+                yield f"{logical_id}/{policy['PolicyName']}", policy["PolicyDocument"]
+        elif res["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+            yield logical_id, properties["PolicyDocument"]

@@ -1,4 +1,5 @@
-"""Fixtures for the template tests: the three parsed templates, and fake AWS credentials for moto."""
+"""Fixtures for the template tests: the three parsed templates, the platform template as `sam deploy` would
+transform it, and fake AWS credentials for moto."""
 
 from __future__ import annotations
 
@@ -34,3 +35,8 @@ def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     for name in ("AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def transformed() -> dict[str, Any]:
+    return cfn.transform_platform()

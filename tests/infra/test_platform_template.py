@@ -14,6 +14,7 @@ from models import tables
 from tests.infra import cfn
 
 FUNCTIONS = {
+    "WorkerFunction": "handlers.worker.handler",
     "StreamFunction": "handlers.stream.handler",
     "SweepFunction": "handlers.sweep.handler",
     "AdminFunction": "handlers.admin.handler",
@@ -21,7 +22,8 @@ FUNCTIONS = {
     "AdminApiFunction": "handlers.api.app.handler",
     "RequeueFunction": "handlers.requeue.handler",
 }
-RECONCILERS = ("StreamFunction", "SweepFunction", "AdminFunction", "RequeueFunction", "AdminApiFunction")
+#: Functions that enqueue work for the worker (coalescing on the tenants table's work items).
+PRODUCERS = ("StreamFunction", "SweepFunction", "AdminFunction", "RequeueFunction", "AdminApiFunction")
 TABLES = ("TenantsTable", "GameServersTable", "ActivityTable")
 REQUIRED_ENV = {
     "STACKHERD_TENANTS_TABLE": {"Ref": "TenantsTable"},
@@ -30,9 +32,17 @@ REQUIRED_ENV = {
     "STACKHERD_TEMPLATE_BUCKET": {"Ref": "TemplateBucket"},
     "STACKHERD_INSTALLATION": {"Ref": "Installation"},
     "STACKHERD_REQUEUE_QUEUE_URL": {"Ref": "RequeueQueue"},
+    "STACKHERD_WORK_QUEUE_URL": {"Ref": "WorkQueue"},
+    "STACKHERD_WORKER_FUNCTION": {"Fn::Sub": "${Installation}-worker"},
+    "STACKHERD_TENANT_ROLE_NAME": {"Ref": "TenantRoleName"},
+    "STACKHERD_ACCOUNT_CALLS_PER_SECOND": {"Ref": "AccountCallsPerSecond"},
+    "STACKHERD_CLIENT_CACHE_SIZE": {"Ref": "ClientCacheSize"},
     "POWERTOOLS_SERVICE_NAME": "stackherd",
     "POWERTOOLS_METRICS_NAMESPACE": "Stackherd",
 }
+XRAY_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+#: What every function's role has for its own logs and traces (FunctionBasicsPolicy).
+BASICS = {"logs:CreateLogStream", "logs:PutLogEvents", *XRAY_WRITES}
 DYNAMO_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 
 
@@ -73,7 +83,7 @@ def test_is_a_sam_template(platform: dict[str, Any]) -> None:
 def test_globals(platform: dict[str, Any]) -> None:
     globals_ = platform["Globals"]["Function"]
     assert globals_["Runtime"] == "python3.12"
-    assert (cfn.SAM_DIR / globals_["CodeUri"]).resolve() == cfn.ROOT
+    assert (cfn.SAM_DIR / globals_["CodeUri"]).resolve() == cfn.ROOT / "build" / "lambda", "make package's output"
     env = globals_["Environment"]["Variables"]
     for name, value in REQUIRED_ENV.items():
         assert env.get(name) == value, name
@@ -145,8 +155,12 @@ def test_key_attributes_match_the_models(platform: dict[str, Any]) -> None:
         assert key_schema(cfn.props(platform, logical_id)) == expected, logical_id
 
 
+def test_worker_function_name_matches_its_environment_variable(platform: dict[str, Any]) -> None:
+    assert function(platform, "WorkerFunction")["FunctionName"] == REQUIRED_ENV["STACKHERD_WORKER_FUNCTION"]
+
+
 def test_stateful_resources_are_retained(platform: dict[str, Any]) -> None:
-    for logical_id in (*TABLES, "TemplateBucket"):
+    for logical_id in (*TABLES, "TemplateBucket", "UserPool"):
         res = cfn.resource(platform, logical_id)
         assert res.get("DeletionPolicy") == "Retain", logical_id
         assert res.get("UpdateReplacePolicy") == "Retain", logical_id
@@ -172,7 +186,8 @@ def test_bucket_policy_shares_templates_with_tenant_roles_only(platform: dict[st
     allows = [s for s in cfn.statements(props["PolicyDocument"]) if s["Effect"] == "Allow"]
     assert len(allows) == 2, "one statement for an organization, one for a list of accounts"
     for statement in allows:
-        assert cfn.actions(statement) == ["s3:GetObject"]
+        # GetObjectVersion: stacks deploy a pinned TemplateURL (?versionId=...).
+        assert cfn.actions(statement) == ["s3:GetObject", "s3:GetObjectVersion"]
         assert [cfn.sub_text(r) for r in cfn.resources(statement)] == ["${TemplateBucket.Arn}/gameserver/*"]
         assert statement["Condition"]["ArnLike"]["aws:PrincipalArn"] == {
             "Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${TenantRoleName}"
@@ -180,6 +195,7 @@ def test_bucket_policy_shares_templates_with_tenant_roles_only(platform: dict[st
     by_sid = {s["Sid"]: s for s in allows}
     organization = by_sid["TenantOrganizationReadsTemplates"]
     assert organization["Principal"] == "*"
+    # One condition for any number of accounts: the read grant does not grow with the tenants.
     assert organization["Condition"]["StringEquals"] == {"aws:PrincipalOrgID": {"Ref": "TenantOrganizationId"}}
     assert by_sid["TenantAccountsReadTemplates"]["Principal"] == {"AWS": {"Ref": "TenantAccountIds"}}
 
@@ -237,7 +253,7 @@ def test_stream_event_source(platform: dict[str, Any]) -> None:
 
 def test_sweep_runs_on_a_schedule_one_at_a_time(platform: dict[str, Any]) -> None:
     props = function(platform, "SweepFunction")
-    assert props["Timeout"] == 900
+    assert props["Timeout"] <= 900
     assert props["ReservedConcurrentExecutions"] == 1
     event = only_event(platform, "SweepFunction", "Schedule")
     assert event["Schedule"] == {"Ref": "SweepSchedule"}
@@ -304,8 +320,10 @@ def test_api_sits_behind_a_jwt_authorizer(platform: dict[str, Any]) -> None:
     assert api["Type"] == "AWS::Serverless::HttpApi"
     auth = api["Properties"]["Auth"]
     authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
-    assert authorizer["JwtConfiguration"] == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}
-    assert "Default" not in platform["Parameters"]["JwtIssuer"]
+    assert authorizer["JwtConfiguration"] == {
+        "issuer": {"Fn::Sub": "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}"},
+        "audience": [{"Ref": "UserPoolClient"}],
+    }
 
 
 @pytest.mark.parametrize("path", api_paths())
@@ -330,39 +348,80 @@ def test_no_function_has_wildcard_grants_or_cloudformation(platform: dict[str, A
         for action in cfn.actions(statement):
             assert not action.endswith("*"), f"{logical_id}: {action}"
             assert not action.startswith("cloudformation:"), f"{logical_id}: only tenant roles touch stacks"
-        assert "*" not in cfn.resources(statement), f"{logical_id}: {statement.get('Sid')}"
+        if "*" in cfn.resources(statement):
+            # X-Ray has no resource-level permissions; nothing else may be granted on everything.
+            assert set(cfn.actions(statement)) <= XRAY_WRITES, f"{logical_id}: {statement.get('Sid')}"
 
 
-@pytest.mark.parametrize("logical_id", RECONCILERS)
-def test_reconcilers_assume_only_the_tenant_role(platform: dict[str, Any], logical_id: str) -> None:
-    statements = cfn.function_statements(platform, logical_id)
-    sts = [s for s in statements if any(a.startswith("sts:") for a in cfn.actions(s))]
-    assert sts, f"{logical_id} must assume tenant roles"
-    for statement in sts:
-        assert cfn.actions(statement) == ["sts:AssumeRole"]
-        assert [cfn.sub_text(r) for r in cfn.resources(statement)] == [
-            "arn:${AWS::Partition}:iam::*:role/${TenantRoleName}"
+def granted(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [s for s in statements if action in cfn.actions(s)]
+
+
+def test_only_the_worker_assumes_tenant_roles(platform: dict[str, Any]) -> None:
+    for logical_id in FUNCTIONS:
+        sts = [
+            s
+            for s in cfn.function_statements(platform, logical_id)
+            if any(a.startswith("sts:") for a in cfn.actions(s))
         ]
+        if logical_id != "WorkerFunction":
+            assert sts == [], f"{logical_id} must not assume roles; only the worker does"
+            continue
+        assert len(sts) == 2, "one statement per branch of RequireTenantRoleTag"
+        for statement in sts:
+            assert cfn.actions(statement) == ["sts:AssumeRole"]
+            assert [cfn.sub_text(r) for r in cfn.resources(statement)] == [
+                "arn:${AWS::Partition}:iam::*:role/${TenantRoleName}"
+            ]
 
 
-@pytest.mark.parametrize("logical_id", RECONCILERS)
-def test_reconcilers_reach_tables_templates_and_requeue(platform: dict[str, Any], logical_id: str) -> None:
-    statements = cfn.function_statements(platform, logical_id)
-
-    def granted(action: str) -> list[dict[str, Any]]:
-        return [s for s in statements if action in cfn.actions(s)]
-
+def test_worker_reaches_tables_templates_and_both_queues(platform: dict[str, Any]) -> None:
+    statements = cfn.function_statements(platform, "WorkerFunction")
     for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"):
-        tables_reached = set().union(*(table_arn_refs(s) for s in granted(action)))
+        tables_reached = set().union(*(table_arn_refs(s) for s in granted(statements, action)))
         assert set(TABLES) <= tables_reached, (action, tables_reached)
-    reads = [cfn.sub_text(r) for s in granted("s3:GetObject") for r in cfn.resources(s)]
-    assert reads == ["${TemplateBucket.Arn}/gameserver/*"]
-    sends = [r for s in granted("sqs:SendMessage") for r in cfn.resources(s)]
-    assert sends == [{"Fn::GetAtt": ["RequeueQueue", "Arn"]}]
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        reads = [cfn.sub_text(r) for s in granted(statements, action) for r in cfn.resources(s)]
+        assert reads == ["${TemplateBucket.Arn}/gameserver/*"], action
+    sends = [r for s in granted(statements, "sqs:SendMessage") for r in cfn.resources(s)]
+    assert sends == [{"Fn::GetAtt": ["RequeueQueue", "Arn"]}, {"Fn::GetAtt": ["WorkQueue", "Arn"]}]
+    receives = [r for s in granted(statements, "sqs:ReceiveMessage") for r in cfn.resources(s)]
+    assert receives == [{"Fn::GetAtt": ["WorkQueue", "Arn"]}]
+
+
+@pytest.mark.parametrize("logical_id", PRODUCERS)
+def test_producers_send_work_and_mark_tenants_pending(platform: dict[str, Any], logical_id: str) -> None:
+    statements = cfn.function_statements(platform, logical_id)
+    assert {"Fn::GetAtt": ["WorkQueue", "Arn"]} in [
+        r for s in granted(statements, "sqs:SendMessage") for r in cfn.resources(s)
+    ]
+    assert "TenantsTable" in set().union(*(table_arn_refs(s) for s in granted(statements, "dynamodb:UpdateItem")))
+    for statement in statements:
+        assert not any(a.startswith("cloudformation:") for a in cfn.actions(statement)), logical_id
+
+
+@pytest.mark.parametrize("logical_id", ["AdminFunction", "AdminApiFunction"])
+def test_admin_plans_invoke_only_the_worker(platform: dict[str, Any], logical_id: str) -> None:
+    invokes = [
+        r
+        for s in granted(cfn.function_statements(platform, logical_id), "lambda:InvokeFunction")
+        for r in cfn.resources(s)
+    ]
+    assert invokes == [{"Fn::GetAtt": ["WorkerFunction", "Arn"]}]
+
+
+def test_dispatcher_invokes_only_itself(platform: dict[str, Any]) -> None:
+    invokes = [
+        cfn.sub_text(r)
+        for s in granted(cfn.function_statements(platform, "SweepFunction"), "lambda:InvokeFunction")
+        for r in cfn.resources(s)
+    ]
+    own = cfn.sub_text(function(platform, "SweepFunction")["FunctionName"])
+    assert invokes == [f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{own}"]
 
 
 def test_player_api_writes_only_desired_records_and_activity(platform: dict[str, Any]) -> None:
-    statements = cfn.function_statements(platform, "ApiFunction")
+    statements = [s for s in cfn.function_statements(platform, "ApiFunction") if not set(cfn.actions(s)) <= BASICS]
     assert statements
 
     def reach(action: str) -> set[str]:
@@ -373,8 +432,21 @@ def test_player_api_writes_only_desired_records_and_activity(platform: dict[str,
             assert action.startswith("dynamodb:"), f"the player API only touches DynamoDB, not {action}"
             assert action not in {"dynamodb:Scan", "dynamodb:BatchWriteItem"}, action
         assert table_arn_refs(statement) <= set(TABLES)
-    assert reach("dynamodb:PutItem") == {"GameServersTable", "ActivityTable"}
-    assert reach("dynamodb:UpdateItem") == {"GameServersTable"}, "the activity log is append-only"
+
+    def reach_unconditionally(action: str) -> set[str]:
+        return set().union(
+            *(table_arn_refs(s) for s in statements if action in cfn.actions(s) and "Condition" not in s)
+        )
+
+    assert reach_unconditionally("dynamodb:PutItem") == {"GameServersTable", "ActivityTable"}
+    assert reach_unconditionally("dynamodb:UpdateItem") == {"GameServersTable"}, "the activity log is append-only"
+    # The tenants table takes only rate-limit buckets from the player API.
+    conditioned = [s for s in statements if "Condition" in s]
+    assert conditioned, "rate-limit buckets"
+    for statement in conditioned:
+        assert table_arn_refs(statement) == {"TenantsTable"}
+        assert set(cfn.actions(statement)) <= {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+        assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["rate#*"]}}
     assert reach("dynamodb:DeleteItem") == set(), "only the reconciler removes a record, once its stack is gone"
     assert reach("dynamodb:GetItem") >= {"GameServersTable", "TenantsTable"}
     assert reach("dynamodb:Query") >= {"GameServersTable", "ActivityTable"}
@@ -383,7 +455,7 @@ def test_player_api_writes_only_desired_records_and_activity(platform: dict[str,
 def test_player_api_has_no_sts_s3_sqs_or_cloudformation(platform: dict[str, Any]) -> None:
     for statement in cfn.function_statements(platform, "ApiFunction"):
         for action in cfn.actions(statement):
-            assert not action.startswith(("sts:", "cloudformation:", "s3:", "sqs:")), action
+            assert not action.startswith(("sts:", "cloudformation:", "s3:", "sqs:", "lambda:", "iam:")), action
 
 
 # --- alarms -------------------------------------------------------------------------------------------------
@@ -397,7 +469,7 @@ def dead_letter_queues(platform: dict[str, Any]) -> set[str]:
         if "RedrivePolicy" in queue["Properties"]:
             targets.append(queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
     names = {target["Fn::GetAtt"][0] for target in targets}
-    assert names == {"StreamDeadLetterQueue", "RequeueDeadLetterQueue"}
+    assert names == {"StreamDeadLetterQueue", "RequeueDeadLetterQueue", "WorkDeadLetterQueue"}
     return names
 
 
@@ -424,6 +496,10 @@ def test_outputs(platform: dict[str, Any]) -> None:
         "TenantRoleName",
         "GameServersTableName",
         "RequeueQueueUrl",
+        "WorkQueueUrl",
+        "WorkerRoleArn",
+        "TemplateBucketRegion",
+        "UserPoolClientId",
         "AdminFunctionName",
         "ApiUrl",
     } <= set(platform["Outputs"])

@@ -21,9 +21,11 @@ from tests.infra import cfn
 pytestmark = pytest.mark.integration
 
 PLATFORM_ACCOUNT = "123456789012"  # moto's default account
+WORKER_ROLE_ARN = f"arn:aws:iam::{PLATFORM_ACCOUNT}:role/stackherd-worker-us-east-1"
 TENANT_ACCOUNT = "111111111111"
 BUCKET = "stackherd-templates-test"
 REGION = "us-east-1"
+EXTERNAL_ID = "3f9c2a7e1b5d4c8a9e0f6b2d7c1a4e85"
 #: Not named <installation>-*: the execution role may change such stacks, and must not be able to change its own.
 ONBOARDING_STACK = "StackherdOnboarding"
 
@@ -62,7 +64,7 @@ def tenant_session(session: Any, account: str = TENANT_ACCOUNT) -> Any:
     credentials = session.client("sts").assume_role(
         RoleArn=f"arn:aws:iam::{account}:role/StackherdExecution",
         RoleSessionName=naming.session_name("acme"),
-        ExternalId="acme-external-id",
+        ExternalId=EXTERNAL_ID,
     )["Credentials"]
     return boto3.Session(
         aws_access_key_id=credentials["AccessKeyId"],
@@ -141,7 +143,7 @@ def test_a_tenant_account_creates_a_rendered_stack_from_the_platform_bucket(aws:
         account_id=TENANT_ACCOUNT,
         regions=(REGION,),
         role_arn=f"arn:aws:iam::{TENANT_ACCOUNT}:role/StackherdExecution",
-        external_id="acme-external-id",
+        external_id=EXTERNAL_ID,
     )
     server = DesiredServer(
         tenant_id="acme",
@@ -187,9 +189,10 @@ def test_tenant_role_template_deploys(aws: Any) -> None:
         StackName=ONBOARDING_STACK,
         TemplateBody=cfn.TENANT_ROLE.read_text(),
         Parameters=[
-            {"ParameterKey": "PlatformAccountId", "ParameterValue": PLATFORM_ACCOUNT},
-            {"ParameterKey": "ExternalId", "ParameterValue": "acme-external-id"},
+            {"ParameterKey": "PlatformWorkerRoleArn", "ParameterValue": WORKER_ROLE_ARN},
+            {"ParameterKey": "ExternalId", "ParameterValue": EXTERNAL_ID},
             {"ParameterKey": "TemplateBucketName", "ParameterValue": BUCKET},
+            {"ParameterKey": "TemplateBucketRegion", "ParameterValue": REGION},
         ],
         Capabilities=["CAPABILITY_NAMED_IAM"],
     )
@@ -202,8 +205,8 @@ def test_tenant_role_template_deploys(aws: Any) -> None:
     if isinstance(trust, str):
         trust = json.loads(trust)
     (statement,) = trust["Statement"]
-    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{PLATFORM_ACCOUNT}:root"}
-    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": "acme-external-id"}}
+    assert statement["Principal"] == {"AWS": WORKER_ROLE_ARN}
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}
     assert {"Key": "stackherd:installation", "Value": "stackherd"} in role.get("Tags", [])
     policies = in_tenant.client("iam").list_role_policies(RoleName="StackherdExecution")["PolicyNames"]
     assert policies == ["stackherd-gameserver-stacks"]

@@ -30,7 +30,10 @@ def test_catalog_publishes_lists_and_resolves_versions(template_catalog: Any) ->
     template_catalog.publish(gameserver_template().encode(), "v2")
 
     assert template_catalog.versions() == ["v1", "v2"]
-    assert template_catalog.url_for("v2") == f"https://{TEMPLATE_BUCKET}.s3.amazonaws.com/gameserver/v2.yaml"
+    head = template_catalog.s3.head_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v2.yaml")
+    assert template_catalog.url_for("v2") == (
+        f"https://{TEMPLATE_BUCKET}.s3.amazonaws.com/gameserver/v2.yaml?versionId={head['VersionId']}"
+    )
 
 
 def test_a_published_version_never_changes(template_catalog: Any) -> None:
@@ -66,13 +69,15 @@ def test_catalog_reports_a_missing_bucket_as_not_found() -> None:
 
 
 class _FailingS3:
-    """An S3 client whose HeadObject fails the way a busy or unreachable S3 does."""
+    """An S3 client whose every call fails the way a busy or unreachable S3 does."""
 
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def head_object(self, **_: Any) -> None:
+    def _fail(self, **_: Any) -> None:
         raise self.error
+
+    get_object = head_object = _fail
 
 
 @pytest.mark.parametrize(
@@ -282,6 +287,7 @@ def _validating_catalog() -> Any:
 
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    s3.put_bucket_versioning(Bucket=TEMPLATE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     return S3TemplateCatalog(s3, TEMPLATE_BUCKET, region=REGION, cloudformation=cloudformation)
 
@@ -291,7 +297,7 @@ def test_publishing_stores_the_parameters_and_defaults_cloudformation_reads_from
 
     url = catalog.publish(DEFAULTED_TEMPLATE.encode(), "v2")
 
-    assert url == f"https://{TEMPLATE_BUCKET}.s3.{REGION}.amazonaws.com/gameserver/v2.yaml"
+    assert url.startswith(f"https://{TEMPLATE_BUCKET}.s3.{REGION}.amazonaws.com/gameserver/v2.yaml?versionId=")
     described = catalog.describe("v2")
     assert described.url == url
     assert dict(described.parameters or {}) == {
@@ -304,27 +310,31 @@ def test_publishing_stores_the_parameters_and_defaults_cloudformation_reads_from
 
 
 def test_a_version_published_without_a_summary_has_unknown_parameters() -> None:
-    catalog = _validating_catalog()
-    catalog.s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v1.yaml", Body=gameserver_template().encode())
-    described = catalog.describe("v1")
+    from reconciler.adapters.s3 import S3TemplateCatalog
+
+    s3 = _validating_catalog().s3
+    S3TemplateCatalog(s3, TEMPLATE_BUCKET, region=REGION).publish(gameserver_template().encode(), "v1")
+    described = S3TemplateCatalog(s3, TEMPLATE_BUCKET, region=REGION).describe("v1")
     assert described.parameters is None and described.capabilities == ()
 
 
-def test_a_version_without_a_summary_says_so_and_republishing_the_same_body_stores_it(
+def test_a_pinned_version_without_a_summary_says_so_and_republishing_the_same_body_stores_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A version uploaded before summaries were stored that adds a defaulted parameter: the operator is told,
-    and publishing the same body again stores its defaults (so MapSize at its default is no drift)."""
+    """A version pinned without a summary (published with no CloudFormation client) that adds a defaulted
+    parameter: the operator is told, and publishing the same body again stores its defaults (so MapSize at
+    its default is no drift) and keeps the pin."""
     from reconciler.adapters.s3 import S3TemplateCatalog
 
     catalog = _validating_catalog()
-    catalog.s3.put_object(Bucket=TEMPLATE_BUCKET, Key="gameserver/v2.yaml", Body=DEFAULTED_TEMPLATE.encode())
+    url = S3TemplateCatalog(catalog.s3, TEMPLATE_BUCKET, region=REGION).publish(DEFAULTED_TEMPLATE.encode(), "v2")
     with caplog.at_level("WARNING", logger="stackherd.templates"):
         assert catalog.describe("v2").parameters is None
     assert "publish it again with the same body" in caplog.text
-    catalog.publish(DEFAULTED_TEMPLATE.encode(), "v2")
+    assert catalog.publish(DEFAULTED_TEMPLATE.encode(), "v2") == url
     fresh = S3TemplateCatalog(catalog.s3, TEMPLATE_BUCKET, region=REGION)
     assert fresh.describe("v2").defaults() == {"MapSize": "medium"}
+    assert fresh.describe("v2").url == url
 
 
 def test_publishing_refuses_a_template_cloudformation_refuses() -> None:

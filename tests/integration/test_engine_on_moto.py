@@ -438,3 +438,72 @@ def test_a_tenant_pointing_at_another_accounts_role_is_quarantined_and_the_sweep
     assert stacks_in(ACCOUNTS["bravo"]) == bravo_before, "nothing of delta's landed in bravo's account"
     assert stacks_in("444444444444") == {}
     assert [r.tenant_id for r in three_tenants.engine.sweep().results] == sorted(ACCOUNTS), "quarantined: skipped"
+
+
+@pytest.mark.usefixtures("moto_reads_template_object_versions")
+def test_overwriting_a_published_template_key_leaves_created_stacks_on_the_pinned_body(
+    three_tenants: MotoWorld, template_catalog: Any
+) -> None:
+    """`aws s3 cp` onto gameserver/v1.yaml creates a new S3 object version; stacks created and updated after it
+    still get the body that was published, because their TemplateURL names the pinned object version."""
+    from tests.conftest import TEMPLATE_BUCKET, gameserver_template
+
+    published = gameserver_template()
+    template_catalog.s3.put_object(
+        Bucket=TEMPLATE_BUCKET, Key="gameserver/v1.yaml", Body=(published + "\n# overwritten\n").encode()
+    )
+    three_tenants.put("alpha", "gs-3", difficulty="easy", player_count=4, seed="alpha3")
+    three_tenants.put("alpha", "gs-1", difficulty="hard", player_count=4, seed="alpha1")
+    three_tenants.reconcile("alpha")
+
+    client = assumed_client("cloudformation", ACCOUNTS["alpha"])
+    for gameserver_id in ("gs-1", "gs-3"):
+        body = client.get_template(StackName=stack_name("alpha", gameserver_id))["TemplateBody"]
+        assert "# overwritten" not in str(body)
+    assert stacks_in(ACCOUNTS["alpha"])[stack_name("alpha", "gs-1")]["parameters"]["Difficulty"] == "hard"
+
+
+def test_on_moto_a_steady_pass_is_one_listing_and_no_other_stack_is_ever_read(template_catalog: Any) -> None:
+    import boto3
+
+    from reconciler.adapters.aws import AwsConnector
+    from tests.conftest import TEMPLATE_BUCKET
+
+    session = boto3.Session(region_name=REGION)
+    calls: list[tuple[str, str]] = []
+    session.events.register(
+        "provide-client-params.cloudformation",
+        lambda params, model, **_: calls.append((model.name, str(params.get("StackName", "")))),
+    )
+    engine = Engine(DynamoStore(), AwsConnector(session), template_catalog)
+    world = MotoWorld(engine.store, engine, engine.connector)  # type: ignore[arg-type]
+    world.add_tenant("charlie")
+    world.put("charlie", "gs-1", difficulty="easy", player_count=4, seed="one")
+    params = [
+        {"ParameterKey": "Difficulty", "ParameterValue": "easy"},
+        {"ParameterKey": "PlayerCount", "ParameterValue": "3"},
+        {"ParameterKey": "Seed", "ParameterValue": "secret"},
+    ]
+    url = f"https://{TEMPLATE_BUCKET}.s3.amazonaws.com/gameserver/v1.yaml"
+    assumed_client("cloudformation", ACCOUNTS["charlie"]).create_stack(
+        StackName="billing-db", TemplateURL=url, Parameters=params
+    )
+
+    world.reconcile("charlie")  # creates
+    world.reconcile("charlie")  # reads the new stack once by name, and keeps the read
+    start = len(calls)
+    result = world.reconcile("charlie")
+
+    assert result.in_sync
+    assert calls[start:] == [("ListStacks", "")]
+    world.delete("charlie", "gs-1")
+    start = len(calls)
+    world.reconcile("charlie")
+    name = stack_name("charlie", "gs-1")
+    # The kept read is not enough to delete on: the stack is read again by name right before.
+    assert [op for op, target in calls[start:] if target == name or f":stack/{name}/" in target] == [
+        "DescribeStacks",
+        "DeleteStack",
+    ]
+    assert ("DescribeStacks", "") not in calls, "nothing walks every stack of the account"
+    assert not [call for call in calls if call[1] == "billing-db"]

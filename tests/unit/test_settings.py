@@ -12,6 +12,7 @@ EVERY_VARIABLE = {
     "STACKHERD_GAMESERVERS_TABLE": "t-servers",
     "STACKHERD_ACTIVITY_TABLE": "t-activity",
     "STACKHERD_TEMPLATE_BUCKET": "t-bucket",
+    "STACKHERD_TEMPLATE_BUCKET_OWNER": "123456789012",
     "STACKHERD_INSTALLATION": "prod",
     "STACKHERD_REQUEUE_QUEUE_URL": "https://sqs.example/queue",
     "STACKHERD_SWEEP_CONCURRENCY": "4",
@@ -37,6 +38,7 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "gameservers_table": "t-servers",
         "activity_table": "t-activity",
         "template_bucket": "t-bucket",
+        "template_bucket_owner": "123456789012",
         "installation": "prod",
         "region": "eu-west-1",
         "requeue_queue_url": "https://sqs.example/queue",
@@ -52,6 +54,12 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "review_grace_s": 600,
         "rollout_tenant_timeout_s": 5400,
     }
+
+
+def test_a_template_bucket_owner_that_is_no_account_id_is_refused_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="STACKHERD_TEMPLATE_BUCKET_OWNER"):
+        Settings.from_env({"STACKHERD_TEMPLATE_BUCKET_OWNER": "acme-corp"})
+    assert Settings.from_env({}).template_bucket_owner is None  # derived from the function's own account
 
 
 def test_defaults_and_empty_variables() -> None:
