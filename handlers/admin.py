@@ -1,5 +1,9 @@
 """Admin handler: force one tenant now, or ask for its plan first.
 
+With a work queue configured (on AWS, always) a force is a full-pass message on the work queue (its `force` and
+`confirm_deletions` ride on the tenant's work item) and answers `{"ok": true, "queued": true}`; a dry run asks
+the tenant worker for the plan by a synchronous invocation. Without one, the pass runs here.
+
 Event: `{"tenant_id": "...", "dry_run": true|false, "confirm_deletions": false, "force": false}` (`force`
 acts now on servers waiting out a failed attempt's backoff). Returns the plan
 (dry run) or the actions taken, as JSON-serialisable data; a bad event returns a clear error.
@@ -28,9 +32,28 @@ class AdminRequest(BaseModel):
 
 
 def run(request: AdminRequest) -> dict[str, Any]:
-    from handlers.runtime import runtime
+    from handlers.runtime import WorkerUnavailableError, runtime
+    from reconciler.work import WorkQueueError
 
     rt = runtime()
+    if rt.work_queue is not None:
+        # Through the worker: only it may assume tenant roles, and its message group keeps one pass at a time.
+        try:
+            if request.dry_run:
+                return rt.plan(request.tenant_id, confirm_deletions=request.confirm_deletions)
+            if rt.store.get_tenant(request.tenant_id) is None:
+                return {"ok": False, "error": f"tenant {request.tenant_id!r} is not registered"}
+            sent = rt.work_queue.enqueue(
+                request.tenant_id,
+                None,
+                "admin",
+                force=request.force,
+                confirm_deletions=request.confirm_deletions,
+            )
+        except (WorkQueueError, WorkerUnavailableError) as error:
+            return {"ok": False, "error": f"{error}; try again"}
+        metrics.add_metric(name="WorkMessagesSent" if sent else "WorkMessagesCoalesced", unit=MetricUnit.Count, value=1)
+        return {"ok": True, "tenant_id": request.tenant_id, "queued": True, "coalesced": not sent}
     result = rt.engine.reconcile_tenant(
         request.tenant_id, dry_run=request.dry_run, confirm_deletions=request.confirm_deletions, force=request.force
     )

@@ -1,6 +1,11 @@
-"""Requeue handler: SQS messages `{"tenant_id": ..., "gameserver_ids": [...]}` sent with a delay by
-the engine ("look again in N seconds"), so an in-progress stack is re-observed without waiting in a
-handler and without waiting for the next sweep."""
+"""Requeue handler: messages sent with a delay by the engine ("look again in N seconds"), so an in-progress
+stack is re-observed without waiting in a handler and without waiting for the next sweep.
+
+With a work queue configured (on AWS, always) the handler only forwards: a message whose token (the message
+attribute `token`) is still the tenant's live requeue goes onto the work queue through the same coalescing
+enqueue as every trigger; one superseded by an earlier requeue is dropped, so a tenant never has more than one
+requeue chain. Bodies are work messages (`{"tenant_id", "gameserver_ids", "trigger": "requeue"}`) or, from
+before the work queue, `{"tenant_id", "gameserver_ids"}`. Without a work queue it reconciles in-process."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from handlers.observability import logger, metrics, tracer
 from models.config import ID_PATTERN
+from models.work import Trigger, WorkMessage
 
 
 class RequeueMessage(BaseModel):
@@ -29,6 +35,38 @@ class RetryLaterError(Exception):
     pass
 
 
+def decode(data: object) -> RequeueMessage:
+    """A work message of trigger `requeue`, or the older body without a trigger."""
+    if isinstance(data, dict) and "trigger" in data:
+        work = WorkMessage.model_validate(data)
+        if work.trigger is not Trigger.REQUEUE or work.gameserver_ids is None:
+            raise ValueError("a requeue message names trigger 'requeue' and a list of gameserver_ids")
+        return RequeueMessage(tenant_id=work.tenant_id, gameserver_ids=work.gameserver_ids)
+    return RequeueMessage.model_validate(data)
+
+
+def forward(record: SQSRecord, message: RequeueMessage) -> None:
+    """Onto the work queue, when still the tenant's live requeue; raises to have SQS retry a failed forward."""
+    from handlers.runtime import runtime
+    from reconciler.work import WorkQueueError
+
+    queue = runtime().work_queue
+    assert queue is not None
+    attributes = record.raw_event.get("messageAttributes")
+    attribute = attributes.get("token") if isinstance(attributes, dict) else None
+    token = attribute.get("stringValue") if isinstance(attribute, dict) else None
+    try:
+        if token:
+            if not queue.due_requeue(message.tenant_id, token, message.gameserver_ids):
+                metrics.add_metric(name="RequeuesSuperseded", unit=MetricUnit.Count, value=1)
+                return
+        else:
+            queue.enqueue(message.tenant_id, message.gameserver_ids, "requeue")
+    except WorkQueueError as error:
+        raise RetryLaterError(str(error)) from error
+    metrics.add_metric(name="RequeuesForwarded", unit=MetricUnit.Count, value=1)
+
+
 def handle_record(record: SQSRecord) -> None:
     from handlers.runtime import runtime
 
@@ -36,7 +74,7 @@ def handle_record(record: SQSRecord) -> None:
         body = record.body
         if not isinstance(body, str):
             raise ValueError(f"message body must be a JSON string, not {type(body).__name__}")
-        message = RequeueMessage.model_validate(json.loads(body))
+        message = decode(json.loads(body))
     except (ValueError, TypeError, RecursionError, ValidationError) as error:
         # Retrying cannot fix it, and the sweep looks at every server anyway: drop it rather than let it
         # cycle to the dead-letter queue.
@@ -44,6 +82,9 @@ def handle_record(record: SQSRecord) -> None:
         metrics.add_metric(name="RequeueMessagesRejected", unit=MetricUnit.Count, value=1)
         return
     rt = runtime()
+    if rt.work_queue is not None:
+        forward(record, message)
+        return
     result = rt.engine.reconcile_tenant(message.tenant_id, scope=message.gameserver_ids)
     if result.error and result.retryable:
         raise RetryLaterError(result.error)

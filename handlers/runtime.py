@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from reconciler.engine import Engine
     from reconciler.planner import PlanSettings
     from reconciler.ports import DesiredStore
+    from reconciler.work import CoalescingWorkQueue
 
 __all__ = ["Runtime", "Settings", "SettingsError", "build_runtime", "install_runtime", "reset_runtime", "runtime"]
 
@@ -51,6 +52,21 @@ class Runtime:
     connector: AwsConnector | Any
     templates: S3TemplateCatalog | Any
     engine: Engine
+    #: every trigger's way onto the work queue (None: no work queue is configured, passes run in-process)
+    work_queue: CoalescingWorkQueue | None = None
+    #: the Lambda client that invokes the worker for a plan (None: one is built on first use)
+    worker_client: Any = None
+
+    def plan(self, tenant_id: str, *, confirm_deletions: bool = False) -> dict[str, Any]:
+        """A tenant's dry-run plan as JSON data (`{"ok": ..., **TenantResult.to_dict()}`). With a worker function
+        configured it is asked by a synchronous invocation (only the worker may assume tenant roles); else the
+        pass runs here."""
+        if self.settings.worker_function:
+            return invoke_worker_plan(
+                self.settings, tenant_id, confirm_deletions=confirm_deletions, client=self.worker_client
+            )
+        result = self.engine.reconcile_tenant(tenant_id, dry_run=True, confirm_deletions=confirm_deletions)
+        return {"ok": result.error is None, **result.to_dict()}
 
     @property
     def writes(self) -> DesiredWrites:
@@ -90,7 +106,7 @@ def build_runtime(settings: Settings) -> Runtime:
         from reconciler.pacing import AccountRateLimiter
 
         limiter = AccountRateLimiter(settings.account_calls_per_second)
-    connector = AwsConnector(session, limiter=limiter)
+    connector = AwsConnector(session, limiter=limiter, cache_size=settings.client_cache_size)
     templates = S3TemplateCatalog(
         s3_client(session),
         settings.template_bucket,
@@ -98,16 +114,62 @@ def build_runtime(settings: Settings) -> Runtime:
         cloudformation=session.client("cloudformation", config=CLIENT_CONFIG),
         expected_owner=settings.template_bucket_owner or _caller_account(session),
     )
-    engine = Engine(
-        store,
-        connector,
-        templates,
-        settings=plan_settings(settings),
-        requeuer=SqsRequeuer(settings.requeue_queue_url, region=settings.region)
-        if settings.requeue_queue_url
-        else None,
+    work_queue = build_work_queue(settings)
+    requeuer: Any = None
+    if work_queue is not None and settings.requeue_queue_url:
+        requeuer = work_queue  # at most one live requeue per tenant, coalesced on its work item
+    elif settings.requeue_queue_url:
+        requeuer = SqsRequeuer(settings.requeue_queue_url, region=settings.region)
+    engine = Engine(store, connector, templates, settings=plan_settings(settings), requeuer=requeuer)
+    return Runtime(settings, store, connector, templates, engine, work_queue=work_queue)
+
+
+class WorkerUnavailableError(RuntimeError):
+    """The worker could not be asked for a plan (throttled, failed, misconfigured): the caller says so."""
+
+
+def invoke_worker_plan(
+    settings: Settings, tenant_id: str, *, confirm_deletions: bool = False, client: Any = None
+) -> dict[str, Any]:
+    """Ask the tenant worker for a dry-run plan: `{"action": "plan", ...}`, invoked synchronously."""
+    import json
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if client is None:
+        import boto3
+
+        from reconciler.adapters.aws import CLIENT_CONFIG
+
+        client = boto3.client("lambda", region_name=settings.region, config=CLIENT_CONFIG)
+    request = {"action": "plan", "tenant_id": tenant_id, "confirm_deletions": confirm_deletions}
+    try:
+        response = client.invoke(
+            FunctionName=settings.worker_function, InvocationType="RequestResponse", Payload=json.dumps(request)
+        )
+        payload = response["Payload"].read()
+    except (ClientError, BotoCoreError) as error:
+        raise WorkerUnavailableError(f"the tenant worker could not be invoked for a plan: {error}") from error
+    if response.get("FunctionError"):
+        raise WorkerUnavailableError(f"the tenant worker failed to plan tenant {tenant_id}: {payload[:300]!r}")
+    answer = json.loads(payload)
+    if not isinstance(answer, dict):
+        raise WorkerUnavailableError(f"the tenant worker answered a plan that is not an object: {payload[:300]!r}")
+    return answer
+
+
+def build_work_queue(settings: Settings) -> CoalescingWorkQueue | None:
+    """The coalescing work queue on SQS and the tenants table, when `STACKHERD_WORK_QUEUE_URL` is set."""
+    if not settings.work_queue_url:
+        return None
+    from reconciler.adapters.sqs import SqsDelaySender, SqsWorkSender
+    from reconciler.adapters.work_items import DynamoWorkItems
+    from reconciler.work import CoalescingWorkQueue
+
+    delays = SqsDelaySender(settings.requeue_queue_url, region=settings.region) if settings.requeue_queue_url else None
+    return CoalescingWorkQueue(
+        DynamoWorkItems(), SqsWorkSender(settings.work_queue_url, region=settings.region), delays
     )
-    return Runtime(settings, store, connector, templates, engine)
 
 
 _installed: Runtime | None = None

@@ -1,5 +1,9 @@
 """DynamoDB stream handler: INSERT, MODIFY and REMOVE of desired records trigger a reconcile.
 
+With a work queue configured (on AWS, always) the handler only produces: one scoped message per tenant of the
+batch, coalesced on the tenant's work item, and the tenant worker runs the pass. Without one (a local tool's
+runtime) it reconciles in-process as described below.
+
 The batch goes through Powertools' `BatchProcessor`, which returns `{"batchItemFailures": [...]}`.
 Records are decoded with Powertools' DynamoDB stream record classes (`DynamoDBRecord`, whose images are
 deserialised to Python values) and grouped by tenant first, so each tenant is reconciled (and its role assumed)
@@ -12,7 +16,7 @@ transient failures are reported back for retry. No input crashes the batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -25,6 +29,9 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from reconciler.work import CoalescingWorkQueue
 
 #: Attributes only the reconciler writes; a change limited to these is not a desired-state change.
 STATUS_ATTRIBUTES = frozenset({"status"})
@@ -156,6 +163,21 @@ class StreamBatch:
             list(pool.map(one, sorted(by_tenant.items())))
         metrics.add_metric(name="StreamTenantReconciles", unit=MetricUnit.Count, value=len(by_tenant))
 
+    def enqueue(self, queue: CoalescingWorkQueue) -> None:
+        """Put one scoped message per tenant on the work queue (coalesced with any pending one). Only a tenant
+        whose trigger could not be recorded has its records reported for retry; the passes' own failures are
+        the worker's, so one tenant's throttling never replays another tenant's records."""
+        by_tenant: dict[str, set[str]] = {}
+        for key in self.keys.values():
+            if key is not None:
+                by_tenant.setdefault(key.tenant_id, set()).add(key.gameserver_id)
+        report = queue.enqueue_many(sorted(by_tenant.items()), "stream")
+        for tenant_id in report.failed:
+            for server in by_tenant[tenant_id]:
+                self.outcome[(tenant_id, server)] = "could not be put on the work queue"
+        metrics.add_metric(name="WorkMessagesSent", unit=MetricUnit.Count, value=report.sent)
+        metrics.add_metric(name="WorkMessagesCoalesced", unit=MetricUnit.Count, value=report.coalesced)
+
     def _mark_failed(self, tenant_id: str, servers: set[str], message: str, code: str) -> None:
         """An unknown tenant (or a tenant-level permanent failure): say so on each record that exists."""
         from dataclasses import replace
@@ -203,7 +225,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     try:
         from handlers.runtime import runtime
 
-        batch.reconcile(concurrency=runtime().settings.sweep_concurrency)
+        rt = runtime()
+        if rt.work_queue is not None:
+            batch.enqueue(rt.work_queue)
+        else:  # no work queue (a local tool's runtime): the pass runs here
+            batch.reconcile(concurrency=rt.settings.sweep_concurrency)
     except Exception as error:  # e.g. the tables are unreachable: retry every record, lose none
         logger.exception("batch could not be reconciled; reporting every record for retry")
         for key in batch.keys.values():

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     installation: str = Field(default="stackherd", pattern=r"^[a-z][a-z0-9]{0,19}$")
     region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     requeue_queue_url: str | None = None
+    #: The SQS FIFO work queue every trigger sends to (one message group per tenant); unset: passes run in-process.
+    work_queue_url: str | None = None
+    #: The tenant worker's function name, which the admin function and the API invoke for a dry-run plan.
+    worker_function: str | None = None
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     max_deletions: int = Field(default=10, ge=0)
     deletion_window_s: int = Field(
@@ -62,6 +66,9 @@ class Settings(BaseSettings):
         default=30, ge=1, le=900, validation_alias=AliasChoices("STACKHERD_REQUEUE_AFTER_SECONDS", "requeue_after_s")
     )
     account_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
+    #: Tenant-regions whose credentials and CloudFormation clients a warm process keeps (least recently used
+    #: evicted first): the bound on a long-lived worker's memory.
+    client_cache_size: int = Field(default=256, ge=1, le=100_000)
     #: CloudFormation operations a generation may cost while it fails before the server is held.
     failure_budget: int = Field(default=3, ge=1, le=100)
     #: The wait after a failed attempt (doubled for each further one).

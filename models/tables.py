@@ -55,6 +55,8 @@ DEFAULT_REGION: str = _DEFAULTS["region"]
 
 #: Key prefix of the account items in the tenants table; `#` is outside every tenant id, so they never collide.
 ACCOUNT_PREFIX = "account#"
+#: Key prefix of the per-tenant work items (the work queue's coalescing state) in the tenants table.
+WORK_PREFIX = "work#"
 #: Key prefix of rollouts (`rollout#<id>`) and of their index of active ones (`rollout#!active`).
 ROLLOUT_PREFIX = "rollout#"
 ROLLOUT_INDEX_KEY = "rollout#!active"
@@ -179,6 +181,34 @@ def account_key(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}"
 
 
+class WorkModel(Model):
+    """`work#<tenant id>` -> the tenant's coalesced work (in the tenants table): the token of the message on the
+    work queue not yet claimed by a worker, since when, the union of the scopes asked for (or a full pass), and
+    the one live requeue-after (due time, token, scope)."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+        # The dispatcher keeps 16 conditional writes in flight (handlers.sweep.DISPATCH_CONCURRENCY): one pooled
+        # connection each, instead of PynamoDB's default 10 and a new TLS connection for every write beyond.
+        max_pool_connections = 16
+
+    tenant_id = UnicodeAttribute(hash_key=True)  # "work#<tenant id>"
+    token = UnicodeAttribute(null=True)
+    since = NumberAttribute(null=True)  # epoch seconds the tenant became pending
+    scope = UnicodeSetAttribute(null=True)
+    full = BooleanAttribute(null=True)
+    force = BooleanAttribute(null=True)  # an admin's force, carried to the pass that claims the work
+    confirm_deletions = BooleanAttribute(null=True)
+    requeue_due = NumberAttribute(null=True)  # epoch seconds
+    requeue_token = UnicodeAttribute(null=True)
+    requeue_scope = UnicodeSetAttribute(null=True)
+
+
+def work_key(tenant_id: str) -> str:
+    return f"{WORK_PREFIX}{tenant_id}"
+
+
 class GameServerModel(Model):
     """Desired records. The stream (NEW_AND_OLD_IMAGES) of this table drives the reconciler."""
 
@@ -232,6 +262,7 @@ def configure(settings: Settings | None = None, *, region: str | None = None) ->
     names = {
         TenantModel: settings.tenants_table,
         AccountModel: settings.tenants_table,
+        WorkModel: settings.tenants_table,
         RolloutModel: settings.tenants_table,
         RolloutIndexModel: settings.tenants_table,
         GameServerModel: settings.gameservers_table,

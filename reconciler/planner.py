@@ -13,9 +13,10 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Protocol
 
-from models.config import tier_limits
+from models.config import TIERS, tier_limits
 from models.records import DesiredServer, OrphanAttempts, Tenant, now_iso
 from reconciler import naming
+from reconciler.naming import TAG_GAMESERVER, TAG_INCARNATION, TAG_INSTALLATION, TAG_TEMPLATE_VERSION, TAG_TENANT
 from reconciler.rendering import render, server_region
 from reconciler.stacks import (
     CONTINUE_ROLLBACK_STATUSES,
@@ -24,6 +25,7 @@ from reconciler.stacks import (
     GONE_STATUSES,
     RECREATE_STATUSES,
     REVIEW_IN_PROGRESS,
+    STABLE_STATUSES,
     ObservedStack,
     StackSpec,
     TemplateVersion,
@@ -300,6 +302,44 @@ def plan(
     # Nested stacks belong to their root stack: listed with a ParentId and the parent's tags, they are never
     # an orphan and never touched.
     by_place = {(s.region, s.name): s for s in observed if not s.parent_id and s.status not in GONE_STATUSES}
+    if scope is None and not tenant.paused and template_url is not None:
+        in_sync = _in_sync_plan(tenant, desired, by_place, installation, template)
+        if in_sync is not None:
+            return in_sync
+    return _plan_each(
+        tenant,
+        desired,
+        by_place,
+        settings,
+        template_url,
+        template_error,
+        desired_complete,
+        scope,
+        brake,
+        unobserved,
+        now,
+        template,
+        orphan_attempts,
+    )
+
+
+def _plan_each(
+    tenant: Tenant,
+    desired: Sequence[DesiredServer],
+    by_place: dict[tuple[str, str], ObservedStack],
+    settings: PlanSettings,
+    template_url: str | None,
+    template_error: str | None,
+    desired_complete: bool,
+    scope: frozenset[str] | None,
+    brake: BrakeView | None,
+    unobserved: Mapping[str, str],
+    now: datetime | None,
+    template: TemplateVersion | None,
+    orphan_attempts: Mapping[str, OrphanAttempts] | None,
+) -> Plan:
+    """The full decision, server by server, then the orphans, then the deletion brake."""
+    installation = settings.installation
     claimed: set[tuple[str, str]] = set()
     actions: list[Action] = []
 
@@ -346,6 +386,81 @@ def plan(
     return Plan(tenant.tenant_id, tuple(_apply_deletion_brake(actions, settings, desired_complete, brake)))
 
 
+_by_id = attrgetter("gameserver_id")
+
+
+def _in_sync_plan(
+    tenant: Tenant,
+    desired: Sequence[DesiredServer],
+    by_place: dict[tuple[str, str], ObservedStack],
+    installation: str,
+    template: TemplateVersion | None,
+) -> Plan | None:
+    """The plan of a tenant whose every server is in sync and whose account holds no orphan, decided in one
+    tight loop (the steady state of almost every tenant in a sweep); None as soon as any server or stack
+    needs the full decision. It concludes exactly what `_in_sync` concludes for each server (a no-op each,
+    in id order), and with no deletion among them the brake changes nothing: the same `Plan` as
+    `_plan_each`, at a fraction of the cost, since a worker that serves many tenants is bound by its CPU
+    per tenant."""
+    limits = TIERS.get(tenant.tier)
+    if limits is None:
+        return None
+    max_players = limits.max_player_count
+    tenant_id = tenant.tenant_id
+    primary, regions, version = tenant.primary_region, tenant.regions, tenant.template_version
+    prefix = naming.stack_name(installation, tenant_id, "")
+    defaults = template.defaults() if template is not None and template.parameters else None
+    stable = STABLE_STATUSES
+    actions: list[Action] = []
+    append = actions.append
+    claimed, previous = 0, None
+    for server in sorted(desired, key=_by_id):
+        config, gameserver_id = server.config, server.gameserver_id
+        if gameserver_id == previous:
+            return None  # two records of one id (never stored): the full decision says what that means
+        previous = gameserver_id
+        if config is None or server.unreadable or server.deletion_requested or config.player_count > max_players:
+            return None
+        region = server.region
+        if region:
+            if region not in regions:
+                return None
+        else:
+            region = primary
+        name = prefix + gameserver_id
+        stack = by_place.get((region, name))
+        if stack is None or stack.status not in stable:
+            return None
+        tags = stack.tags
+        if (
+            tags.get(TAG_INSTALLATION) != installation
+            or tags.get(TAG_TENANT) != tenant_id
+            or tags.get(TAG_GAMESERVER) != gameserver_id
+            or tags.get(TAG_TEMPLATE_VERSION) != version
+            or tags.get(TAG_INCARNATION) != (server.incarnation or None)
+        ):
+            return None
+        reported, rendered = stack.parameters, config.parameters()
+        if reported != rendered and (defaults is None or reported != {**defaults, **rendered}):
+            return None
+        claimed += 1
+        append(_in_sync_action(server, stack, name, region))
+    if claimed != len(by_place) and _has_orphan(by_place, actions, installation, tenant_id):
+        return None
+    return Plan(tenant_id, tuple(actions))
+
+
+def _has_orphan(
+    by_place: dict[tuple[str, str], ObservedStack], actions: list[Action], installation: str, tenant_id: str
+) -> bool:
+    """True when the account holds a stack of this tenant that none of the planned servers claims."""
+    claimed = {(a.region, a.stack_name) for a in actions}
+    return any(
+        place not in claimed and naming.is_owned(stack.tags, installation, tenant_id)
+        for place, stack in by_place.items()
+    )
+
+
 def _orphan_id(stack: ObservedStack, installation: str, tenant_id: str) -> str:
     """The game-server id an orphan stands for: the one whose record would claim its name (its gameserver
     tag may be missing or say otherwise), else the tag, else the stack's name."""
@@ -381,7 +496,7 @@ def _in_sync(
 
 
 _NOOP_REASON = "stack matches its rendering"
-_new, _set = object.__new__, object.__setattr__
+_new, _NOOP = object.__new__, ActionKind.NOOP
 if any(f.default_factory is not MISSING for f in fields(Action)):
     raise TypeError("Action fields must have plain defaults: _in_sync_action reads them from the class")
 
@@ -390,18 +505,20 @@ def _in_sync_action(server: DesiredServer, stack: ObservedStack, name: str, regi
     """The no-op of a server whose stack already matches: equal, field for field, to the
     `Action(ActionKind.NOOP, ...)` the full decision builds. A steady-state pass builds one per server, and
     the frozen dataclass's `__init__` (twenty keyword parameters, one `object.__setattr__` each) was the
-    largest single cost of planning an in-sync tenant. Only the fields a no-op sets are stored: a dataclass
-    keeps every plain default as a class attribute, so the others read exactly as `__init__` would have set
-    them, and the instance stays as small as one `__init__` builds (no extra object for the collector)."""
+    largest single cost of planning an in-sync tenant. Only the fields a no-op sets are stored, in one
+    update of the instance's dictionary: a dataclass keeps every plain default as a class attribute, so the
+    others read exactly as `__init__` would have set them."""
     action: Action = _new(Action)
-    _set(action, "kind", ActionKind.NOOP)
-    _set(action, "gameserver_id", server.gameserver_id)
-    _set(action, "stack_name", name)
-    _set(action, "region", region)
-    _set(action, "reason", _NOOP_REASON)
-    _set(action, "generation", server.generation)
-    _set(action, "stack_id", stack.stack_id)
-    _set(action, "stack_status", stack.status)
+    action.__dict__.update(
+        kind=_NOOP,
+        gameserver_id=server.gameserver_id,
+        stack_name=name,
+        region=region,
+        reason=_NOOP_REASON,
+        generation=server.generation,
+        stack_id=stack.stack_id,
+        stack_status=stack.status,
+    )
     return action
 
 

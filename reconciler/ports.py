@@ -23,6 +23,7 @@ from models.records import (
     TenantState,
     WriteTrail,
 )
+from models.work import WorkMessage
 from reconciler.rollouts import Rollout
 from reconciler.stacks import (
     ObservedStack,
@@ -287,3 +288,83 @@ def stop_reason(tenant: Tenant | None) -> str | None:
     if tenant.quarantined:
         return f"the tenant was quarantined: {tenant.quarantined}"
     return None
+
+
+# --- the work queue ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingWork:
+    """A tenant's pending work as a worker claims it: the union of the triggers' scopes (None: a full pass)."""
+
+    scope: frozenset[str] | None
+    token: str
+    #: an admin asked to act now on servers waiting out a backoff / to release the held deletions
+    force: bool = False
+    confirm_deletions: bool = False
+
+
+class WorkItems(Protocol):
+    """The per-tenant coalescing item (`work#<tenant id>` in the tenants table): whether a message for the tenant
+    is on the work queue and not yet claimed, the union of the scopes asked for since, and the one live
+    requeue-after. Every method is one conditional write, so concurrent triggers never both send.
+    Implementations: `reconciler.adapters.work_items.DynamoWorkItems`, `reconciler.fakes.queue.MemoryWorkItems`.
+    """
+
+    def mark_pending(
+        self,
+        tenant_id: str,
+        scope: frozenset[str] | None,
+        token: str,
+        at: datetime,
+        *,
+        force: bool = False,
+        confirm_deletions: bool = False,
+    ) -> str | None:
+        """Add `scope` (None: a full pass) and an admin's flags to the tenant's pending work. Returns the token
+        to send a message with when this call made the tenant pending (`token`), or took over a pending state
+        left unclaimed for longer than the stale limit; None when a message already pending will carry this
+        scope (coalesced)."""
+
+    def release_pending(self, tenant_id: str, token: str) -> None:
+        """Forget the pending state made with `token` (its message could not be sent), if still unclaimed."""
+
+    def claim(self, tenant_id: str) -> PendingWork | None:
+        """Take the tenant's pending work (it is no longer pending: the next trigger sends again); None when
+        nothing was pending."""
+
+    def record_requeue(self, tenant_id: str, scope: frozenset[str], due: datetime, token: str, at: datetime) -> bool:
+        """Ask for a look at `scope` at `due`. True when this becomes the tenant's live requeue (its delayed
+        message must be sent with `token`): none was live, the live one is due later, or it is long overdue.
+        False when an earlier live requeue will carry `scope`."""
+
+    def claim_requeue(self, tenant_id: str, token: str) -> frozenset[str] | None:
+        """The live requeue's scope, removed, when `token` is still the live one; None for a superseded one."""
+
+    def release_requeue(self, tenant_id: str, token: str) -> None:
+        """Forget the live requeue made with `token` (its message could not be sent)."""
+
+
+class WorkSender(Protocol):
+    """Puts messages on the work queue (SQS FIFO: group = tenant, deduplication id = the pending token)."""
+
+    def send(self, messages: Sequence[tuple[WorkMessage, str]]) -> list[str]:
+        """Send each (message, token), batched; returns the tokens of the messages that were not accepted.
+        Raises when the queue cannot be reached at all."""
+
+
+class DelaySender(Protocol):
+    """Puts a requeue on the delay queue (SQS standard, per-message delay up to 900 s), carrying its token."""
+
+    def send_delayed(self, message: WorkMessage, token: str, delay_s: int) -> None:
+        """Send `message` to arrive after `delay_s` seconds; raises when it is not accepted."""
+
+
+class WorkQueue(Protocol):
+    """Every trigger's way onto the work queue, coalesced per tenant; `reconciler.work.CoalescingWorkQueue`."""
+
+    def enqueue(self, tenant_id: str, scope: frozenset[str] | None, trigger: str) -> bool:
+        """Ask for a pass of the tenant (None: full). True when a message was sent, False when coalesced."""
+
+    def requeue_after(self, tenant_id: str, scope: frozenset[str], delay_s: int) -> bool:
+        """Ask for another look at `scope` after `delay_s`; True when this is the tenant's live requeue."""

@@ -109,6 +109,35 @@ def _success(action: Action, current: ServerStatus) -> tuple[Phase, str | None, 
     )
 
 
+#: The Ready condition of a server whose stack matches its record (see `_success`).
+_AVAILABLE = (READY, True, "Available", "stack matches the desired config")
+
+
+def _still_ready(current: ServerStatus, action: Action, stack_id: str | None) -> bool:
+    """True when `current` is already, field for field, the status the full computation gives after this
+    successful no-op (then it returns `current` itself): Ready for the action's generation and stack, nothing
+    failing, pending or stuck, and the Available condition alone. Checked without building a status, since a
+    steady-state pass asks this for every server of every tenant."""
+    conditions = current.conditions
+    if len(conditions) != 1 or current.phase is not Phase.READY:
+        return False
+    ready = conditions[0]
+    return (
+        (ready.type, ready.status, ready.reason, ready.message) == _AVAILABLE
+        and current.observed_generation
+        == (action.generation if action.generation is not None else current.observed_generation)
+        and current.stack_status == action.stack_status
+        and current.stack_id == (stack_id or action.stack_id or current.stack_id)
+        and current.attempts == 0
+        and current.tries == 0
+        and current.last_error is None
+        and current.drift is None
+        and current.operation is None
+        and current.cause is None
+        and current.next_retry_at is None
+    )
+
+
 def next_status(
     current: ServerStatus,
     action: Action,
@@ -120,6 +149,20 @@ def next_status(
 ) -> ServerStatus:
     """The status to record after `action`; `error` is what the cloud call raised, if anything, and
     `cause` what made a failed attempt fail (its first failed resource event), when the pass saw one."""
+    if error is None and action.kind is ActionKind.NOOP and _still_ready(current, action, stack_id):
+        return current  # what a steady-state pass sees for almost every server: nothing to change
+    return _computed_status(current, action, now, error=error, stack_id=stack_id, cause=cause)
+
+
+def _computed_status(
+    current: ServerStatus,
+    action: Action,
+    now: datetime,
+    *,
+    error: ReconcileError | None = None,
+    stack_id: str | None = None,
+    cause: str | None = None,
+) -> ServerStatus:
     stamp = now_iso(now)
     generation = action.generation if action.generation is not None else current.observed_generation
     if action.kind is ActionKind.BACKOFF and action.code == RETRY_BACKOFF and error is None:
@@ -280,4 +323,4 @@ def _with_condition(new: ServerStatus, condition: Condition, stamp: str, current
 
 
 def needs_write(current: ServerStatus, new: ServerStatus) -> bool:
-    return current.comparable() != new.comparable()
+    return new is not current and current.comparable() != new.comparable()

@@ -1,6 +1,7 @@
 """The admin routes (`/tenants`): register and change tenants, list any tenant's servers, and plan or force a
-reconcile. The two routes that plan or reconcile call the engine; every other route only reads or writes
-DynamoDB."""
+reconcile. A plan is asked of the tenant worker and a reconcile is queued for it when a work queue is configured
+(the API's role never assumes tenant roles); without one they call the engine here. Every other route only
+reads or writes DynamoDB."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
-from handlers.api.models import PlanView, ServerPage, TenantCreate, TenantList, TenantPatch, TenantView
+from handlers.api.errors import ServiceUnavailableError
+from handlers.api.models import PlanView, QueuedView, ServerPage, TenantCreate, TenantList, TenantPatch, TenantView
 from handlers.api.routing import (
     ADMIN_ERRORS,
     BODY_ERRORS,
@@ -131,11 +133,16 @@ def list_tenant_servers(
     responses=responses({200: ("the plan: actions and diffs", PlanView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
 )
 def plan_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False) -> Response[PlanView]:
-    from handlers.runtime import runtime
+    from handlers.runtime import WorkerUnavailableError, runtime
 
     admin_tenant(tenant_id)
-    result = runtime().engine.reconcile_tenant(tenant_id, dry_run=True, confirm_deletions=confirm_deletions)
-    return json_response(PlanView.model_validate(result.to_dict()))
+    try:
+        # Through the tenant worker when one is configured: the API's own role cannot assume tenant roles.
+        answer = runtime().plan(tenant_id, confirm_deletions=confirm_deletions)
+    except WorkerUnavailableError as error:
+        raise ServiceUnavailableError(f"{error}; try again", headers={"Retry-After": "2"}) from error
+    answer.pop("ok", None)
+    return json_response(PlanView.model_validate(answer))
 
 
 @router.post(
@@ -144,16 +151,30 @@ def plan_tenant(tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False
     description="`force=true` acts now on servers waiting out a failed attempt's backoff, like `stackherd "
     "reconcile --force`; a server whose failure budget is spent stays held.",
     tags=["tenants"],
-    responses=responses({200: ("the actions taken", PlanView)}, {**ADMIN_ERRORS, 404: "no such tenant"}),
+    responses=responses(
+        {
+            200: ("the actions taken (a deployment without a work queue)", PlanView),
+            202: ("the pass is queued for the tenant worker (`coalesced`: it joined one already pending)", QueuedView),
+        },
+        {**ADMIN_ERRORS, 404: "no such tenant", 503: "the work queue could not be reached; try again"},
+    ),
 )
 def reconcile_tenant(
     tenant_id: TenantId, confirm_deletions: ConfirmDeletions = False, force: Force = False
-) -> Response[PlanView]:
+) -> Response[PlanView | QueuedView]:
     from handlers.runtime import runtime
+    from reconciler.work import WorkQueueError
 
     identity = caller(router)
     admin_tenant(tenant_id)
     rt = runtime()
+    if rt.work_queue is not None:
+        try:
+            sent = rt.work_queue.enqueue(tenant_id, None, "admin", force=force, confirm_deletions=confirm_deletions)
+        except WorkQueueError as error:
+            raise ServiceUnavailableError(f"{error}; try again", headers={"Retry-After": "2"}) from error
+        logger.info("tenant pass queued by an admin", reconciled_tenant=tenant_id, by=identity.user, force=force)
+        return json_response(QueuedView(tenant_id=tenant_id, queued=True, coalesced=not sent), status=202)
     result = rt.engine.reconcile_tenant(tenant_id, confirm_deletions=confirm_deletions, force=force)
     logger.info(
         "tenant reconciled by an admin", reconciled_tenant=tenant_id, by=identity.user, ok=result.ok, force=force

@@ -94,6 +94,10 @@ class UnprocessableError(ApiError):
     pass
 
 
+class ServiceUnavailableError(ApiError):
+    """A collaborator the request needs (the work queue, the tenant worker) cannot be reached now."""
+
+
 #: The one exception -> (status, code) table. Looked up along the raised exception's class hierarchy, so
 #: the most specific entry wins; anything not listed is a 500.
 STATUS: dict[type[BaseException], tuple[HTTPStatus, str]] = {
@@ -118,6 +122,7 @@ STATUS: dict[type[BaseException], tuple[HTTPStatus, str]] = {
     RolloutConflictError: (HTTPStatus.CONFLICT, "Conflict"),
     RequestValidationError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     StoreError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+    ServiceUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
 }
 INTERNAL = (HTTPStatus.INTERNAL_SERVER_ERROR, "InternalError")
 INTERNAL_MESSAGE = "internal error; quote the request id when reporting it"

@@ -369,6 +369,12 @@ class PlanView(_Out):
     retryable: bool | None = None
 
 
+class QueuedView(_Out):
+    tenant_id: str
+    queued: bool = Field(description="a full pass of the tenant is on the work queue")
+    coalesced: bool = Field(description="the request joined a pass already pending (its flags ride along)")
+
+
 class ErrorDetail(_Out):
     field: str = Field(description="the offending field, for example config.player_count or If-Match")
     location: Literal["path", "query", "header", "body", "token", "tenant"]

@@ -1,7 +1,9 @@
 """The boto3 adapters: `AwsConnector` (STS AssumeRole through the credentials cache) and `AwsGateway`
 (CloudFormation in one tenant account and region).
 
-One client per (account, region), reused while its credentials last; botocore's `standard` retry mode
+One client per (account, region), reused while its credentials last, the `cache_size` most recently used
+kept (least recently used evicted first, like the credentials), so a warm worker serving any number of
+tenants stays flat in memory (a boto3 CloudFormation client costs about 0.3 MB); botocore's `standard` retry mode
 and paginators do the retrying and paging. With a rate limiter, every HTTP request a CloudFormation client
 sends (each page of a listing, each retry) first takes a token of its account's bucket. Every SDK error
 leaves here classified (see `errors.classify`).
@@ -10,6 +12,7 @@ leaves here classified (see `errors.classify`).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -18,7 +21,7 @@ import boto3
 from botocore.config import Config
 
 from models.records import Tenant
-from reconciler.credentials import Credentials, CredentialsCache
+from reconciler.credentials import DEFAULT_CACHE_SIZE, Credentials, CredentialsCache
 from reconciler.errors import (
     AccessDeniedError,
     ReconcileError,
@@ -237,7 +240,10 @@ class AwsConnector:
         cache: CredentialsCache | None = None,
         duration_seconds: int = 3600,
         limiter: AccountRateLimiter | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be at least 1, not {cache_size}")
         self._session = session or boto3.Session()
         # STS on the regional endpoint whatever the environment or botocore's default says: tokens of the
         # global endpoint are refused in opt-in regions (InvalidClientTokenId).
@@ -247,8 +253,11 @@ class AwsConnector:
         self._lock = threading.Lock()  # the session, which is not thread-safe
         self._clients_lock = threading.Lock()  # the client cache: one client per key, even under a burst
         self._sts: Any = None
-        self.cache = cache or CredentialsCache(self._assume)
-        self._clients: dict[tuple[str, str], tuple[str, CloudFormationClient]] = {}
+        self.cache = cache if cache is not None else CredentialsCache(self._assume, max_size=cache_size)
+        self.cache_size = cache_size
+        # (account, region) -> (access key the client signs with, client), least recently used first
+        self._clients: OrderedDict[tuple[str, str], tuple[str, CloudFormationClient]] = OrderedDict()
+        self.client_evictions = 0
 
     def _client(self, service: str, **kwargs: Any) -> Any:
         with self._lock:  # boto3 sessions are not thread-safe; the clients they make are
@@ -301,7 +310,17 @@ class AwsConnector:
                     client.meta.events.register("before-send.cloudformation", lambda **_: limiter.acquire(account_id))
                 cached = (credentials.access_key_id, client)
                 self._clients[key] = cached
+            self._clients.move_to_end(key)
+            while len(self._clients) > self.cache_size:
+                self._clients.popitem(last=False)
+                self.client_evictions += 1
         return AwsGateway(cached[1], tenant.account_id, region)
+
+    @property
+    def cached_clients(self) -> list[tuple[str, str]]:
+        """The (account, region) keys of the cached clients, least recently used first."""
+        with self._clients_lock:
+            return list(self._clients)
 
     def invalidate(self, tenant: Tenant) -> None:
         self.cache.invalidate(tenant.role_arn, tenant.external_id)

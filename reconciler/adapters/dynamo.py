@@ -32,11 +32,9 @@ from models.records import (
     now_iso,
 )
 from models.tables import (
-    ACCOUNT_PREFIX,
     BRAKE_SECTION,
     ORPHANS_SECTION,
     REGIONS_SECTION,
-    ROLLOUT_PREFIX,
     AccountModel,
     ActivityModel,
     GameServerModel,
@@ -125,9 +123,8 @@ class DynamoStore(DynamoRollouts):
         """Every registered tenant. One whose item no longer validates is listed marked unreadable; one that
         cannot even be decoded is listed by its id with the reason, so one bad item never fails the listing
         (and the sweep skips it with a visible error, never silently)."""
-        not_a_tenant = TenantModel.tenant_id.startswith(ACCOUNT_PREFIX) | TenantModel.tenant_id.startswith(
-            ROLLOUT_PREFIX
-        )
+        # Other items share the table under `<prefix>#` keys (accounts, work items, ...); no tenant id has a `#`.
+        not_a_tenant = TenantModel.tenant_id.contains("#")
         try:
             try:
                 tenants = [tenant_from_item(i) for i in TenantModel.scan(filter_condition=~not_a_tenant)]
@@ -146,7 +143,7 @@ class DynamoStore(DynamoRollouts):
         return sorted(tenants, key=lambda t: t.tenant_id)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        if not tenant_id or tenant_id.startswith(ACCOUNT_PREFIX):
+        if not tenant_id or "#" in tenant_id:
             return None
         try:
             return tenant_from_item(TenantModel.get(tenant_id, consistent_read=True))

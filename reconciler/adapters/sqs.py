@@ -1,5 +1,6 @@
-"""`Requeuer` on SQS: "look at these servers again in N seconds" as messages with `DelaySeconds`, which the
-requeue handler receives. Servers of one tenant due at the same delay share a message."""
+"""SQS senders: the work queue (FIFO, one message group per tenant) and the delay queue (standard, per-message
+`DelaySeconds`) the requeue handler receives from. `SqsRequeuer` is the older direct requeue: servers of one
+tenant due at the same delay share a message, with no coalescing across passes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from models.work import WorkMessage
 
 log = logging.getLogger("stackherd.requeue")
 
@@ -63,3 +66,66 @@ class SqsRequeuer:
                 log.warning("some requeue messages were refused", extra={"failed": failed})
             sent += len(batch) - len(failed)
         return sent
+
+
+class _Client:
+    def __init__(self, queue_url: str, *, region: str, client: Any = None) -> None:
+        self.queue_url = queue_url
+        self.region = region
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            from reconciler.adapters.aws import CLIENT_CONFIG
+
+            self._client = boto3.client("sqs", region_name=self.region, config=CLIENT_CONFIG)
+        return self._client
+
+
+class SqsWorkSender(_Client):
+    """`WorkSender` on the SQS FIFO work queue: `MessageGroupId` = tenant id, so one tenant's messages are never
+    in two workers at once; `MessageDeduplicationId` = the pending token, so a send retried after a lost answer
+    is one message; ten entries per SendMessageBatch."""
+
+    def send(self, messages: Sequence[tuple[WorkMessage, str]]) -> list[str]:
+        refused: list[str] = []
+        for start in range(0, len(messages), BATCH):
+            chunk = messages[start : start + BATCH]
+            entries = [
+                {
+                    "Id": str(index),
+                    "MessageBody": message.body(),
+                    "MessageGroupId": message.tenant_id,
+                    "MessageDeduplicationId": token,
+                }
+                for index, (message, token) in enumerate(chunk)
+            ]
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except (ClientError, BotoCoreError) as error:
+                log.warning("could not send work messages", extra={"error": str(error), "count": len(chunk)})
+                refused.extend(token for _, token in chunk)
+                continue
+            for failure in response.get("Failed", []):
+                log.warning("a work message was refused", extra={"failure": failure})
+                refused.append(chunk[int(failure["Id"])][1])
+        return refused
+
+
+class SqsDelaySender(_Client):
+    """`DelaySender` on the standard requeue queue: `DelaySeconds` per message, the requeue's token as the
+    message attribute `token` (the requeue handler drops a message whose token is no longer the live one)."""
+
+    def send_delayed(self, message: WorkMessage, token: str, delay_s: int) -> None:
+        try:
+            self.client.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=message.body(),
+                DelaySeconds=min(MAX_DELAY_S, max(0, delay_s)),
+                MessageAttributes={"token": {"DataType": "String", "StringValue": token}},
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise ConnectionError(f"could not send a requeue of tenant {message.tenant_id}: {error}") from error

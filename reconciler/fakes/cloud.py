@@ -841,9 +841,12 @@ class FakeGateway:
 class FakeConnector:
     """`AccountConnector` over the fake cloud, with the same credentials cache the AWS connector uses."""
 
-    def __init__(self, cloud: FakeCloud, cache: CredentialsCache | None = None) -> None:
+    def __init__(self, cloud: FakeCloud, cache: CredentialsCache | None = None, *, cache_size: int = 100_000) -> None:
         self.cloud = cloud
-        self.cache = cache or CredentialsCache(cloud.assume_role, clock=cloud.clock)
+        # Large by default: the fake world of a test or a benchmark is one process standing in for all workers.
+        self.cache = (
+            cache if cache is not None else CredentialsCache(cloud.assume_role, clock=cloud.clock, max_size=cache_size)
+        )
 
     def gateway(self, tenant: Tenant, region: str) -> FakeGateway:
         from reconciler.naming import session_name

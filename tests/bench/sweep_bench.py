@@ -13,15 +13,23 @@ says how many it really ran; set BENCH_NAIVE_TENANTS to BENCH_TENANTS for a full
 Environment: BENCH_TENANTS (1000), BENCH_SERVERS (10), BENCH_LATENCY_MS (20), BENCH_RATE (5 calls/s
 per account), BENCH_CONCURRENCY (8, the sweep's production default), BENCH_WIDE_CONCURRENCY (32, a
 second steady-state sweep for comparison), BENCH_NAIVE_TENANTS (50), BENCH_STREAM_SHARDS (8).
+
+The fleet-scale parts (`tests.bench.fanout`, `tests.bench.worker_rss`): the fan-out of BENCH_FANOUT_TENANTS
+(10,000) x BENCH_SERVERS to W workers (`--workers 64,256`, BENCH_FANOUT_WORKERS), the dispatch of one message per
+tenant, and the peak RSS of one worker process after 500 and 5,000 tenant accounts (`--rss-tenants`). `--parts`
+picks what runs (default: all; e.g. `--parts fanout,dispatch`); `--no-fanout-cold` skips the fan-out's cold
+passes (the longest part: about 4 minutes at W = 64).
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import io
 import json
 import os
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -122,7 +130,8 @@ def naive_pass(world: FakeWorld, tenants: list[Tenant], limiter: AccountRateLimi
     return touched
 
 
-def main() -> int:
+def sweep_report() -> dict[str, Any]:
+    """The single-process sweep scenario of 1,000 tenants (see the module's docstring)."""
     tenants_n = env_int("BENCH_TENANTS", 1000)
     servers_n = env_int("BENCH_SERVERS", 10)
     latency_s = env_int("BENCH_LATENCY_MS", 20) / 1000
@@ -166,6 +175,10 @@ def main() -> int:
         steady_wide = measure(world, lambda: world.engine.sweep(concurrency=wide).summary().to_dict())
     steady_wide["concurrency"] = wide
     steady_wide["planning_cpu_share"] = round(wide_timer.cpu_s / steady_wide["wall_s"], 4)
+    steady_wide["planning_us_per_tenant"] = round(wide_timer.cpu_s / max(1, wide_timer.calls) * 1e6, 1)
+    # One listing per tenant, `wide` at a time: the time the steady sweep cannot beat.
+    steady_wide["floor_s"] = round(-(-tenants_n // wide) * latency_s, 3)
+    steady_wide["ratio"] = round(steady_wide["wall_s"] / steady_wide["floor_s"], 3)
 
     for index, tenant in enumerate(tenants):
         if index % 10 == 0:
@@ -236,11 +249,100 @@ def main() -> int:
             "speedup_vs_naive": round(naive_wall / steady["wall_s"], 1) if steady["wall_s"] else None,
             "peak_rss_mb": round(peak_rss_mb, 1),
             "planning_cpu_s": round(timer.cpu_s, 4),
+            "planning_us_per_tenant": round(timer.cpu_s / timer.calls * 1e6, 1) if timer.calls else None,
             "planning_cpu_share": round(timer.cpu_s / steady["wall_s"], 4) if steady["wall_s"] else None,
             "pacing_wait_s": round(limiter.waited_s, 1),
         }
     )
-    report["cold_start"] = cold_start_ratios()
+    return report
+
+
+PARTS = ("sweep", "fanout", "dispatch", "rss", "cold-start")
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def worker_rss(tenants: int, cache_size: int | None = None) -> dict[str, Any]:
+    """`tests.bench.worker_rss` in a fresh process, so its RSS is its own."""
+    command = [sys.executable, "-m", "tests.bench.worker_rss", str(tenants)]
+    if cache_size is not None:
+        command.append(str(cache_size))
+    output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800).stdout
+    return dict(json.loads(output))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="stackherd's scale benchmark; prints one JSON object")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--workers", default=os.environ.get("BENCH_FANOUT_WORKERS", "64,256"))
+    parser.add_argument("--fanout-tenants", type=int, default=env_int("BENCH_FANOUT_TENANTS", 10_000))
+    parser.add_argument("--no-fanout-cold", action="store_true", help="skip the fan-out's cold passes")
+    parser.add_argument("--rss-tenants", default="500,5000")
+    parser.add_argument("--rss-unbounded", action="store_true", help="also the largest RSS run with no bound")
+    options = parser.parse_args(argv)
+    parts = {p.strip() for p in options.parts.split(",") if p.strip()}
+    unknown = parts - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}: use {', '.join(PARTS)}")
+    servers = env_int("BENCH_SERVERS", 10)
+    latency_s = env_int("BENCH_LATENCY_MS", 20) / 1000
+    rate = float(os.environ.get("BENCH_RATE", "5"))
+
+    report: dict[str, Any] = {}
+    if "sweep" in parts:
+        say("sweep scenario")
+        report.update(sweep_report())
+    if "fanout" in parts:
+        from tests.bench.fanout import fanout
+
+        runs = []
+        for workers in (int(w) for w in options.workers.split(",")):
+            runs.append(
+                fanout(
+                    options.fanout_tenants,
+                    servers,
+                    latency_s,
+                    rate,
+                    workers,
+                    cold=not options.no_fanout_cold,
+                    progress=say,
+                )
+            )
+            gc.collect()
+        report["fanout"] = runs
+        # The flat keys, one value per W reported, in the order of `fanout_workers`.
+        for key in (
+            "fanout_workers",
+            "fanout_steady_wall_s",
+            "fanout_steady_floor_s",
+            "fanout_steady_ratio",
+            "fanout_cold_wall_s",
+            "fanout_cold_floor_s",
+            "fanout_cold_ratio",
+        ):
+            if all(key in run for run in runs):
+                report[key] = [run[key] for run in runs]
+        report["fanout_tenants"] = options.fanout_tenants
+    if "dispatch" in parts:
+        from tests.bench.fanout import dispatch
+
+        say("dispatch")
+        report.update(dispatch([f"t{index:05d}" for index in range(options.fanout_tenants)]))
+    if "rss" in parts:
+        sizes = [int(n) for n in options.rss_tenants.split(",")]
+        rss_runs: dict[str, Any] = {}
+        for tenants in sizes:
+            say(f"worker RSS after {tenants} tenant accounts")
+            rss_runs[str(tenants)] = worker_rss(tenants)
+            report[f"worker_rss_mb_{tenants}"] = rss_runs[str(tenants)]["peak_rss_mb"]
+        if options.rss_unbounded:
+            say(f"worker RSS after {max(sizes)} tenant accounts, caches unbounded")
+            rss_runs[f"{max(sizes)}_unbounded"] = worker_rss(max(sizes), 100_000)
+        report["worker_rss"] = rss_runs
+    if "cold-start" in parts:
+        report["cold_start"] = cold_start_ratios()
     json.dump(report, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0

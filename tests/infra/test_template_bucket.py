@@ -144,6 +144,7 @@ def test_publishing_sends_if_none_match_for_the_template(fake_aws_credentials: N
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="templates")
+        s3.put_bucket_versioning(Bucket="templates", VersioningConfiguration={"Status": "Enabled"})
         sent: list[tuple[str, str | None]] = []
 
         def record(request: Any, **_: Any) -> None:
@@ -151,7 +152,7 @@ def test_publishing_sends_if_none_match_for_the_template(fake_aws_credentials: N
             sent.append((request.url.rsplit("/", 1)[-1], header.decode() if isinstance(header, bytes) else header))
 
         s3.meta.events.register("before-send.s3.PutObject", record)
-        catalog = S3TemplateCatalog(s3, "templates", region="us-east-1")
+        catalog = S3TemplateCatalog(s3, "templates", region="us-east-1", expected_owner="123456789012")
         catalog.publish(cfn.GAMESERVER.read_bytes(), "v1", summary={"parameters": {}, "capabilities": []})
     templates = [header for key, header in sent if key.endswith(".yaml")]
     assert templates == ["*"]

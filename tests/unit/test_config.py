@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from models.config import (
+    PARAMETER_NAMES,
     ConfigError,
     GameServerConfig,
     parse_assignments,
@@ -187,3 +188,13 @@ def test_parse_assignments_later_value_wins() -> None:
 def test_parse_assignments_rejects_what_is_not_key_value(item: str) -> None:
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_assignments(["seed=ok", item])
+
+
+@pytest.mark.parametrize(
+    "config",
+    [GameServerConfig(), GameServerConfig(difficulty="hard", player_count=128, seed="Zz9")],
+    ids=["defaults", "set"],
+)
+def test_parameters_render_every_mapped_config_key_as_a_string(config: GameServerConfig) -> None:
+    # `parameters()` spells the mapping out for speed; it must stay exactly `PARAMETER_NAMES` applied.
+    assert config.parameters() == {name: str(getattr(config, key)) for key, name in PARAMETER_NAMES.items()}

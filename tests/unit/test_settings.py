@@ -15,6 +15,8 @@ EVERY_VARIABLE = {
     "STACKHERD_TEMPLATE_BUCKET_OWNER": "123456789012",
     "STACKHERD_INSTALLATION": "prod",
     "STACKHERD_REQUEUE_QUEUE_URL": "https://sqs.example/queue",
+    "STACKHERD_WORK_QUEUE_URL": "https://sqs.example/work.fifo",
+    "STACKHERD_WORKER_FUNCTION": "stackherd-worker",
     "STACKHERD_SWEEP_CONCURRENCY": "4",
     "STACKHERD_MAX_DELETIONS": "2",
     "STACKHERD_DELETION_WINDOW_SECONDS": "7200",
@@ -25,6 +27,7 @@ EVERY_VARIABLE = {
     "STACKHERD_FAILURE_BACKOFF_SECONDS": "120",
     "STACKHERD_STUCK_AFTER_SECONDS": "1800",
     "STACKHERD_REVIEW_GRACE_SECONDS": "600",
+    "STACKHERD_CLIENT_CACHE_SIZE": "64",
     "STACKHERD_ROLLOUT_TENANT_TIMEOUT_SECONDS": "5400",
     "AWS_REGION": "eu-west-1",
 }
@@ -42,12 +45,15 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "installation": "prod",
         "region": "eu-west-1",
         "requeue_queue_url": "https://sqs.example/queue",
+        "work_queue_url": "https://sqs.example/work.fifo",
+        "worker_function": "stackherd-worker",
         "sweep_concurrency": 4,
         "max_deletions": 2,
         "deletion_window_s": 7200,
         "delete_retry_limit": 5,
         "requeue_after_s": 45,
         "account_calls_per_second": 2.5,
+        "client_cache_size": 64,
         "failure_budget": 4,
         "failure_backoff_s": 120,
         "stuck_after_s": 1800,
@@ -66,6 +72,7 @@ def test_defaults_and_empty_variables() -> None:
     settings = Settings.from_env({"STACKHERD_MAX_DELETIONS": "", "AWS_DEFAULT_REGION": "ap-south-1"})
 
     assert (settings.max_deletions, settings.region, settings.tenants_table) == (10, "ap-south-1", "stackherd-tenants")
+    assert settings.client_cache_size == 256
     assert Settings.from_env({"AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "eu-west-1"}).region == "us-west-2"
 
 
@@ -82,6 +89,7 @@ def test_defaults_and_empty_variables() -> None:
         ("STACKHERD_FAILURE_BACKOFF_SECONDS", "soon"),
         ("STACKHERD_STUCK_AFTER_SECONDS", "59"),
         ("STACKHERD_REVIEW_GRACE_SECONDS", "-1"),
+        ("STACKHERD_CLIENT_CACHE_SIZE", "0"),
     ],
 )
 def test_a_bad_value_is_a_settings_error_naming_the_variable(variable: str, value: str) -> None:

@@ -6,11 +6,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.records import Condition, Phase, ServerStatus
 from reconciler.errors import AccessDeniedError, PermanentError, ThrottledError
 from reconciler.planner import Action, ActionKind
-from reconciler.status import backoff_seconds, needs_write, next_status
+from reconciler.status import _computed_status, backoff_seconds, needs_write, next_status
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -308,3 +310,70 @@ def test_waiting_out_a_transient_backoff_leaves_the_status_as_it_is() -> None:
     current = next_status(ServerStatus(), action(ActionKind.CREATE, tries=1), T0, error=ThrottledError("Throttling"))
     waiting = action(ActionKind.BACKOFF, code="RetryBackoff", retry_at=current.next_retry_at)
     assert next_status(current, waiting, T1) == current
+
+
+_READY = Condition("Ready", True, "Available", "stack matches the desired config", "2024-05-01T11:00:00Z")
+_STEADY = ServerStatus(
+    phase=Phase.READY,
+    observed_generation=3,
+    conditions=(_READY,),
+    stack_id=STACK_ID,
+    stack_status="CREATE_COMPLETE",
+    last_transition_time="2024-05-01T11:00:00Z",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "phase": st.sampled_from([Phase.READY, Phase.UPDATING, Phase.FAILED, Phase.PAUSED]),
+            "observed_generation": st.sampled_from([2, 3]),
+            "conditions": st.sampled_from(
+                [
+                    (),
+                    (replace(_READY, message="other"),),
+                    (replace(_READY, status=False),),
+                    (replace(_READY, reason="Updating"),),
+                    (_READY, Condition("Stuck", True, "StackStuck", "stuck")),
+                    (Condition("Stuck", True, "StackStuck", "stuck"), _READY),
+                ]
+            ),
+            "stack_id": st.sampled_from([None, STACK_ID + "-old"]),
+            "stack_status": st.sampled_from([None, "UPDATE_COMPLETE"]),
+            "last_error": st.just("Throttling: slow"),
+            "attempts": st.just(1),
+            "next_retry_at": st.just("2024-05-01T12:30:00Z"),
+            "drift": st.just("parameters.Seed: 'a' -> 'b'"),
+            "operation": st.just("update"),
+            "tries": st.just(1),
+            "cause": st.just("Resource failed"),
+        },
+    ),
+    st.sampled_from([None, STACK_ID, STACK_ID + "-new"]),
+    st.sampled_from([3, None]),
+    st.sampled_from([STACK_ID, None]),
+)
+def test_a_ready_server_seen_in_sync_again_gets_exactly_the_status_the_full_computation_gives(
+    changes: dict[str, object], stack_id: str | None, generation: int | None, planned_stack_id: str | None
+) -> None:
+    # A steady-state pass returns the current status itself for a server that is already Ready and in sync,
+    # without building one; it must be the very status the full computation builds, whatever differs.
+    current = replace(_STEADY, **changes)  # type: ignore[arg-type]
+    noop = action(ActionKind.NOOP, generation=generation, stack_id=planned_stack_id)
+
+    new = next_status(current, noop, T1, stack_id=stack_id)
+
+    assert new == _computed_status(current, noop, T1, stack_id=stack_id)
+    assert needs_write(current, new) == (current.comparable() != new.comparable())
+
+
+def test_a_ready_server_seen_in_sync_again_needs_no_write_and_keeps_its_status() -> None:
+    new = next_status(_STEADY, action(ActionKind.NOOP), T1)
+
+    assert new is _STEADY
+    assert not needs_write(_STEADY, new)
+    assert next_status(_STEADY, action(ActionKind.NOOP, stack_status="UPDATE_COMPLETE"), T1).stack_status == (
+        "UPDATE_COMPLETE"
+    )
