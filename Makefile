@@ -52,6 +52,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.sweep_bench
+	$(BIN)/python -m tests.bench.rollout_bench
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

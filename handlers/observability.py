@@ -58,7 +58,9 @@ class LazyTracer:
 
 
 tracer = LazyTracer(SERVICE)
-RECONCILER_LOGGERS = frozenset({"stackherd.engine", "stackherd.store", "stackherd.desired", "stackherd.requeue"})
+RECONCILER_LOGGERS = frozenset(
+    {"stackherd.engine", "stackherd.store", "stackherd.desired", "stackherd.requeue", "stackherd.rollouts"}
+)
 for _name in RECONCILER_LOGGERS:
     logging.getLogger(_name)  # registered now, so the copy below reaches it whichever module is imported first
 copy_config_to_registered_loggers(source_logger=logger, include=set(RECONCILER_LOGGERS))

@@ -1,4 +1,5 @@
-"""Scheduled sweep: the safety net that looks at every tenant.
+"""Scheduled sweep: the safety net that looks at every tenant. It first advances the active rollouts (DynamoDB
+only: a wave is pinned through the write path, and the tenants' passes do the CloudFormation work).
 
 With a work queue configured (on AWS, always) it only dispatches: it lists the tenants and puts one full-pass
 message per tenant that is not quarantined on the work queue (coalesced on each tenant's work item, sent ten
@@ -20,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import logger, metrics, tracer
+from handlers.rollouts import advance_rollouts
 
 #: Tenants recorded and sent between two looks at the remaining time.
 CHUNK = 500
@@ -113,6 +115,9 @@ def reconcile_in_process() -> dict[str, Any]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from handlers.runtime import runtime
 
-    if runtime().work_queue is not None:
+    rt = runtime()
+    if not (isinstance(event, dict) and event.get("cursor")):
+        advance_rollouts(rt, metrics)  # once per sweep: not again when it hands the rest of its tenants on
+    if rt.work_queue is not None:
         return dispatch(event, context)
     return reconcile_in_process()

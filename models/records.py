@@ -119,6 +119,9 @@ class ServerStatus:
     tries: int = 0
     #: Why the last attempt failed: the first failed resource event of the operation.
     cause: str | None = None
+    #: The tenant's template version the pass that wrote this status worked towards (a rollout reads it: Ready
+    #: at the new version, or Failed or Held at it). None on statuses written before it was kept.
+    template_version: str | None = None
     #: The stack as last read in full, so a sweep that lists it unchanged need not read it again.
     seen: SeenStack | None = None
 
@@ -137,6 +140,7 @@ class ServerStatus:
             self.tries,
             self.cause,
             self.next_retry_at,
+            self.template_version,
             self.seen,
         )
 

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     review_grace_s: int = Field(
         default=900, ge=0, validation_alias=AliasChoices("STACKHERD_REVIEW_GRACE_SECONDS", "review_grace_s")
     )
+    #: A tenant in a rollout's wave that is not Ready at the new version this long after its pin has failed.
+    rollout_tenant_timeout_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        validation_alias=AliasChoices("STACKHERD_ROLLOUT_TENANT_TIMEOUT_SECONDS", "rollout_tenant_timeout_s"),
+    )
 
     #: Desired-state writes (PUT, PATCH, DELETE of a server) one player may make: a token bucket refilled at this
     #: rate, holding at most the burst (`rate#` items in the tenants table, shared by every API instance).
@@ -134,4 +141,5 @@ _SECONDS_VARIABLES = {
     "stuck_after_s": "STACKHERD_STUCK_AFTER_SECONDS",
     "review_grace_s": "STACKHERD_REVIEW_GRACE_SECONDS",
     "region_move_cooldown_s": "STACKHERD_REGION_MOVE_COOLDOWN_SECONDS",
+    "rollout_tenant_timeout_s": "STACKHERD_ROLLOUT_TENANT_TIMEOUT_SECONDS",
 }

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
     MapAttribute,
@@ -24,6 +25,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
+    VersionAttribute,
 )
 from pynamodb.constants import MAP, PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE, STRING
 from pynamodb.models import Model
@@ -55,6 +57,9 @@ DEFAULT_REGION: str = _DEFAULTS["region"]
 ACCOUNT_PREFIX = "account#"
 #: Key prefix of the per-tenant work items (the work queue's coalescing state) in the tenants table.
 WORK_PREFIX = "work#"
+#: Key prefix of rollouts (`rollout#<id>`) and of their index of active ones (`rollout#!active`).
+ROLLOUT_PREFIX = "rollout#"
+ROLLOUT_INDEX_KEY = "rollout#!active"
 
 
 _ID_RE = re.compile(ID_PATTERN)
@@ -103,6 +108,7 @@ class StatusMap(MapAttribute[str, Any]):
     operation = UnicodeAttribute(null=True)
     tries = NumberAttribute(null=True)
     cause = UnicodeAttribute(null=True)
+    template_version = UnicodeAttribute(null=True)
     #: `SeenStack.to_dict()`: a plain map, read leniently (a malformed one only costs a describe)
     seen = MapAttribute[str, Any](null=True)
 
@@ -151,6 +157,36 @@ class RateModel(Model):
     tenant_id = UnicodeAttribute(hash_key=True)  # the key attribute of the tenants table: "rate#<scope>"
     tokens = NumberAttribute()
     at = NumberAttribute()
+
+
+class RolloutModel(Model):
+    """`rollout#<id>`: one rollout (in the tenants table). Its plan and each tenant's progress are one
+    compressed JSON body, so a rollout of thousands of tenants stays one item that one conditional write
+    changes; `revision` (PynamoDB's version attribute) makes every save conditional on the revision read."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    revision = VersionAttribute()
+    state = UnicodeAttribute()
+    target_version = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    body = BinaryAttribute(legacy_encoding=False)
+
+
+class RolloutIndexModel(Model):
+    """`rollout#!active`: the ids of the active rollouts. A start adds its id in the same transaction as its
+    rollout item, conditional on the revision it read, so two overlapping starts cannot both succeed."""
+
+    class Meta:
+        table_name = DEFAULT_TENANTS_TABLE
+        region = DEFAULT_REGION
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    revision = VersionAttribute()
+    active = UnicodeSetAttribute(null=True)
 
 
 def account_key(account_id: str) -> str:
@@ -254,6 +290,8 @@ def configure(settings: Settings | None = None, *, region: str | None = None) ->
         AccountModel: settings.tenants_table,
         WorkModel: settings.tenants_table,
         RateModel: settings.tenants_table,
+        RolloutModel: settings.tenants_table,
+        RolloutIndexModel: settings.tenants_table,
         GameServerModel: settings.gameservers_table,
         ActivityModel: settings.activity_table,
     }
@@ -390,6 +428,7 @@ def status_from_map(raw: StatusMap | None) -> ServerStatus:
         operation=raw.operation,
         tries=int(raw.tries or 0),
         cause=raw.cause,
+        template_version=raw.template_version,
         seen=SeenStack.from_dict(_plain(raw.seen)) if raw.seen is not None else None,
     )
 
@@ -418,6 +457,7 @@ def status_to_map(status: ServerStatus) -> StatusMap:
         operation=status.operation,
         tries=status.tries,
         cause=status.cause,
+        template_version=status.template_version,
         seen=status.seen.to_dict() if status.seen is not None else None,
     )
 

@@ -307,6 +307,10 @@ class DesiredWrites:
                 scope="region_move",
             )
 
+    def check_published(self, version: str) -> None:
+        """ConfigError unless `version` is published (a rollout checks its version before it pins anything)."""
+        self._check_template(version)
+
     def _check_template(self, version: str) -> None:
         """A tenant pinned to a version that is not published fails every server in every pass."""
         if self.templates is None:
@@ -598,6 +602,15 @@ class DesiredWrites:
             raise NotFoundError(tenant_id)
         log.info("tenant changed", extra={"tenant_id": tenant_id, **_trail_fields(trail)})
         return updated
+
+    def pin_template_version(self, tenant_id: str, version: str, *, trail: WriteTrail, note: str) -> Tenant:
+        """Pin a tenant to a template version (a rollout's wave, or its way back), as `update_tenant` does, and
+        record `note` in the history of each of its live servers, where their owners and operators look."""
+        tenant = self.update_tenant(tenant_id, trail=trail, template_version=version)
+        for server in self.store.read_servers(tenant_id).servers:
+            if not server.deletion_requested:
+                self._history(server, note, trail, kind="rollout")
+        return tenant
 
     def pause_tenant(self, tenant_id: str, *, trail: WriteTrail) -> Tenant:
         return self.update_tenant(tenant_id, trail=trail, paused=True)

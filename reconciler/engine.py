@@ -1008,6 +1008,9 @@ class Engine:
 
         if server is not None and not action.orphan:
             status = next_status(server.status, effective, now, error=error, stack_id=stack_id, cause=cause)
+            # The version this pass worked towards: a rollout judges a tenant by its servers' status at the new
+            # version, never by a Ready left over from the old one.
+            status = replace(status, template_version=tenant.template_version)
             if effective.mutating and error is None:
                 # The stack is changing: what was read of it no longer holds (and a backend that does not move
                 # the change time on every update, as moto, must not make the next pass trust it).

@@ -24,6 +24,7 @@ from models.records import (
     WriteTrail,
 )
 from models.work import WorkMessage
+from reconciler.rollouts import Rollout
 from reconciler.stacks import (
     ObservedStack,
     StackEvent,
@@ -119,7 +120,29 @@ class HistoryPage:
     cursor: str | None = None
 
 
-class DesiredStore(Protocol):
+class RolloutStore(Protocol):
+    """Rollouts, stored as `rollout#<id>` items in the tenants table. Every write is conditional on the revision
+    read (`Rollout.revision`), so two passes advancing one rollout at once never both win. Implementations: the
+    mixins `reconciler.adapters.dynamo_rollouts.DynamoRollouts` and `reconciler.fakes.rollouts.MemoryRollouts`."""
+
+    def list_rollouts(self) -> list[Rollout]:
+        """Every rollout, newest first."""
+
+    def get_rollout(self, rollout_id: str) -> Rollout | None: ...
+
+    def active_rollouts(self) -> tuple[int, list[Rollout]]:
+        """The revision of the index of active rollouts, and those rollouts (strongly consistent)."""
+
+    def create_rollout(self, rollout: Rollout, index_revision: int) -> Rollout | None:
+        """Store a new rollout and add it to the index of active rollouts, in one transaction, only while the
+        index is still at `index_revision` (no other rollout started since it was read); None otherwise."""
+
+    def save_rollout(self, rollout: Rollout) -> Rollout | None:
+        """Replace the rollout if it is still at `rollout.revision`; returns it at its new revision, None when
+        another writer got there first. A rollout that is no longer active leaves the index."""
+
+
+class DesiredStore(RolloutStore, Protocol):
     """The desired-state tables, as plain records (never storage items). Reads used for decisions are strongly
     consistent. Every write is atomic with the rule it must keep (generation and incarnation of the record
     read, a tenant's quota, one tenant per account): the rules themselves live in `reconciler.desired`, the

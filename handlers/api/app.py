@@ -26,7 +26,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from handlers.api import admins, dashboard, gate, players
+from handlers.api import admins, dashboard, gate, players, rollouts
 from handlers.api.errors import FRIENDLY, MethodNotAllowedError, UnprocessableError, problem_for
 from handlers.observability import logger, metrics, tracer
 
@@ -48,6 +48,7 @@ app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=gate
 app.include_router(players.router)
 app.include_router(admins.router)
 app.include_router(dashboard.router)
+app.include_router(rollouts.router)
 
 
 def _request_id(event: dict[str, Any] | None) -> str | None:

@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from models.config import ConfigError, WeakSecretError
 from reconciler.desired import etag
 from reconciler.errors import StoreError
+from reconciler.rollouts import RolloutConflictError
 from reconciler.writes import (
     ConflictError,
     NotFoundError,
@@ -122,6 +123,7 @@ STATUS: dict[type[BaseException], tuple[HTTPStatus, str]] = {
     ConfigError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     # A secret too weak to accept is refused outright, saying how long and of which characters it must be.
     WeakSecretError: (HTTPStatus.BAD_REQUEST, "BadRequest"),
+    RolloutConflictError: (HTTPStatus.CONFLICT, "Conflict"),
     RequestValidationError: (HTTPStatus.UNPROCESSABLE_ENTITY, "ValidationFailed"),
     StoreError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
     ServiceUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable"),
@@ -214,6 +216,7 @@ _LOCATIONS = {"path", "query", "header", "body", "cookie"}
 FRIENDLY = {
     "tenant_id": "must be 1-40 lowercase letters, digits or inner hyphens (for example 'acme')",
     "gameserver_id": "must be 1-40 lowercase letters, digits or inner hyphens (for example 'alpha-1')",
+    "rollout_id": "must be a rollout's id, as `GET /rollouts` lists them (for example 'ro-0123456789ab')",
 }
 
 

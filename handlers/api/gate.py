@@ -64,6 +64,9 @@ SHAPES: tuple[Shape, ...] = (
     _shape(r"^/tenants/([^/]*)/external-id$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/plan$", "tenant_id", "admin", "GET"),
     _shape(r"^/tenants/([^/]*)/reconcile$", "tenant_id", "admin", "POST"),
+    _shape(r"^/rollouts$", None, "admin", "GET POST", "POST"),
+    _shape(r"^/rollouts/([^/]*)$", "rollout_id", "admin", "GET"),
+    _shape(r"^/rollouts/([^/]*)/(?:pause|resume|abort|rollback)$", "rollout_id", "admin", "POST"),
 )
 
 

@@ -646,6 +646,9 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str]) -> int:
     from handlers.runtime import runtime
 
     rt = runtime()
+    from handlers.rollouts import advance_rollouts
+
+    advance_rollouts(rt)
     progress: Callable[[Any], None] | None = None
     if not args.json and sys.stderr.isatty():
         total = len(rt.store.list_tenants())
@@ -716,6 +719,166 @@ def cmd_local(args: argparse.Namespace, out: IO[str]) -> int:
                 "stop what listens there, or choose other ports"
             ) from None
         raise
+
+
+# --- rollouts --------------------------------------------------------------------------------------
+
+
+def _rollout_dict(rollout: Any) -> dict[str, Any]:
+    from handlers.rollouts import rollout_dict
+
+    return rollout_dict(rollout)
+
+
+def _rollouts() -> Any:
+    from handlers.rollouts import rollout_service
+    from handlers.runtime import runtime
+
+    return rollout_service(runtime())
+
+
+def _list_arg(value: str | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise CliError(f"{what} needs at least one name, comma-separated (for example a,b)")
+    return items
+
+
+def cmd_rollout_start(args: argparse.Namespace, out: IO[str]) -> int:
+    if args.bake < 0:
+        raise CliError("--bake must be 0 or more seconds")
+    rollout = _rollouts().start(
+        args.version,
+        trail=_trail(args),
+        tenants=_list_arg(args.tenants, "--tenants"),
+        canary=_list_arg(args.canary, "--canary"),
+        wave_sizes=_list_arg(args.wave_size, "--wave-size") or ["1"],
+        failure_tolerance=args.failure_tolerance,
+        bake_s=args.bake,
+        auto_rollback=args.auto_rollback,
+    )
+    if args.json:
+        _print_json(_rollout_dict(rollout), out)
+    else:
+        out.write(rollout.rollout_id + "\n")
+    return EXIT_OK
+
+
+def _print_rollout(rollout: Any, out: IO[str]) -> None:
+    out.write(
+        f"rollout {rollout.rollout_id}: {rollout.target_version} {rollout.state.value}, wave "
+        f"{max(rollout.current_wave + 1, 0)} of {len(rollout.waves)}; started {rollout.created_at}"
+        + (f" by {rollout.created_by}" if rollout.created_by else "")
+        + "\n"
+    )
+    out.write(
+        f"  tolerance {rollout.failure_tolerance} ({rollout.failures} failed), bake {rollout.bake_s}s, "
+        f"auto-rollback {'on' if rollout.auto_rollback else 'off'}"
+        + (f", next wave after {rollout.bake_until}" if rollout.bake_until else "")
+        + "\n"
+    )
+    if rollout.reason:
+        out.write(f"  reason: {rollout.reason}\n")
+    by_id = {t.tenant_id: t for t in rollout.tenants}
+    for index, wave in enumerate(rollout.waves):
+        label = f"wave {index + 1}" + (" (canary)" if index == 0 and rollout.has_canary else "")
+        if len(wave) <= 8:
+            shown = ", ".join(f"{t} {by_id[t].outcome.value}" for t in wave)
+        else:
+            counts: dict[str, int] = {}
+            for t in wave:
+                counts[by_id[t].outcome.value] = counts.get(by_id[t].outcome.value, 0) + 1
+            shown = f"{len(wave)} tenants: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+        out.write(f"  {label}: {shown}\n")
+    problems = [t for t in rollout.tenants if t.cause and t.outcome.value in ("failed", "rolled-back", "skipped")]
+    if problems:
+        out.write("  causes:\n")
+        for t in problems:
+            out.write(f"    {t.tenant_id} (wave {t.wave + 1}, {t.outcome.value}): {t.cause}\n")
+
+
+_ROLLOUT_FAILED = ("Halted", "RolledBack")
+
+
+def cmd_rollout_status(args: argparse.Namespace, out: IO[str]) -> int:
+    import time
+
+    service = _rollouts()
+    rollout_id = args.rollout
+    if rollout_id is None:
+        found = service.list()
+        if not found:
+            raise CliError("no rollout yet; start one with `stackherd rollout start VERSION`")
+        rollout_id = next((r for r in found if r.active), found[0]).rollout_id
+    while True:
+        rollout = service.get(rollout_id)
+        if args.json:
+            data = _rollout_dict(rollout)
+            out.write(json.dumps(data, sort_keys=True, default=str) + "\n") if args.watch else _print_json(data, out)
+        else:
+            _print_rollout(rollout, out)
+        out.flush()
+        if not args.watch or not rollout.active or rollout.state.value == "Paused":
+            break
+        time.sleep(args.interval)
+    return EXIT_ERROR if rollout.state.value in _ROLLOUT_FAILED else EXIT_OK
+
+
+def cmd_rollout_list(args: argparse.Namespace, out: IO[str]) -> int:
+    rollouts = _rollouts().list()
+    if args.json:
+        _print_json(
+            [
+                {
+                    "rollout_id": r.rollout_id,
+                    "target_version": r.target_version,
+                    "state": r.state.value,
+                    "wave": r.current_wave + 1,
+                    "waves": len(r.waves),
+                    "tenants": len(r.tenants),
+                    "failures": r.failures,
+                    "created_at": r.created_at,
+                }
+                for r in rollouts
+            ],
+            out,
+        )
+        return EXIT_OK
+    _table(
+        [
+            (
+                r.rollout_id,
+                r.target_version,
+                r.state.value,
+                f"{r.current_wave + 1}/{len(r.waves)}",
+                len(r.tenants),
+                r.failures,
+                r.created_at,
+            )
+            for r in rollouts
+        ],
+        ("ROLLOUT", "VERSION", "STATE", "WAVE", "TENANTS", "FAILED", "STARTED"),
+        out,
+    )
+    return EXIT_OK
+
+
+def _rollout_action(name: str) -> Callable[[argparse.Namespace, IO[str]], int]:
+    def run(args: argparse.Namespace, out: IO[str]) -> int:
+        result = getattr(_rollouts(), name)(args.rollout, trail=_trail(args))
+        rollout = getattr(result, "rollout", result)  # a rollback says what it left alone, with the rollout
+        notes = getattr(result, "notes", ())
+        if args.json:
+            _print_json({**_rollout_dict(rollout), "notes": list(notes)}, out)
+        else:
+            out.write(f"rollout {rollout.rollout_id}: {rollout.state.value}\n")
+            for note in notes:
+                out.write(f"  {note}\n")
+        return EXIT_OK
+
+    return run
 
 
 # --- parser ----------------------------------------------------------------------------------------
@@ -831,7 +994,33 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True, help="the user name (cognito:username)")
     token.add_argument("--admin", action="store_true", help="in the admins group")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds until it expires (default 12 hours)")
-    sweep = command("sweep", cmd_sweep, "reconcile every tenant")
+    rollout = sub.add_parser("rollout", help="move tenants to a template version in waves").add_subparsers(
+        dest="subcommand", required=True, parser_class=_Parser
+    )
+    start = command("start", cmd_rollout_start, "start a rollout of VERSION; prints its id", rollout)
+    start.add_argument("version")
+    start.add_argument("--tenants", help="comma-separated tenants (default: every tenant not paused or quarantined)")
+    start.add_argument("--canary", help="comma-separated canary tenants, the first wave (default: the first tenant)")
+    start.add_argument(
+        "--wave-size", help="tenants per wave: N or P%%; several (5%%,25%%) size the first waves, the last repeats"
+    )
+    start.add_argument("--failure-tolerance", default="0", help="failed tenants allowed before halting: N or P%%")
+    start.add_argument("--bake", type=int, default=0, metavar="SECONDS", help="wait between waves")
+    start.add_argument("--auto-rollback", action="store_true", help="on a halt, pin failed and in-flight tenants back")
+    status = command("status", cmd_rollout_status, "a rollout's state, waves and failures", rollout)
+    status.add_argument("rollout", nargs="?", help="default: the active rollout, else the newest")
+    status.add_argument("--watch", action="store_true", help="show it again every --interval until it ends")
+    status.add_argument("--interval", type=float, default=10.0, help=argparse.SUPPRESS)
+    command("list", cmd_rollout_list, "list rollouts, newest first", rollout)
+    for name, help_ in (
+        ("pause", "stop starting waves until resumed"),
+        ("resume", "go on with a paused rollout"),
+        ("abort", "stop the rollout; what is pinned stays"),
+        ("rollback", "pin every tenant the rollout moved back to its previous version"),
+    ):
+        command(name, _rollout_action(name), help_, rollout).add_argument("rollout")
+
+    sweep = command("sweep", cmd_sweep, "advance the active rollouts and reconcile every tenant")
     sweep.add_argument("--concurrency", type=int, help="tenants reconciled at once (default 8)")
     return parser
 
@@ -853,6 +1042,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, *, door:
             _print_json({"error": message, "error_code": code, "exit_code": EXIT_ERROR}, out)
         return EXIT_ERROR
 
+    if getattr(args, "watch", False) and not 0 < args.interval <= 3600:
+        return fail("--interval must be between 0 and 3600 seconds", "InvalidArgument")
     if getattr(args, "concurrency", None) is not None and not 1 <= args.concurrency <= 64:
         return fail("--concurrency must be between 1 and 64", "InvalidArgument")
     try:

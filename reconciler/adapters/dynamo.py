@@ -51,6 +51,7 @@ from models.tables import (
     tenant_state_from_map,
     tenant_to_item,
 )
+from reconciler.adapters.dynamo_rollouts import DynamoRollouts
 from reconciler.desired import EXTERNAL_ID_TAKEN, account_taken_message, quota_exceeded
 from reconciler.errors import StoreError, UnreadableItemError
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
@@ -113,7 +114,7 @@ def _trail_actions(trail: WriteTrail) -> list[Action]:
     ]
 
 
-class DynamoStore:
+class DynamoStore(DynamoRollouts):
     def __init__(self, activity_ttl: timedelta = ACTIVITY_TTL) -> None:
         self.activity_ttl = activity_ttl
 

@@ -25,6 +25,7 @@ from models.records import (
     tenant_problem,
 )
 from reconciler.desired import EXTERNAL_ID_TAKEN, account_taken_message, quota_exceeded
+from reconciler.fakes.rollouts import MemoryRollouts
 from reconciler.ports import DesiredRead, HistoryPage, ServerPage, stop_reason
 from reconciler.writes import (
     AccountTakenError,
@@ -83,7 +84,7 @@ class _ServerTable(dict[tuple[str, str], DesiredServer]):
         return [servers[k] for k in sorted(servers)]
 
 
-class MemoryStore:
+class MemoryStore(MemoryRollouts):
     """Every `DesiredStore` operation under one lock, which makes each write as atomic as its DynamoDB
     transaction: the quota counter, the account claims and the record change together or not at all."""
 

@@ -39,6 +39,14 @@ MATRIX: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/tenants/acme/external-id", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
     ("GET", "/tenants/acme/plan", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
     ("POST", "/tenants/acme/reconcile", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
+    ("GET", "/rollouts", None, {A: 403, B: 403, C: 403, ADMIN: 200, NONE: 401}),
+    ("POST", "/rollouts", {"version": "v1", "tenants": ["acme"]}, {A: 403, B: 403, C: 403, ADMIN: 201, NONE: 401}),
+    # No rollout of that id: an admin learns so (404); nobody else learns anything.
+    ("GET", "/rollouts/ro-missing", None, {A: 403, B: 403, C: 403, ADMIN: 404, NONE: 401}),
+    ("POST", "/rollouts/ro-missing/pause", None, {A: 403, B: 403, C: 403, ADMIN: 404, NONE: 401}),
+    ("POST", "/rollouts/ro-missing/resume", None, {A: 403, B: 403, C: 403, ADMIN: 404, NONE: 401}),
+    ("POST", "/rollouts/ro-missing/abort", None, {A: 403, B: 403, C: 403, ADMIN: 404, NONE: 401}),
+    ("POST", "/rollouts/ro-missing/rollback", None, {A: 403, B: 403, C: 403, ADMIN: 404, NONE: 401}),
     ("GET", "/openapi.json", None, {A: 200, B: 200, C: 200, ADMIN: 200, NONE: 200}),
     ("GET", "/docs", None, {A: 200, B: 200, C: 200, ADMIN: 200, NONE: 200}),
     ("GET", "/dashboard", None, {A: 200, B: 200, C: 200, ADMIN: 200, NONE: 200}),
@@ -74,7 +82,15 @@ def test_matrix_covers_every_route_in_the_openapi_document() -> None:
     documented = {
         (method.upper(), path) for path, ops in json.loads(openapi_document())["paths"].items() for method in ops
     }
-    covered = {(m, p.replace("alpha-1", "{gameserver_id}").replace("acme", "{tenant_id}")) for m, p, _, _ in MATRIX}
+    covered = {
+        (
+            m,
+            p.replace("alpha-1", "{gameserver_id}")
+            .replace("acme", "{tenant_id}")
+            .replace("ro-missing", "{rollout_id}"),
+        )
+        for m, p, _, _ in MATRIX
+    }
     assert documented <= covered
 
 

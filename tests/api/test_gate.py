@@ -9,7 +9,7 @@ import re
 from handlers.api.gate import shape_of
 
 #: Paths for admins only: the tenants, and the fleet overview the dashboard reads.
-ADMIN_PREFIXES = ("/tenants", "/fleet")
+ADMIN_PREFIXES = ("/tenants", "/fleet", "/rollouts")
 
 
 def test_every_route_has_a_gate_shape_with_its_audience_method_and_body() -> None:

@@ -61,6 +61,11 @@ def test_sam_template_transforms_to_clean_cloudformation(transformed: dict[str, 
         ("/docs", "get"): ([{"NONE": []}], ANY_URI % (target % "ApiFunction")),
         ("/dashboard", "get"): ([{"NONE": []}], ANY_URI % (target % "ApiFunction")),
         ("/fleet", "x-amazon-apigateway-any-method"): ([{"PlayerJwt": []}], ANY_URI % (target % "AdminApiFunction")),
+        ("/rollouts", "x-amazon-apigateway-any-method"): ([{"PlayerJwt": []}], ANY_URI % (target % "AdminApiFunction")),
+        ("/rollouts/{proxy+}", "x-amazon-apigateway-any-method"): (
+            [{"PlayerJwt": []}],
+            ANY_URI % (target % "AdminApiFunction"),
+        ),
         ("/{proxy+}", "x-amazon-apigateway-any-method"): ([{"PlayerJwt": []}], ANY_URI % (target % "ApiFunction")),
         ("/tenants", "x-amazon-apigateway-any-method"): (
             [{"PlayerJwt": []}],

@@ -23,6 +23,10 @@ servers already converged, through random sequences of:
 - templates: v3 declares an optional parameter with a default (`MapSize: medium`), which every stack on it
   reports; `failing_template` makes every update with v2 roll back (a template version that cannot work)
   and pins a tenant to it;
+- rollouts (`reconciler.rollout_service`): start one of any version over all or some tenants (waves of one or
+  two, a tolerance of 0 or 1, with or without auto-rollback; refused when it overlaps an active one), advance
+  every active rollout (what every sweep does first), pause, resume, abort or roll back any of them, and a
+  version that fails in some tenants (every update of their stacks rolls back);
 - faults that never end by themselves: a create of one server that always rolls back, an orphan stack (our
   tags, no record) whose every delete fails;
 - faults: throttling of the next calls, a transient failure of one operation, access denied (the tenant is
@@ -57,17 +61,21 @@ After every step (`check_every_step`):
   tenant is paused (`interleaved_pass` in mode "pause", between the plan and a change) makes none after the
   pause is written.
 
-At the end (`teardown`) the incident ends: faults cleared, blockers removed, accounts allowed, quarantines
-released, stuck stacks finished by hand, and one sweep sees the last outcomes and stores what the deletion
-brake holds. Then the documented operator steps (docs/operations.md), read off `stackherd plan`: `stackherd
-servers retry` for each server (or orphan) that is held or backing off after failed attempts (or held after
-repeated DELETE_FAILED), then `stackherd reconcile TENANT --confirm-deletions` for the servers held by the
-deletion brake (narrowed to just those servers). After that at most three sweeps, each followed by
-CloudFormation finishing, must converge every tenant exactly: the owned stacks are the non-deleted records'
-stacks, stable and with matching parameters, every record is Ready at its generation, deleted records are
-finalized, and a dry run is in sync. Three is the longest chain the decision table has (ROLLBACK_COMPLETE:
-delete, create, observe; UPDATE_ROLLBACK_FAILED: continue, update, observe); a pass that starts an operation
-cannot also observe its end, since the engine never waits.
+- rollouts: a rollout pins only tenants of its own set, only to its version (forward) or to the version the
+  tenant had before (back); once a rollout has halted (or ended otherwise) it pins no tenant forward again; and a
+  tenant a rollout pinned back stays on its previous version until someone pins it elsewhere.
+
+At the end (`teardown`) the incident ends (active rollouts are aborted, so nothing more is pinned): faults
+cleared, blockers removed, accounts allowed, quarantines released, stuck stacks finished by hand, and one sweep
+sees the last outcomes and stores what the deletion brake holds. Then the documented operator steps
+(docs/operations.md), read off `stackherd plan`: `stackherd servers retry` for each server (or orphan) that is
+held or backing off after failed attempts (or held after repeated DELETE_FAILED), then `stackherd reconcile TENANT
+--confirm-deletions` for the servers held by the deletion brake (narrowed to just those servers). After that at
+most three sweeps, each followed by CloudFormation finishing, must converge every tenant exactly: the owned stacks
+are the non-deleted records' stacks, stable and with matching parameters, every record is Ready at its generation,
+deleted records are finalized, and a dry run is in sync. Three is the longest chain the decision table has
+(ROLLBACK_COMPLETE: delete, create, observe; UPDATE_ROLLBACK_FAILED: continue, update, observe); a pass that
+starts an operation cannot also observe its end, since the engine never waits.
 
 Sweeps run one tenant at a time (`concurrency=1`) so a failing example replays exactly; tenants share
 nothing but the fake cloud, and the same-tenant races that matter are the interleaved ones above.
@@ -81,7 +89,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, settings
@@ -91,14 +99,16 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from models.config import GameServerConfig
 from models.records import DesiredServer, Phase, now_iso
 from reconciler import naming
-from reconciler.desired import trail
+from reconciler.desired import DesiredWrites, trail
 from reconciler.engine import TenantResult
 from reconciler.errors import TransientError
 from reconciler.fakes.cloud import Call
 from reconciler.fakes.world import FakeWorld
 from reconciler.planner import ActionKind, HoldReason, PlanSettings
+from reconciler.rollout_service import RolloutService
+from reconciler.rollouts import RolloutError, RolloutState
 from reconciler.stacks import RECREATE_STATUSES, STABLE_STATUSES, ObservedStack
-from reconciler.writes import DeletionPendingError, NotFoundError, NotOwnedError
+from reconciler.writes import ConcurrentWriteError, DeletionPendingError, NotFoundError, NotOwnedError
 
 INSTALLATION = "stackherd"
 PRIMARY = "us-east-1"
@@ -214,6 +224,27 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.observed: dict[tuple[str, str], int] = {}  # the highest observed_generation seen per record
         self.calls_checked = 0
         self.healthy = False  # True only right after every invariant held
+        writes = DesiredWrites(self.store, clock=self.world.clock, templates=self.world.templates)
+        self.rollouts = RolloutService(self.store, writes, clock=self.world.clock, timeout_s=900)
+        #: every pin a rollout made: (rollout id, tenant, version, back)
+        self.rollout_pins: list[tuple[str, str, str, bool]] = []
+        #: forward pins of each rollout when it was first seen ended (halted, completed, aborted, rolled back)
+        self.ended_pins: dict[str, int] = {}
+        #: tenant -> the version a rollout pinned it back to, while nobody has pinned it elsewhere since
+        self.pinned_back: dict[str, str] = {}
+        pin = writes.pin_template_version
+
+        def recording(tenant_id: str, version: str, *, trail: object, note: str) -> object:
+            rollout_id = note.split(" by rollout ", 1)[1].split(",", 1)[0]
+            back = note.startswith("pinned back")
+            self.rollout_pins.append((rollout_id, tenant_id, version, back))
+            if back:
+                self.pinned_back[tenant_id] = version
+            else:
+                self.pinned_back.pop(tenant_id, None)
+            return pin(tenant_id, version, trail=trail, note=note)  # type: ignore[arg-type]
+
+        writes.pin_template_version = recording  # type: ignore[method-assign]
 
     # --- setting up ------------------------------------------------------------------------------
 
@@ -493,6 +524,54 @@ class ReconcilerMachine(RuleBasedStateMachine):
         current = self.store.get_tenant(tenant)
         assert current is not None
         self.store.put_tenant(replace(current, template_version=version))
+        self.pinned_back.pop(tenant, None)
+
+    # --- rules: rollouts -------------------------------------------------------------------------
+
+    @rule(
+        version=st.sampled_from(TEMPLATE_VERSIONS),
+        chosen=st.one_of(st.none(), st.lists(tenants, min_size=1, max_size=3, unique=True)),
+        wave=st.sampled_from(["1", "2"]),
+        tolerance=st.sampled_from(["0", "1"]),
+        auto_rollback=st.booleans(),
+    )
+    def start_rollout(
+        self, version: str, chosen: list[str] | None, wave: str, tolerance: str, auto_rollback: bool
+    ) -> None:
+        """`stackherd rollout start`; refused when it overlaps an active rollout or has no tenant to move."""
+        self.healthy = False
+        with suppress(RolloutError):
+            self.rollouts.start(
+                version,
+                trail=trail("operator", "test"),
+                tenants=chosen,
+                wave_sizes=[wave],
+                failure_tolerance=tolerance,
+                auto_rollback=auto_rollback,
+            )
+
+    @rule()
+    def advance_rollouts(self) -> None:
+        """What every sweep does first."""
+        self.healthy = False
+        self.rollouts.advance_all(trail("stackherd", "rollout"))
+
+    @precondition(lambda self: self.store.list_rollouts())
+    @rule(data=st.data(), operation=st.sampled_from(["pause", "resume", "abort", "rollback"]))
+    def operate_rollout(self, data: st.DataObject, operation: str) -> None:
+        """`stackherd rollout pause|resume|abort|rollback` on any rollout, in whatever state it is."""
+        self.healthy = False
+        rollout = data.draw(st.sampled_from(self.store.list_rollouts()), label="rollout")
+        with suppress(RolloutError, ConcurrentWriteError):
+            getattr(self.rollouts, operation)(rollout.rollout_id, trail=trail("operator", "test"))
+
+    @rule(tenant=tenants)
+    def version_fails_in_tenant(self, tenant: str) -> None:
+        """Whatever version comes next does not work in this tenant: every update of its stacks rolls back."""
+        self.healthy = False
+        for server_id in SERVER_IDS:
+            name = naming.stack_name(INSTALLATION, tenant, server_id)
+            self.cloud.set_outcome(account_of(tenant), name, "update", "UPDATE_ROLLBACK_COMPLETE", always=True)
 
     @rule(tenant=tenants)
     def failing_template(self, tenant: str) -> None:
@@ -753,6 +832,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self._check_tenancy()
         self._check_foreign()
         self._check_records()
+        self._check_rollouts()
         self.healthy = True
 
     def _check_tenancy(self) -> None:
@@ -797,6 +877,29 @@ class ReconcilerMachine(RuleBasedStateMachine):
             assert observed >= before, f"{key}: status went back from generation {before} to {observed}"
             self.observed[key] = observed
 
+    def _check_rollouts(self) -> None:
+        rollouts = {r.rollout_id: r for r in self.store.list_rollouts()}
+        forward: dict[str, int] = {}
+        for rollout_id, tenant_id, version, back in self.rollout_pins:
+            rollout = rollouts[rollout_id]
+            assert tenant_id in rollout.tenant_ids(), f"rollout {rollout_id} pinned {tenant_id}, not one of its tenants"
+            if back:
+                progress = rollout.progress(tenant_id)
+                assert progress is not None and version == progress.previous_version, (rollout_id, tenant_id, version)
+            else:
+                assert version == rollout.target_version, (rollout_id, tenant_id, version)
+                forward[rollout_id] = forward.get(rollout_id, 0) + 1
+        for rollout_id, rollout in rollouts.items():
+            if rollout.active:
+                continue
+            seen = self.ended_pins.setdefault(rollout_id, forward.get(rollout_id, 0))
+            assert forward.get(rollout_id, 0) == seen, f"rollout {rollout_id} pinned a tenant after it ended"
+            if rollout.state is RolloutState.COMPLETED:
+                assert all(t.outcome.value not in ("waiting", "in-flight") for t in rollout.tenants), rollout
+        for tenant_id, version in self.pinned_back.items():
+            tenant = self.store.get_tenant(tenant_id)
+            assert tenant is not None and tenant.template_version == version, (tenant_id, version)
+
     # --- the end of the incident -----------------------------------------------------------------
 
     def teardown(self) -> None:
@@ -804,6 +907,9 @@ class ReconcilerMachine(RuleBasedStateMachine):
             return  # a step already failed; that failure is the one to report
         self.store.__dict__.pop("get_server", None)
         self.store.__dict__.pop("write_status", None)
+        for rollout in self.store.list_rollouts():
+            if rollout.active:  # `stackherd rollout abort`: nothing more is pinned while the fleet converges
+                self.rollouts.abort(rollout.rollout_id, trail=trail("operator", "test"))
         self.blocked.clear()  # the operator removes what blocked deletes
         self.cloud.clear_faults()
         self.store.fail_reads.clear()

@@ -34,6 +34,7 @@ EVERY_VARIABLE = {
     "STACKHERD_TENANT_WRITES_PER_MINUTE": "30.5",
     "STACKHERD_TENANT_WRITE_BURST": "50",
     "STACKHERD_REGION_MOVE_COOLDOWN_SECONDS": "300",
+    "STACKHERD_ROLLOUT_TENANT_TIMEOUT_SECONDS": "5400",
     "AWS_REGION": "eu-west-1",
 }
 
@@ -69,6 +70,7 @@ def test_every_stackherd_variable_keeps_its_name() -> None:
         "tenant_writes_per_minute": 30.5,
         "tenant_write_burst": 50,
         "region_move_cooldown_s": 300,
+        "rollout_tenant_timeout_s": 5400,
     }
 
 
