@@ -294,8 +294,8 @@ def test_an_account_denial_met_while_the_primary_region_fails_transiently_quaran
 
     result = world.engine.sweep(concurrency=1).results[0]
 
-    assert result.retryable and result.error == "ServiceUnavailable"
     assert world.store.get_tenant_state("alpha").quarantined_regions() == {}
+    assert result.retryable and result.error == "ServiceUnavailable"  # the pass is retried
     # Retried while the account still refuses, every region denies: the tenant is quarantined, as it should be.
     retried = world.engine.reconcile_tenant("alpha")
     tenant = world.store.get_tenant("alpha")
