@@ -802,8 +802,11 @@ class Engine:
             if not dry_run:
                 self.store.set_quarantine(tenant.tenant_id, reason, self.clock())
             raise TenantUnavailableError(reason, code="AccessDenied")
-        if attempted and not listed and first_error is not None and first_error.retryable and not denied:
-            raise first_error  # nothing could be listed at all (throttled, unreachable): the pass is retried
+        if attempted and not listed and first_error is not None and first_error.retryable:
+            # Nothing could be listed at all (throttled, unreachable): the pass is retried. Also when some regions
+            # denied access: with no region accepting the credentials in this pass, that refusal cannot be told
+            # from the account's own (which ends by itself once access returns), so no region is quarantined on it.
+            raise first_error
         if not dry_run:
             for region, reason in denied.items():
                 self._quarantine_region(tenant, region, reason)

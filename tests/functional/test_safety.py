@@ -280,6 +280,49 @@ def test_only_an_account_wide_refusal_quarantines_the_tenant(world: FakeWorld) -
     assert result.error_code == "AccessDenied" and tenant is not None and tenant.quarantined
 
 
+def test_an_account_denial_met_while_the_primary_region_fails_transiently_quarantines_no_region(
+    world: FakeWorld,
+) -> None:
+    """The account refuses the role (cached credentials are refused too) while the primary region's listing
+    fails once for another reason: only eu-west-1 is seen denying, but nothing showed that the account accepts
+    the credentials, so that is no evidence the refusal is the region's. Quarantining eu-west-1 alone would
+    outlast the incident: the tenant's quarantine ends by itself once access returns, a region's waits for an
+    operator, and its servers stayed Failed."""
+    two_region_tenant(world)
+    world.cloud.deny(ACCOUNT_A)
+    world.cloud.fail_next(ACCOUNT_A, "list", lambda: TransientError("ServiceUnavailable"))
+
+    result = world.engine.sweep(concurrency=1).results[0]
+
+    assert world.store.get_tenant_state("alpha").quarantined_regions() == {}
+    assert result.retryable and result.error == "ServiceUnavailable"  # the pass is retried
+    # Retried while the account still refuses, every region denies: the tenant is quarantined, as it should be.
+    retried = world.engine.reconcile_tenant("alpha")
+    tenant = world.store.get_tenant("alpha")
+    assert retried.error_code == "AccessDenied" and tenant is not None and tenant.quarantined
+    assert world.store.get_tenant_state("alpha").quarantined_regions() == {}
+
+    world.cloud.allow(ACCOUNT_A)  # access returns; the next pass that reaches the account releases the tenant
+    world.converge("alpha")
+    tenant = world.store.get_tenant("alpha")
+    assert tenant is not None and tenant.quarantined is None
+    assert phase(world, "west")[0] is Phase.READY and phase(world, "east")[0] is Phase.READY
+
+
+def test_a_region_denied_alone_is_still_quarantined_once_another_region_lists(world: FakeWorld) -> None:
+    two_region_tenant(world)
+    world.cloud.deny_region(ACCOUNT_A, "eu-west-1")
+    world.cloud.fail_next(ACCOUNT_A, "list", lambda: TransientError("ServiceUnavailable"))
+
+    assert world.engine.reconcile_tenant("alpha").error == "ServiceUnavailable"
+    assert world.store.get_tenant_state("alpha").quarantined_regions() == {}
+
+    result = world.engine.reconcile_tenant("alpha")  # the primary lists: the refusal is eu-west-1's own
+    assert result.error is None and "denies access" in result.unobserved_regions["eu-west-1"]
+    assert set(world.store.get_tenant_state("alpha").quarantined_regions()) == {"eu-west-1"}
+    assert phase(world, "east")[0] is Phase.READY
+
+
 def test_a_region_not_enabled_is_that_regions_problem_not_expired_credentials(world: FakeWorld) -> None:
     two_region_tenant(world)
     world.cloud.disable_region(ACCOUNT_A, "eu-west-1")

@@ -944,11 +944,18 @@ class ReconcilerMachine(RuleBasedStateMachine):
                     reset = replace(server.status, attempts=0, next_retry_at=None, tries=0, operation=None)
                     self.store.write_status(server, reset)
             braked = self._held(tenant_id, HoldReason.DELETION_BRAKE)
-            if braked and retried_servers:
+            for _ in range(len(SERVER_IDS) if retried_servers else 0):
+                if not braked:
+                    break
                 # A retried deletion can meet a window other deletions have spent: only a pass stores what the
                 # brake holds, and a confirmation releases exactly what is stored (the next pass, narrowed).
+                # Narrowed, that pass may spend the window on a deletion the plan held (the plan gave the
+                # allowance to one outside the scope), which leaves that other one held and not yet stored: it
+                # takes another narrowed pass, until the plan holds only what a pass just held.
                 self._pass(tenant_id, scope=braked)
-                braked = self._held(tenant_id, HoldReason.DELETION_BRAKE)
+                narrowed, braked = braked, self._held(tenant_id, HoldReason.DELETION_BRAKE)
+                if braked <= narrowed:
+                    break
             if braked:
                 # `stackherd reconcile TENANT --confirm-deletions`, narrowed to the held servers so it does no
                 # work for the others that the three sweeps below must prove they can do themselves.
