@@ -4,7 +4,7 @@ One process holds a moto server on loopback (the embedded AWS: tables, the templ
 template, the queues, N tenants in N accounts), the HTTP API behind a local JWT authorizer
 (`handlers.local.gateway`) and the triggers as event source mappings (`handlers.local.esm`): the desired
 table's stream into `handlers.stream.handler`, the requeue queue into `handlers.requeue.handler`, the work
-queue into `handlers.worker.handler` when that handler exists, and the schedule into `handlers.sweep.handler`.
+queue into `handlers.worker.handler`, and the schedule into `handlers.sweep.handler`.
 Every handler is the real one, configured by the real settings pointing at the moto server.
 
 The console gets one line per action (tenant, server, action, outcome) and per request. SIGINT or SIGTERM
@@ -13,7 +13,6 @@ stops everything: the HTTP server, the pollers, then moto; no thread, port or ch
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import signal
@@ -191,8 +190,7 @@ class LocalRuntime:
         os.environ.setdefault("STACKHERD_WORKER_FUNCTION", f"{installation}-worker")
         queues = self._create_queues()
         os.environ["STACKHERD_REQUEUE_QUEUE_URL"] = queues["requeue"]
-        if "work" in queues:
-            os.environ["STACKHERD_WORK_QUEUE_URL"] = queues["work"]
+        os.environ["STACKHERD_WORK_QUEUE_URL"] = queues["work"]
         from handlers.runtime import reset_runtime, runtime
 
         reset_runtime()
@@ -240,8 +238,8 @@ class LocalRuntime:
             logging.getLogger(name).setLevel(logging.ERROR)
 
     def _create_queues(self) -> dict[str, str]:
-        """The requeue delay queue, the stream's on-failure destination and, when the worker exists, the FIFO
-        work queue; each queue a handler consumes has a dead-letter queue through its RedrivePolicy."""
+        """The requeue delay queue, the stream's on-failure destination and the FIFO work queue; each queue a
+        handler consumes has a dead-letter queue through its RedrivePolicy."""
         import json
 
         import boto3
@@ -261,12 +259,9 @@ class LocalRuntime:
         queues = {"requeue-dlq": queue(f"{installation}-requeue-dlq")}
         queues["requeue"] = queue(f"{installation}-requeue", queues["requeue-dlq"], VisibilityTimeout=visibility)
         queues["stream-failures"] = queue(f"{installation}-stream-failures")
-        if importlib.util.find_spec("handlers.worker") is not None:
-            fifo = {"FifoQueue": "true"}
-            queues["work-dlq"] = queue(f"{installation}-work-dlq.fifo", **fifo)
-            queues["work"] = queue(
-                f"{installation}-work.fifo", queues["work-dlq"], VisibilityTimeout=visibility, **fifo
-            )
+        fifo = {"FifoQueue": "true"}
+        queues["work-dlq"] = queue(f"{installation}-work-dlq.fifo", **fifo)
+        queues["work"] = queue(f"{installation}-work.fifo", queues["work-dlq"], VisibilityTimeout=visibility, **fifo)
         return queues
 
     def _provision(self, tenants: list[tuple[str, str]]) -> None:
@@ -318,11 +313,10 @@ class LocalRuntime:
             sqs, queues["requeue"], load_handler("handlers.requeue.handler"), f"{installation}-requeue", report=say
         )
         self._pollers.append(Poller("requeue", requeue, 0.2, say))
-        if "work" in queues:
-            worker = SqsMapping(
-                sqs, queues["work"], load_handler("handlers.worker.handler"), f"{installation}-worker", report=say
-            )
-            self._pollers.append(Poller("worker", worker, 0.2, say))
+        worker = SqsMapping(
+            sqs, queues["work"], load_handler("handlers.worker.handler"), f"{installation}-worker", report=say
+        )
+        self._pollers.append(Poller("worker", worker, 0.2, say))
         sweep = Schedule(load_handler("handlers.sweep.handler"), f"{installation}-sweep", report=say)
         sweep_poller = Poller("sweep", sweep, self.options.sweep_every_s, say)
         for poller in self._pollers:
