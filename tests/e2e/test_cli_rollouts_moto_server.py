@@ -79,7 +79,7 @@ def fleet() -> None:
     ok("templates", "publish", str(TEMPLATE), "--version", "v1")
     ok("templates", "publish", str(TEMPLATE), "--version", "v2")
     for tenant, account in ACCOUNTS.items():
-        ok("tenants", "add", tenant, "--account", account, "--external-id", f"x-{tenant}")
+        ok("tenants", "add", tenant, "--account", account)
         ok("servers", "put", tenant, "arena", "--owner", "ana")
         ok("reconcile", tenant)
     ok("sweep")
