@@ -56,7 +56,7 @@ from reconciler.stacks import (
     stack_region,
     still_seen,
 )
-from reconciler.status import STUCK, backoff_seconds, needs_write, next_orphan_attempts, next_status
+from reconciler.status import STUCK, backoff_seconds, needs_write, next_orphan_attempts, next_status, still_ready
 
 log = logging.getLogger("stackherd.engine")
 
@@ -475,8 +475,9 @@ class Engine:
 
         now = self.clock()
         stored = state.deletion_brake
-        window_start = now_iso(now - timedelta(seconds=self.settings.deletion_window_s))
-        recent = stored.in_window(window_start)
+        window = timedelta(seconds=self.settings.deletion_window_s)
+        # The window's start is only worth formatting when there are deletions to judge against it.
+        recent = stored.in_window(now_iso(now - window)) if stored.recent else ()
         counted = frozenset(key for _, key in recent)
         view = BrakeView(
             allowance=max(0, self.settings.max_deletions - len(counted)),
@@ -487,13 +488,18 @@ class Engine:
         )
         # Orphans have no record to keep their failure budget on: it is kept with the tenant's state, read above.
         orphans: dict[str, OrphanAttempts] = {a.stack_id: a for a in state.orphan_budgets}
+        settings = (
+            self.settings
+            if (confirm, force) == (self.settings.confirm_deletions, self.settings.force)
+            else replace(self.settings, confirm_deletions=confirm, force=force)
+        )
 
         def planned(template: TemplateVersion | None) -> Plan:
             return plan(
                 tenant,
                 read.servers,
                 observed,
-                settings=replace(self.settings, confirm_deletions=confirm, force=force),
+                settings=settings,
                 template_url=url,
                 template_error=template_error,
                 desired_complete=read.complete,
@@ -563,7 +569,9 @@ class Engine:
                 f"deletions in {self.settings.deletion_window_s} s); it stays held until an admin confirms with "
                 f"`stackherd reconcile {tenant.tenant_id} --confirm-deletions`",
             )
-        result.brake = _brake_summary(brake, brake.in_window(window_start), self.settings)
+        result.brake = _brake_summary(
+            brake, brake.in_window(now_iso(now - window)) if brake.recent else (), self.settings
+        )
         servers = {s.gameserver_id: s for s in read.servers}
         after = dict(orphans)
         for action in actions:
@@ -625,6 +633,8 @@ class Engine:
         plan (out of its scope, or not planned at all because the read was incomplete) stays held."""
         if not complete:
             return stored
+        if not stored.held and not any(a.kind is ActionKind.DELETE or a.kind is ActionKind.HOLD for a in actions):
+            return stored  # nothing held, started or to hold (a steady pass): what the rest below concludes
         since = {h.key: h.held_at for h in stored.held}
         stamp = now_iso(now)
         held = [
@@ -944,6 +954,18 @@ class Engine:
         seen: dict[str, SeenStack] | None = None,
     ) -> ActionResult:
         kind = action.kind
+        if (
+            kind is ActionKind.NOOP
+            and server is not None
+            and not action.orphan
+            and not action.failed_attempt
+            and not action.stuck_since
+            and not (seen and action.stack_id in seen)
+            and still_ready(server.status, action)
+        ):
+            # Ready and seen in sync again (almost every server of a steady pass): no status to compute, write
+            # or log, which is all the rest below would conclude.
+            return ActionResult(action, Outcome.DONE)
         now = self.clock()
         if action.mutating or kind is ActionKind.FINALIZE:
             # Re-check with a consistent read right before the call: a newer write wins, and an orphan

@@ -70,8 +70,9 @@ class FakeClock:
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
+        # Reading one attribute is atomic; the lock only keeps two advances from losing one. Every pass reads
+        # the clock several times, and a lock taken by every thread of a benchmark is a point they queue at.
+        return self._now
 
     def advance(self, seconds: float) -> datetime:
         with self._lock:
@@ -142,7 +143,10 @@ class _Stack:
         )
 
     def summary(self) -> StackSummary:
-        return StackSummary(
+        # Every field set in one update of the dictionary (as `__init__` would, one `object.__setattr__` each):
+        # a listing builds one per stack, and the benchmark's workers share one process's CPU with this fake.
+        summary: StackSummary = object.__new__(StackSummary)
+        summary.__dict__.update(
             name=self.name,
             stack_id=self.stack_id,
             status=self.status,
@@ -151,6 +155,7 @@ class _Stack:
             parent_id=self.parent_id,
             changed_at=self.updated_at or self.created_at,
         )
+        return summary
 
     def event(self, logical_id: str, resource_type: str, status: str, reason: str, at: datetime) -> None:
         self.events.append(StackEvent(logical_id, resource_type, status, reason, at))
@@ -598,12 +603,11 @@ class FakeCloud:
                 self._check_credentials(account_id, credentials)
         result: list[StackSummary] = []
         with self._lock:
-            for key in sorted(account.stacks):
-                stack = account.stacks.get(key)
-                if stack is None or key[0] != region:
-                    continue
+            # Only this region's stacks, in name order (settling one removes at most that one).
+            for key in sorted(key for key in account.stacks if key[0] == region):
+                stack = account.stacks[key]
                 self._settle(account, stack)
-                if (region, stack.name) in account.stacks:
+                if key in account.stacks:
                     result.append(stack.summary())
         return result
 
