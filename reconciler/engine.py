@@ -45,7 +45,17 @@ from reconciler.errors import (
     UnreadableItemError,
     classify_exception,
 )
-from reconciler.planner import Action, ActionKind, BrakeView, HoldReason, Plan, PlanSettings, brake_key, plan
+from reconciler.planner import (
+    CLOUD_MUTATIONS,
+    Action,
+    ActionKind,
+    BrakeView,
+    HoldReason,
+    Plan,
+    PlanSettings,
+    brake_key,
+    plan,
+)
 from reconciler.ports import AccountConnector, DesiredStore, Requeuer, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
 from reconciler.stacks import (
@@ -447,12 +457,21 @@ class Engine:
             url, template_error = None, str(error)
 
         # Every region a record points at or last had a stack in, not only the tenant's regions now: a
-        # region dropped from the tenant (or a server moved away) may still hold our running stacks.
+        # region dropped from the tenant (or a server moved away) may still hold our running stacks. A stack id
+        # in the primary region (almost every one) names a region already counted: its id need not be parsed.
+        home = f"arn:aws:cloudformation:{tenant.regions[0]}:{tenant.account_id}:" if tenant.regions else None
         regions = sorted(
             {
                 *tenant.regions,
                 *(server_region(tenant, s) for s in read.servers),
-                *filter(None, (stack_region(s.status.stack_id, tenant.account_id) for s in read.servers)),
+                *filter(
+                    None,
+                    (
+                        stack_region(stack_id, tenant.account_id)
+                        for s in read.servers
+                        if (stack_id := s.status.stack_id) and not (home and stack_id.startswith(home))
+                    ),
+                ),
             }
         )
         # The primary region first: once it has listed, the credentials are known to be good, and a region
@@ -523,7 +542,9 @@ class Engine:
         # A stack is only changed as read in this pass: what a listing cannot show (termination protection
         # turned on by hand) must not surprise the call, and an orphan's tags are read before it goes. Each round
         # reads stacks no earlier round read (a plan made again may start another change: a freed brake slot).
-        while stale := {a.stack_id for a in the_plan.actions if a.mutating and a.stack_id in reading.unread}:
+        while stale := {
+            a.stack_id for a in the_plan.actions if a.kind in CLOUD_MUTATIONS and a.stack_id in reading.unread
+        }:
             observed = self._reread(tenant, gateways, observed, stale, reading, unobserved)
             result.unobserved_regions = dict(sorted(unobserved.items()))
             the_plan = planned(template)
@@ -602,6 +623,8 @@ class Engine:
         # An orphan's budget goes with its stack: forgotten once a listing of its region no longer shows it. Only
         # a region listed in this pass says so; a region that could not be listed keeps what it had.
         # A scoped pass that read its stacks by name saw only those: it says nothing of the other orphans.
+        if not after and not orphans:
+            return  # no orphan had a budget, and none got one: nothing to forget or save
         live, listed = {s.stack_id for s in observed}, set(regions) - set(unobserved)
         looked = (
             None

@@ -597,18 +597,21 @@ class FakeCloud:
         with self._lock:
             account = self._account(account_id)
             names = [k for k in account.stacks if k[0] == region]
-        for _ in range(max(1, -(-len(names) // SUMMARY_PAGE_SIZE))):
+        pages = max(1, -(-len(names) // SUMMARY_PAGE_SIZE))
+        result: list[StackSummary] = []
+        for page in range(pages):
             self._enter("ListStacks", account_id, region)
             with self._lock:
                 self._check_credentials(account_id, credentials)
-        result: list[StackSummary] = []
-        with self._lock:
-            # Only this region's stacks, in name order (settling one removes at most that one).
-            for key in sorted(key for key in account.stacks if key[0] == region):
-                stack = account.stacks[key]
-                self._settle(account, stack)
-                if key in account.stacks:
-                    result.append(stack.summary())
+                if page < pages - 1:
+                    continue
+                # Read as the last page's call is answered, in the same hold of the lock (every benchmark
+                # worker takes it). Only this region's stacks, in name order (settling one removes only it).
+                for key in sorted(key for key in account.stacks if key[0] == region):
+                    stack = account.stacks[key]
+                    self._settle(account, stack)
+                    if key in account.stacks:
+                        result.append(stack.summary())
         return result
 
     def op_list(self, account_id: str, region: str, credentials: Credentials) -> list[ObservedStack]:
