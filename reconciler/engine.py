@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
@@ -173,6 +173,19 @@ class ActionResult:
         if self.detail:
             data["detail"] = self.detail
         return data
+
+
+def _done(action: Action) -> ActionResult:
+    """`ActionResult(action, Outcome.DONE)`, built as the planner builds its no-ops: the two fields set in one
+    update of the instance's dictionary, the others read from the class as `__init__` would have set them
+    (a steady pass makes one per server of every tenant)."""
+    done: ActionResult = object.__new__(ActionResult)
+    done.__dict__.update(action=action, outcome=Outcome.DONE)
+    return done
+
+
+if any(f.default_factory is not MISSING for f in fields(ActionResult)):
+    raise TypeError("ActionResult fields must have plain defaults: _done reads them from the class")
 
 
 @dataclass
@@ -601,14 +614,13 @@ class Engine:
                     ActionResult(action, Outcome.SKIPPED, f"not done: {result.stopped} during this pass")
                 )
                 continue
-            outcome = self._apply(
-                tenant, gateways, action, servers.get(action.gameserver_id), after, seen=reading.described
-            )
+            server = servers.get(action.gameserver_id)
+            outcome = self._apply(tenant, gateways, action, server, after, seen=reading.described)
             result.results.append(outcome)
             if outcome.stopped:
                 result.stopped = outcome.stopped
                 continue
-            delay = self._requeue_delay(outcome, servers.get(action.gameserver_id))
+            delay = self._requeue_delay(outcome, server)
             if delay is not None:
                 result.requeue.append((action.gameserver_id, delay))
         if result.stopped:
@@ -988,7 +1000,7 @@ class Engine:
         ):
             # Ready and seen in sync again (almost every server of a steady pass): no status to compute, write
             # or log, which is all the rest below would conclude.
-            return ActionResult(action, Outcome.DONE)
+            return _done(action)
         now = self.clock()
         if action.mutating or kind is ActionKind.FINALIZE:
             # Re-check with a consistent read right before the call: a newer write wins, and an orphan

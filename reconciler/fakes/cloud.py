@@ -609,9 +609,11 @@ class FakeCloud:
                 # worker takes it). Only this region's stacks, in name order (settling one removes only it).
                 for key in sorted(key for key in account.stacks if key[0] == region):
                     stack = account.stacks[key]
-                    self._settle(account, stack)
-                    if key in account.stacks:
-                        result.append(stack.summary())
+                    if stack.settles_to:  # an operation in flight, which may have finished by now
+                        self._settle(account, stack)
+                        if key not in account.stacks:
+                            continue
+                    result.append(stack.summary())
         return result
 
     def op_list(self, account_id: str, region: str, credentials: Credentials) -> list[ObservedStack]:

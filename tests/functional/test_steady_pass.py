@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from models.records import Phase, ServerStatus
-from reconciler.engine import Outcome
+from reconciler.engine import ActionResult, Outcome
 from reconciler.fakes.world import FakeWorld
 from reconciler.planner import ActionKind
 from tests.bench.fanout import fanout
@@ -80,3 +80,14 @@ def test_a_fanout_steady_pass_without_the_cold_pass_is_steady() -> None:
 
     assert report["fanout_steady"]["calls"] == {"ListStacks": 3}
     assert report["fanout_steady"]["tenants_failed"] == 0
+
+
+def test_a_ready_no_op_reports_the_very_result_the_constructor_builds(world: FakeWorld) -> None:
+    steady_tenant(world, servers=2)
+
+    result = world.engine.reconcile_tenant("alpha")
+
+    for done in result.results:
+        assert done == ActionResult(done.action, Outcome.DONE)
+        assert (done.detail, done.retryable, done.stopped) == (None, False, None)
+        assert done.to_dict() == ActionResult(done.action, Outcome.DONE).to_dict()
