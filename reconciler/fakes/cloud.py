@@ -45,6 +45,7 @@ from reconciler.errors import (
     ThrottledError,
     TransientError,
 )
+from reconciler.naming import session_name
 from reconciler.stacks import (
     STACK_RESOURCE_TYPE,
     ObservedStack,
@@ -858,8 +859,6 @@ class FakeConnector:
         )
 
     def gateway(self, tenant: Tenant, region: str) -> FakeGateway:
-        from reconciler.naming import session_name
-
         credentials = self.cache.get(tenant.role_arn, tenant.external_id, session_name(tenant.tenant_id))
         return FakeGateway(self.cloud, tenant.account_id, region, credentials)
 
