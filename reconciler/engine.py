@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
@@ -45,7 +45,17 @@ from reconciler.errors import (
     UnreadableItemError,
     classify_exception,
 )
-from reconciler.planner import Action, ActionKind, BrakeView, HoldReason, Plan, PlanSettings, brake_key, plan
+from reconciler.planner import (
+    CLOUD_MUTATIONS,
+    Action,
+    ActionKind,
+    BrakeView,
+    HoldReason,
+    Plan,
+    PlanSettings,
+    brake_key,
+    plan,
+)
 from reconciler.ports import AccountConnector, DesiredStore, Requeuer, StackGateway, TemplateCatalog
 from reconciler.rendering import server_region
 from reconciler.stacks import (
@@ -56,7 +66,7 @@ from reconciler.stacks import (
     stack_region,
     still_seen,
 )
-from reconciler.status import STUCK, backoff_seconds, needs_write, next_orphan_attempts, next_status
+from reconciler.status import STUCK, backoff_seconds, needs_write, next_orphan_attempts, next_status, still_ready
 
 log = logging.getLogger("stackherd.engine")
 
@@ -163,6 +173,19 @@ class ActionResult:
         if self.detail:
             data["detail"] = self.detail
         return data
+
+
+def _done(action: Action) -> ActionResult:
+    """`ActionResult(action, Outcome.DONE)`, built as the planner builds its no-ops: the two fields set in one
+    update of the instance's dictionary, the others read from the class as `__init__` would have set them
+    (a steady pass makes one per server of every tenant)."""
+    done: ActionResult = object.__new__(ActionResult)
+    done.__dict__.update(action=action, outcome=Outcome.DONE)
+    return done
+
+
+if any(f.default_factory is not MISSING for f in fields(ActionResult)):
+    raise TypeError("ActionResult fields must have plain defaults: _done reads them from the class")
 
 
 @dataclass
@@ -447,12 +470,21 @@ class Engine:
             url, template_error = None, str(error)
 
         # Every region a record points at or last had a stack in, not only the tenant's regions now: a
-        # region dropped from the tenant (or a server moved away) may still hold our running stacks.
+        # region dropped from the tenant (or a server moved away) may still hold our running stacks. A stack id
+        # in the primary region (almost every one) names a region already counted: its id need not be parsed.
+        home = f"arn:aws:cloudformation:{tenant.regions[0]}:{tenant.account_id}:" if tenant.regions else None
         regions = sorted(
             {
                 *tenant.regions,
                 *(server_region(tenant, s) for s in read.servers),
-                *filter(None, (stack_region(s.status.stack_id, tenant.account_id) for s in read.servers)),
+                *filter(
+                    None,
+                    (
+                        stack_region(stack_id, tenant.account_id)
+                        for s in read.servers
+                        if (stack_id := s.status.stack_id) and not (home and stack_id.startswith(home))
+                    ),
+                ),
             }
         )
         # The primary region first: once it has listed, the credentials are known to be good, and a region
@@ -475,8 +507,9 @@ class Engine:
 
         now = self.clock()
         stored = state.deletion_brake
-        window_start = now_iso(now - timedelta(seconds=self.settings.deletion_window_s))
-        recent = stored.in_window(window_start)
+        window = timedelta(seconds=self.settings.deletion_window_s)
+        # The window's start is only worth formatting when there are deletions to judge against it.
+        recent = stored.in_window(now_iso(now - window)) if stored.recent else ()
         counted = frozenset(key for _, key in recent)
         view = BrakeView(
             allowance=max(0, self.settings.max_deletions - len(counted)),
@@ -487,13 +520,18 @@ class Engine:
         )
         # Orphans have no record to keep their failure budget on: it is kept with the tenant's state, read above.
         orphans: dict[str, OrphanAttempts] = {a.stack_id: a for a in state.orphan_budgets}
+        settings = (
+            self.settings
+            if (confirm, force) == (self.settings.confirm_deletions, self.settings.force)
+            else replace(self.settings, confirm_deletions=confirm, force=force)
+        )
 
         def planned(template: TemplateVersion | None) -> Plan:
             return plan(
                 tenant,
                 read.servers,
                 observed,
-                settings=replace(self.settings, confirm_deletions=confirm, force=force),
+                settings=settings,
                 template_url=url,
                 template_error=template_error,
                 desired_complete=read.complete,
@@ -517,7 +555,9 @@ class Engine:
         # A stack is only changed as read in this pass: what a listing cannot show (termination protection
         # turned on by hand) must not surprise the call, and an orphan's tags are read before it goes. Each round
         # reads stacks no earlier round read (a plan made again may start another change: a freed brake slot).
-        while stale := {a.stack_id for a in the_plan.actions if a.mutating and a.stack_id in reading.unread}:
+        while stale := {
+            a.stack_id for a in the_plan.actions if a.kind in CLOUD_MUTATIONS and a.stack_id in reading.unread
+        }:
             observed = self._reread(tenant, gateways, observed, stale, reading, unobserved)
             result.unobserved_regions = dict(sorted(unobserved.items()))
             the_plan = planned(template)
@@ -563,7 +603,9 @@ class Engine:
                 f"deletions in {self.settings.deletion_window_s} s); it stays held until an admin confirms with "
                 f"`stackherd reconcile {tenant.tenant_id} --confirm-deletions`",
             )
-        result.brake = _brake_summary(brake, brake.in_window(window_start), self.settings)
+        result.brake = _brake_summary(
+            brake, brake.in_window(now_iso(now - window)) if brake.recent else (), self.settings
+        )
         servers = {s.gameserver_id: s for s in read.servers}
         after = dict(orphans)
         for action in actions:
@@ -572,14 +614,13 @@ class Engine:
                     ActionResult(action, Outcome.SKIPPED, f"not done: {result.stopped} during this pass")
                 )
                 continue
-            outcome = self._apply(
-                tenant, gateways, action, servers.get(action.gameserver_id), after, seen=reading.described
-            )
+            server = servers.get(action.gameserver_id)
+            outcome = self._apply(tenant, gateways, action, server, after, seen=reading.described)
             result.results.append(outcome)
             if outcome.stopped:
                 result.stopped = outcome.stopped
                 continue
-            delay = self._requeue_delay(outcome, servers.get(action.gameserver_id))
+            delay = self._requeue_delay(outcome, server)
             if delay is not None:
                 result.requeue.append((action.gameserver_id, delay))
         if result.stopped:
@@ -594,6 +635,8 @@ class Engine:
         # An orphan's budget goes with its stack: forgotten once a listing of its region no longer shows it. Only
         # a region listed in this pass says so; a region that could not be listed keeps what it had.
         # A scoped pass that read its stacks by name saw only those: it says nothing of the other orphans.
+        if not after and not orphans:
+            return  # no orphan had a budget, and none got one: nothing to forget or save
         live, listed = {s.stack_id for s in observed}, set(regions) - set(unobserved)
         looked = (
             None
@@ -625,6 +668,8 @@ class Engine:
         plan (out of its scope, or not planned at all because the read was incomplete) stays held."""
         if not complete:
             return stored
+        if not stored.held and not any(a.kind is ActionKind.DELETE or a.kind is ActionKind.HOLD for a in actions):
+            return stored  # nothing held, started or to hold (a steady pass): what the rest below concludes
         since = {h.key: h.held_at for h in stored.held}
         stamp = now_iso(now)
         held = [
@@ -947,6 +992,18 @@ class Engine:
         seen: dict[str, SeenStack] | None = None,
     ) -> ActionResult:
         kind = action.kind
+        if (
+            kind is ActionKind.NOOP
+            and server is not None
+            and not action.orphan
+            and not action.failed_attempt
+            and not action.stuck_since
+            and not (seen and action.stack_id in seen)
+            and still_ready(server.status, action)
+        ):
+            # Ready and seen in sync again (almost every server of a steady pass): no status to compute, write
+            # or log, which is all the rest below would conclude.
+            return _done(action)
         now = self.clock()
         if action.mutating or kind is ActionKind.FINALIZE:
             # Re-check with a consistent read right before the call: a newer write wins, and an orphan

@@ -138,6 +138,12 @@ def _still_ready(current: ServerStatus, action: Action, stack_id: str | None) ->
     )
 
 
+def still_ready(current: ServerStatus, action: Action) -> bool:
+    """True when `action` is a no-op that leaves `current` exactly as it is (`next_status` returns it): the
+    server was Ready for this generation and stack, and is again."""
+    return action.kind is ActionKind.NOOP and _still_ready(current, action, None)
+
+
 def next_status(
     current: ServerStatus,
     action: Action,

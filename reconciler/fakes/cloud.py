@@ -45,6 +45,7 @@ from reconciler.errors import (
     ThrottledError,
     TransientError,
 )
+from reconciler.naming import session_name
 from reconciler.stacks import (
     STACK_RESOURCE_TYPE,
     ObservedStack,
@@ -70,8 +71,9 @@ class FakeClock:
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
+        # Reading one attribute is atomic; the lock only keeps two advances from losing one. Every pass reads
+        # the clock several times, and a lock taken by every thread of a benchmark is a point they queue at.
+        return self._now
 
     def advance(self, seconds: float) -> datetime:
         with self._lock:
@@ -142,7 +144,10 @@ class _Stack:
         )
 
     def summary(self) -> StackSummary:
-        return StackSummary(
+        # Every field set in one update of the dictionary (as `__init__` would, one `object.__setattr__` each):
+        # a listing builds one per stack, and the benchmark's workers share one process's CPU with this fake.
+        summary: StackSummary = object.__new__(StackSummary)
+        summary.__dict__.update(
             name=self.name,
             stack_id=self.stack_id,
             status=self.status,
@@ -151,6 +156,7 @@ class _Stack:
             parent_id=self.parent_id,
             changed_at=self.updated_at or self.created_at,
         )
+        return summary
 
     def event(self, logical_id: str, resource_type: str, status: str, reason: str, at: datetime) -> None:
         self.events.append(StackEvent(logical_id, resource_type, status, reason, at))
@@ -592,18 +598,22 @@ class FakeCloud:
         with self._lock:
             account = self._account(account_id)
             names = [k for k in account.stacks if k[0] == region]
-        for _ in range(max(1, -(-len(names) // SUMMARY_PAGE_SIZE))):
+        pages = max(1, -(-len(names) // SUMMARY_PAGE_SIZE))
+        result: list[StackSummary] = []
+        for page in range(pages):
             self._enter("ListStacks", account_id, region)
             with self._lock:
                 self._check_credentials(account_id, credentials)
-        result: list[StackSummary] = []
-        with self._lock:
-            for key in sorted(account.stacks):
-                stack = account.stacks.get(key)
-                if stack is None or key[0] != region:
+                if page < pages - 1:
                     continue
-                self._settle(account, stack)
-                if (region, stack.name) in account.stacks:
+                # Read as the last page's call is answered, in the same hold of the lock (every benchmark
+                # worker takes it). Only this region's stacks, in name order (settling one removes only it).
+                for key in sorted(key for key in account.stacks if key[0] == region):
+                    stack = account.stacks[key]
+                    if stack.settles_to:  # an operation in flight, which may have finished by now
+                        self._settle(account, stack)
+                        if key not in account.stacks:
+                            continue
                     result.append(stack.summary())
         return result
 
@@ -849,8 +859,6 @@ class FakeConnector:
         )
 
     def gateway(self, tenant: Tenant, region: str) -> FakeGateway:
-        from reconciler.naming import session_name
-
         credentials = self.cache.get(tenant.role_arn, tenant.external_id, session_name(tenant.tenant_id))
         return FakeGateway(self.cloud, tenant.account_id, region, credentials)
 

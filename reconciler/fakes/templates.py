@@ -46,6 +46,9 @@ class StaticTemplateCatalog:
         self.pins: dict[str, tuple[str, str]] = {}
         #: Versions whose key holds another object than the pinned one: version -> what it holds now.
         self.overwritten: dict[str, str] = {}
+        self._described: dict[
+            str, tuple[tuple[str, str], list[bytes], int, bytes, TemplateVersion | None, TemplateVersion]
+        ] = {}
         self._lock = threading.RLock()
 
     # --- publishing and what happens to the bucket afterwards --------------------------------------------
@@ -144,6 +147,31 @@ class StaticTemplateCatalog:
             return sorted(self.published | set(self.objects))
 
     def describe(self, version: str) -> TemplateVersion:
+        # What the last describe of this version found, while nothing it depends on has been replaced: the same
+        # pin, the same list of object versions and pinned body (kept, so its identity cannot be reused), the
+        # same declaration. Every pass describes its tenant's version, and hashing the body each time is the
+        # catalog's whole cost; `corrupt`, `overwrite` and a new pin each replace one of these.
+        memo = self._described.get(version)
+        if memo is not None:
+            pin, objects, count, body, declared, described = memo
+            if (
+                self.pins.get(version) is pin
+                and self.objects.get(version) is objects
+                and len(objects) == count
+                and objects[int(pin[0]) - 1] is body
+                and self.declared.get(version) is declared
+            ):
+                return described
+        described = self._describe(version)
+        with self._lock:
+            pin = self.pins[version]
+            objects = self.objects[version]
+            if len(objects) == int(pin[0]):  # not overwritten: describing it again logs nothing
+                body = objects[int(pin[0]) - 1]
+                self._described[version] = (pin, objects, len(objects), body, self.declared.get(version), described)
+        return described
+
+    def _describe(self, version: str) -> TemplateVersion:
         url = self.url_for(version)
         with self._lock:
             object_version, digest = self.pins[version]

@@ -11,6 +11,7 @@ import pytest
 from models.config import ConfigError
 from models.records import Phase
 from reconciler.desired import trail
+from reconciler.errors import TemplateIntegrityError
 from reconciler.fakes.world import FakeWorld
 
 ACCOUNT = "111111111111"
@@ -98,3 +99,16 @@ def test_pinning_a_tenant_to_a_version_that_was_never_pinned_is_refused(world: F
 
     with pytest.raises(ConfigError, match="no recorded S3 object version"):
         world.writes.update_tenant("alpha", trail=trail("admin", "test"), template_version="v2")
+
+
+def test_a_version_described_again_after_its_declaration_or_body_changed_is_read_afresh(world: FakeWorld) -> None:
+    catalog = world.templates
+    first = catalog.describe("v1")
+    assert catalog.describe("v1") is first and first.parameters is None
+
+    catalog.declared["v1"] = replace(first, parameters={"Seed": None})
+    assert catalog.describe("v1").parameters == {"Seed": None}
+
+    catalog.corrupt("v1", b"Resources: {}\n")
+    with pytest.raises(TemplateIntegrityError):
+        catalog.describe("v1")
