@@ -246,8 +246,16 @@ class RolloutService:
         nothing)."""
         step = advance(rollout, _Views(self.store), self.clock(), timeout_s=self.timeout_s)
         if step.rollout is rollout:
-            self._pin(rollout, step.pins, trail)  # only pins lost by an earlier pass, if any
-            return step
+            if not step.pins:
+                return step
+            # Pins lost by an earlier pass. `rollout` may be stale (halted, rolled back or aborted since it was
+            # read, the tenant pinned back): claim its revision first, so a pass that lost to such a change
+            # pins nothing.
+            claimed = self.store.save_rollout(rollout)
+            if claimed is None:
+                return None
+            self._pin(claimed, step.pins, trail)
+            return Step(claimed, pins=step.pins)
         saved = self.store.save_rollout(step.rollout)
         if saved is None:
             return None  # another pass advanced it from the same revision: it pins, this one must not

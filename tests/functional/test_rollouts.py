@@ -477,3 +477,27 @@ def test_a_pin_lost_between_save_and_write_is_made_by_the_next_advance() -> None
     assert service.get(started.rollout_id).current_wave == 1 and versions(world)["t01"] == "v1"
     rollout = drive(world, service, started.rollout_id)
     assert rollout.state is RolloutState.COMPLETED and versions(world)["t01"] == "v2"
+
+
+def test_a_stale_advance_does_not_pin_again_a_tenant_rolled_back_meanwhile() -> None:
+    world, service = fleet(3)
+    started = service.start("v2", trail=TRAIL, wave_sizes=["1"])  # the canary t00 is pinned, in flight
+    stale = service.get(started.rollout_id)  # a sweep reads the rollout ...
+    service.rollback(started.rollout_id, trail=TRAIL)  # ... an operator rolls it back ...
+    assert versions(world)["t00"] == "v1"
+    step = service._advance_one(stale, TRAIL)  # ... and the sweep advances what it read
+
+    assert step is None  # it lost to the rollback: it pins nothing
+    assert versions(world)["t00"] == "v1"
+    assert service.get(started.rollout_id).state is RolloutState.ROLLED_BACK
+
+
+def test_a_stale_advance_does_not_pin_again_a_tenant_moved_after_an_abort() -> None:
+    world, service = fleet(3)
+    started = service.start("v2", trail=TRAIL, wave_sizes=["1"])
+    stale = service.get(started.rollout_id)
+    service.abort(started.rollout_id, trail=TRAIL)
+    world.store.update_tenant("t00", template_version="v1")  # the operator moves the canary back by hand
+    service._advance_one(stale, TRAIL)
+
+    assert versions(world)["t00"] == "v1"
