@@ -235,6 +235,10 @@ class RolloutService:
                 log.warning("rollout could not advance", extra={"rollout_id": rollout.rollout_id, "error": str(error)})
                 report.errors[rollout.rollout_id] = str(error)
                 continue
+            except Exception as error:  # a stored rollout this code cannot advance must not hold up the others
+                log.exception("rollout could not advance", extra={"rollout_id": rollout.rollout_id})
+                report.errors[rollout.rollout_id] = f"{type(error).__name__}: {error}"
+                continue
             if step is None:
                 report.lost.append(rollout.rollout_id)
             elif step.changed:
