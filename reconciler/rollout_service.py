@@ -22,6 +22,7 @@ from reconciler.rollouts import (
     Pin,
     Rollout,
     RolloutConflictError,
+    RolloutState,
     ServerView,
     Step,
     TenantView,
@@ -259,11 +260,13 @@ class RolloutService:
             if claimed is None:
                 return None
             self._pin(claimed, step.pins, trail)
+            self._undo_if_rolled_back_meanwhile(claimed, step.pins, trail)
             return Step(claimed, pins=step.pins)
         saved = self.store.save_rollout(step.rollout)
         if saved is None:
             return None  # another pass advanced it from the same revision: it pins, this one must not
         self._pin(saved, step.pins, trail)
+        self._undo_if_rolled_back_meanwhile(saved, step.pins, trail)
         self._log_step(saved, step)
         return Step(
             saved,
@@ -273,6 +276,20 @@ class RolloutService:
             rolled_back=step.rolled_back,
             completed=step.completed,
         )
+
+    def _undo_if_rolled_back_meanwhile(self, saved: Rollout, pins: Sequence[Pin], trail: WriteTrail) -> None:
+        """A rollback that read the rollout between this pass's save and its pins did not see them: when the
+        rollout is rolled back now, roll back again (idempotent: only what is still on the target moves)."""
+        if not any(not pin.back for pin in pins):
+            return
+        current = self.store.get_rollout(saved.rollout_id)
+        if current is None or current.revision == saved.revision or current.state is not RolloutState.ROLLED_BACK:
+            return
+        log.warning(
+            "rollout rolled back while this pass pinned; pinning those tenants back",
+            extra={"rollout_id": saved.rollout_id},
+        )
+        self.rollback(saved.rollout_id, trail=trail)
 
     def _log_step(self, rollout: Rollout, step: Step) -> None:
         fields = {"rollout_id": rollout.rollout_id, "version": rollout.target_version, "state": rollout.state.value}

@@ -518,3 +518,24 @@ def test_one_rollout_whose_advance_breaks_never_stops_the_others() -> None:
 
     assert broken.rollout_id in report.errors
     assert service.get(healthy.rollout_id).current_wave == 1 and versions(world)["t03"] == "v2"
+
+
+def test_a_wave_pinned_just_after_a_rollback_is_rolled_back_too() -> None:
+    world, service = fleet(3)
+    started = service.start("v2", trail=TRAIL, wave_sizes=["1"])
+    world.engine.sweep()
+    world.cloud.settle_all()
+    world.engine.sweep()  # the canary t00 succeeds
+    original = service._pin
+
+    def rolled_back_between_save_and_pins(*args: object, **kwargs: object) -> None:
+        # A sweep has saved the start of wave 2; before it pins t01, an operator rolls the rollout back.
+        service._pin = original  # type: ignore[method-assign]
+        service.rollback(started.rollout_id, trail=TRAIL)
+        original(*args, **kwargs)  # type: ignore[arg-type]
+
+    service._pin = rolled_back_between_save_and_pins  # type: ignore[method-assign]
+    service.advance_all(TRAIL)
+
+    assert service.get(started.rollout_id).state is RolloutState.ROLLED_BACK
+    assert versions(world) == {"t00": "v1", "t01": "v1", "t02": "v1"}
