@@ -8,6 +8,8 @@ tenant's messages in the batch (their order holds) and never the other tenants'.
 
 - a retryable failure (throttling, a table unreachable) puts the claimed work back and fails the message: SQS
   hands it over again after the visibility timeout;
+- a message redelivered after its worker died mid-pass (its claim is gone with it) gets a full pass, so the
+  scopes coalesced into that claim are not lost;
 - a message that cannot be decoded, or names a tenant that is not registered, fails every time and so ends in
   the dead-letter queue after the queue's maximum receives, while the other tenants' groups go on;
 - a permanent failure of the tenant (access denied: it is quarantined) is recorded by the pass and acknowledged.
@@ -72,7 +74,10 @@ def serve(record: SQSRecord) -> None:
         logger.info("work already served by an earlier pass", extra={"tenant_id": message.tenant_id})
         return
     scope: frozenset[str] | None = None
-    if message.scope is not None and (claimed is None or claimed.scope is not None):
+    # A redelivered message with nothing pending lost its claim with the worker that died mid-pass (a crash, a
+    # timeout): the triggers coalesced into that claim are known only as "something changed", so a full pass.
+    redelivered_without_claim = claimed is None and queue is not None
+    if message.scope is not None and not redelivered_without_claim and (claimed is None or claimed.scope is not None):
         scope = message.scope | (claimed.scope if claimed is not None and claimed.scope is not None else frozenset())
     token = claimed.token if claimed is not None else (record.attributes.message_deduplication_id or "")
     logger.append_keys(tenant_id=message.tenant_id, trigger=message.trigger.value)

@@ -22,6 +22,7 @@ from reconciler.rollouts import (
     Pin,
     Rollout,
     RolloutConflictError,
+    RolloutState,
     ServerView,
     Step,
     TenantView,
@@ -235,6 +236,10 @@ class RolloutService:
                 log.warning("rollout could not advance", extra={"rollout_id": rollout.rollout_id, "error": str(error)})
                 report.errors[rollout.rollout_id] = str(error)
                 continue
+            except Exception as error:  # a stored rollout this code cannot advance must not hold up the others
+                log.exception("rollout could not advance", extra={"rollout_id": rollout.rollout_id})
+                report.errors[rollout.rollout_id] = f"{type(error).__name__}: {error}"
+                continue
             if step is None:
                 report.lost.append(rollout.rollout_id)
             elif step.changed:
@@ -246,12 +251,22 @@ class RolloutService:
         nothing)."""
         step = advance(rollout, _Views(self.store), self.clock(), timeout_s=self.timeout_s)
         if step.rollout is rollout:
-            self._pin(rollout, step.pins, trail)  # only pins lost by an earlier pass, if any
-            return step
+            if not step.pins:
+                return step
+            # Pins lost by an earlier pass. `rollout` may be stale (halted, rolled back or aborted since it was
+            # read, the tenant pinned back): claim its revision first, so a pass that lost to such a change
+            # pins nothing.
+            claimed = self.store.save_rollout(rollout)
+            if claimed is None:
+                return None
+            self._pin(claimed, step.pins, trail)
+            self._undo_if_rolled_back_meanwhile(claimed, step.pins, trail)
+            return Step(claimed, pins=step.pins)
         saved = self.store.save_rollout(step.rollout)
         if saved is None:
             return None  # another pass advanced it from the same revision: it pins, this one must not
         self._pin(saved, step.pins, trail)
+        self._undo_if_rolled_back_meanwhile(saved, step.pins, trail)
         self._log_step(saved, step)
         return Step(
             saved,
@@ -261,6 +276,20 @@ class RolloutService:
             rolled_back=step.rolled_back,
             completed=step.completed,
         )
+
+    def _undo_if_rolled_back_meanwhile(self, saved: Rollout, pins: Sequence[Pin], trail: WriteTrail) -> None:
+        """A rollback that read the rollout between this pass's save and its pins did not see them: when the
+        rollout is rolled back now, roll back again (idempotent: only what is still on the target moves)."""
+        if not any(not pin.back for pin in pins):
+            return
+        current = self.store.get_rollout(saved.rollout_id)
+        if current is None or current.revision == saved.revision or current.state is not RolloutState.ROLLED_BACK:
+            return
+        log.warning(
+            "rollout rolled back while this pass pinned; pinning those tenants back",
+            extra={"rollout_id": saved.rollout_id},
+        )
+        self.rollback(saved.rollout_id, trail=trail)
 
     def _log_step(self, rollout: Rollout, step: Step) -> None:
         fields = {"rollout_id": rollout.rollout_id, "version": rollout.target_version, "state": rollout.state.value}

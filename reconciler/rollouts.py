@@ -235,6 +235,10 @@ def _not_ready(view: TenantView, target: str) -> str:
 _COUNT_RE = re.compile(r"^\s*(\d{1,6})\s*(%?)\s*$")
 
 
+#: The longest bake between waves (the admin API's bound too); a longer hold is a pause.
+MAX_BAKE_S = 7 * 24 * 3600
+
+
 def parse_count(text: str, total: int, *, what: str, minimum: int = 0) -> int:
     """`N` or `P%` of `total` (a percentage of tenants rounds up for a wave, down for a tolerance: `minimum`
     1 for a wave size). Raises ConfigError naming the option."""
@@ -312,6 +316,12 @@ def new_rollout(
             )
     if bake_s < 0:
         raise ConfigError("--bake must be 0 or more seconds", field="bake", rule="bake")
+    if bake_s > MAX_BAKE_S:
+        raise ConfigError(
+            f"--bake must be at most {MAX_BAKE_S} seconds (a week), not {bake_s}; pause the rollout to hold it longer",
+            field="bake",
+            rule="bake",
+        )
     tolerance = parse_count(failure_tolerance, len(current_versions), what="--failure-tolerance")
     waves = plan_waves(current_versions, canary, wave_sizes)
     wave_of = {t: index for index, wave in enumerate(waves) for t in wave}

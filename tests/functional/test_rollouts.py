@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -477,3 +478,64 @@ def test_a_pin_lost_between_save_and_write_is_made_by_the_next_advance() -> None
     assert service.get(started.rollout_id).current_wave == 1 and versions(world)["t01"] == "v1"
     rollout = drive(world, service, started.rollout_id)
     assert rollout.state is RolloutState.COMPLETED and versions(world)["t01"] == "v2"
+
+
+def test_a_stale_advance_does_not_pin_again_a_tenant_rolled_back_meanwhile() -> None:
+    world, service = fleet(3)
+    started = service.start("v2", trail=TRAIL, wave_sizes=["1"])  # the canary t00 is pinned, in flight
+    stale = service.get(started.rollout_id)  # a sweep reads the rollout ...
+    service.rollback(started.rollout_id, trail=TRAIL)  # ... an operator rolls it back ...
+    assert versions(world)["t00"] == "v1"
+    step = service._advance_one(stale, TRAIL)  # ... and the sweep advances what it read
+
+    assert step is None  # it lost to the rollback: it pins nothing
+    assert versions(world)["t00"] == "v1"
+    assert service.get(started.rollout_id).state is RolloutState.ROLLED_BACK
+
+
+def test_a_stale_advance_does_not_pin_again_a_tenant_moved_after_an_abort() -> None:
+    world, service = fleet(3)
+    started = service.start("v2", trail=TRAIL, wave_sizes=["1"])
+    stale = service.get(started.rollout_id)
+    service.abort(started.rollout_id, trail=TRAIL)
+    world.store.update_tenant("t00", template_version="v1")  # the operator moves the canary back by hand
+    service._advance_one(stale, TRAIL)
+
+    assert versions(world)["t00"] == "v1"
+
+
+def test_one_rollout_whose_advance_breaks_never_stops_the_others() -> None:
+    world, service = fleet(4)
+    broken = service.start("v2", trail=TRAIL, tenants=["t00", "t01"], wave_sizes=["1"])
+    healthy = service.start("v2", trail=TRAIL, tenants=["t02", "t03"], wave_sizes=["1"])
+    # Stored before a week's bound existed: finishing its canary wave asks for a date no datetime can hold.
+    assert world.store.save_rollout(replace(service.get(broken.rollout_id), bake_s=10**22)) is not None
+    world.engine.sweep()
+    world.cloud.settle_all()
+    world.engine.sweep()
+
+    report = service.advance_all(TRAIL)
+
+    assert broken.rollout_id in report.errors
+    assert service.get(healthy.rollout_id).current_wave == 1 and versions(world)["t03"] == "v2"
+
+
+def test_a_wave_pinned_just_after_a_rollback_is_rolled_back_too() -> None:
+    world, service = fleet(3)
+    started = service.start("v2", trail=TRAIL, wave_sizes=["1"])
+    world.engine.sweep()
+    world.cloud.settle_all()
+    world.engine.sweep()  # the canary t00 succeeds
+    original = service._pin
+
+    def rolled_back_between_save_and_pins(*args: object, **kwargs: object) -> None:
+        # A sweep has saved the start of wave 2; before it pins t01, an operator rolls the rollout back.
+        service._pin = original  # type: ignore[method-assign]
+        service.rollback(started.rollout_id, trail=TRAIL)
+        original(*args, **kwargs)  # type: ignore[arg-type]
+
+    service._pin = rolled_back_between_save_and_pins  # type: ignore[method-assign]
+    service.advance_all(TRAIL)
+
+    assert service.get(started.rollout_id).state is RolloutState.ROLLED_BACK
+    assert versions(world) == {"t00": "v1", "t01": "v1", "t02": "v1"}

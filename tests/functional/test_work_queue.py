@@ -268,3 +268,21 @@ def test_a_requeue_message_from_before_the_work_queue_is_forwarded_once(fleet: F
 
     assert fleet.passes_of("alpha") == [frozenset({"arena"})]
     assert len(fleet.mq.delays) == 1  # the pass's own requeue, not the old message
+
+
+def test_a_worker_that_dies_after_its_claim_loses_no_coalesced_scope(fleet: Fleet) -> None:
+    fleet.world.add_tenant("alpha", ACCOUNT_A)
+    fleet.world.put("alpha", "a")
+    fleet.world.put("alpha", "b")
+    stream.handler(insert("alpha", "a", "1"), fleet.context)  # the message names "a" only
+    stream.handler(insert("alpha", "b", "2"), fleet.context)  # coalesced onto the work item
+    assert fleet.mq.work.sent == 1
+    # A worker receives the message and claims the tenant's work, then its invocation times out mid-pass: the
+    # message is never deleted and comes back after the visibility timeout, but the claimed work item is empty.
+    assert len(fleet.mq.work.receive()) == 1
+    assert fleet.mq.items.claim("alpha") is not None
+
+    fleet.run_for(61)
+
+    assert {s.name for s in fleet.world.cloud.stacks(ACCOUNT_A)} == {"stackherd-alpha-a", "stackherd-alpha-b"}
+    assert len(fleet.mq.work) == 0

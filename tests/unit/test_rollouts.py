@@ -200,3 +200,20 @@ def test_failures_beyond_the_tolerance_halt_before_the_wave_is_done() -> None:
     assert step.halted and step.rollout.state is RolloutState.ROLLED_BACK
     # The failed tenant and the three still in flight go back at once.
     assert sorted(p.tenant_id for p in step.pins if p.back) == ["t1", "t2", "t3", "t4"]
+
+
+@pytest.mark.parametrize("bake_s", [7 * 24 * 3600 + 1, 10**22])
+def test_a_bake_longer_than_a_week_is_refused_at_start(bake_s: int) -> None:
+    # A bake past what a date can hold used to be stored, and then broke every later advance of the rollout.
+    with pytest.raises(ConfigError, match="--bake must be at most 604800 seconds"):
+        new_rollout(
+            "r",
+            "v2",
+            {"t0": "v1", "t1": "v1"},
+            canary=None,
+            wave_sizes=("1",),
+            failure_tolerance="0",
+            bake_s=bake_s,
+            auto_rollback=False,
+            now=NOW,
+        )
