@@ -211,3 +211,43 @@ def test_player_reason_table(recorded: str, code: str) -> None:
 def test_redact_removes_arns_accounts_urls_and_the_bucket() -> None:
     text = redact(LEAK, TEMPLATE_BUCKET)
     assert "arn:" not in text and not ACCOUNT_ID.search(text) and TEMPLATE_BUCKET not in text
+
+
+def _no_platform_text(text: str) -> None:
+    assert "arn:" not in text and not ACCOUNT_ID.search(text) and TEMPLATE_BUCKET not in text, text
+
+
+def test_a_player_write_in_an_unreadable_tenant_answers_409_without_the_stored_text(
+    api: ApiClient, memory_world: FakeWorld
+) -> None:
+    from dataclasses import replace
+
+    store = memory_world.store
+    store.tenants["acme"] = replace(store.get_tenant("acme"), unreadable=f"could not parse the item: {LEAK}")
+
+    for response in (api.put("/servers/alpha-1", put_config()), api.patch("/servers/alpha-1", put_config())):
+        assert response.status == 409, response.text
+        body = response.json()
+        assert body["details"][0]["rule"] == "tenant_unreadable"
+        assert "an admin" in body["message"]
+        _no_platform_text(response.text)
+    # Admins still read why, on the tenant.
+    assert "arn:" in api.get("/tenants/acme", ROOT).json()["unreadable"]
+
+
+def test_a_player_patch_of_an_unreadable_server_answers_409_without_the_stored_text(
+    api: ApiClient, memory_world: FakeWorld
+) -> None:
+    from dataclasses import replace
+
+    assert api.put("/servers/alpha-1", put_config()).status == 201
+    store = memory_world.store
+    server = store.get_server("acme", "alpha-1")
+    assert server is not None
+    store.servers[("acme", "alpha-1")] = replace(server, config=None, unreadable=f"cannot be read ({LEAK})")
+
+    response = api.patch("/servers/alpha-1", {"config": {"seed": "xyz"}})
+    assert response.status == 409, response.text
+    assert response.json()["details"][0]["rule"] == "unreadable"
+    assert "whole config" in response.json()["message"]
+    _no_platform_text(response.text)
