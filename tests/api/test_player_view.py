@@ -6,6 +6,7 @@ read what was recorded."""
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,8 @@ import pytest
 
 from reconciler import errors
 from reconciler.errors import ReconcileError
-from reconciler.reasons import PLAYER_REASONS, player_reason, redact
+from reconciler.planner import ActionKind
+from reconciler.reasons import HISTORY_MESSAGES, PLAYER_REASONS, player_reason, redact
 from tests.api.conftest import ACME_ACCOUNT, ALICE, ROOT, TEMPLATE_BUCKET, ApiClient, put_config
 
 if TYPE_CHECKING:
@@ -251,3 +253,37 @@ def test_a_player_patch_of_an_unreadable_server_answers_409_without_the_stored_t
     assert response.json()["details"][0]["rule"] == "unreadable"
     assert "whole config" in response.json()["message"]
     _no_platform_text(response.text)
+
+
+#: What the reconciler writes in a server's history: every action's kind and the engine's own entries.
+RECONCILER_KINDS = sorted(
+    {kind.value for kind in ActionKind} | {"status", "ready", "finalized", "stuck", "brake", "orphan"}
+)
+
+
+@pytest.mark.parametrize("kind", RECONCILER_KINDS)
+def test_every_reconciler_history_kind_shows_players_a_fixed_message(kind: str) -> None:
+    from handlers.api.views import player_history_entry
+    from models.records import ActivityEntry
+
+    raw = f"{kind}: would fail: AccessDenied: User StackherdExecution/stackherd-session is not authorized"
+    shown = player_history_entry(ActivityEntry(at="2026-01-01T00:00:00Z", kind=kind, message=raw), TEMPLATE_BUCKET)
+    assert shown.message != raw
+    assert "AccessDenied" not in shown.message and "StackherdExecution" not in shown.message
+
+
+def test_a_paused_tenants_report_in_the_history_shows_players_no_raw_aws_text(
+    api: ApiClient, memory_world: FakeWorld
+) -> None:
+    _region_denied(api, memory_world)
+    assert api.patch("/tenants/acme", {"paused": True}, ROOT).status == 200
+    _reconcile(api, memory_world)
+
+    admin = api.get("/tenants/acme/servers/alpha-1/history", ROOT).json()["items"]
+    assert any(e["kind"] == "report" and "AccessDenied" in e["message"] for e in admin)
+    player = api.get("/servers/alpha-1/history", ALICE).json()["items"]
+    reports = [e for e in player if e["kind"] == "report"]
+    assert reports
+    for entry in reports:
+        assert entry["message"] == HISTORY_MESSAGES["report"]
+    assert "AccessDenied" not in json.dumps(player) and "sts:" not in json.dumps(player)
