@@ -48,12 +48,6 @@ RATE_LIMITED = (
     "too many changes (your limit or your tenant's), or a region move inside the cool-down: send it again after "
     "Retry-After seconds"
 )
-#: What a player is told when their tenant's stored item no longer validates (why is for admins: the stored
-#: text may carry the tenant's account, role or whatever was written around stackherd).
-TENANT_UNREADABLE = (
-    "your tenant's registration cannot be read, so its game servers cannot be created or changed until an "
-    "admin corrects it; an admin of your tenant can see the details"
-)
 
 
 @router.put(
@@ -244,12 +238,12 @@ def _hidden() -> tuple[str, ...]:
 
 @contextmanager
 def _player_refusals() -> Iterator[None]:
-    """A write's refusals as a player may read them: the write service's messages quote stored text (an
-    unreadable tenant's problem, why the player's own item does not validate), which is for admins, or is
-    shown redacted, as the player's view of the item is."""
+    """A write's refusals as a player may read them: the write service's messages quote stored text (why the
+    tenant's item or the player's own item does not validate, which may quote whatever was written around
+    stackherd): shown redacted, as the player's view of the item is."""
     try:
         yield
-    except TenantUnreadableError:
-        raise TenantUnreadableError(TENANT_UNREADABLE) from None
+    except TenantUnreadableError as error:
+        raise TenantUnreadableError(redact(str(error), *_hidden())) from None
     except UnreadableConflictError as error:
         raise UnreadableConflictError(redact(str(error), *_hidden())) from None
