@@ -151,7 +151,25 @@ HISTORY_MESSAGES: dict[str, str] = {
     "stuck": "a change is taking much longer than usual",
     "brake": "the deletion waits for an admin's confirmation",
     "orphan": "an old copy of the server was cleaned up",
+    "report": "your tenant is paused: the change waits until an admin resumes it",
+    "finalize": "the server is deleted",
 }
+
+#: The kinds of entries the desired writes append (a player's or an operator's own words about the change);
+#: every other kind is the reconciler's, whose text quotes AWS and is never shown to a player as written.
+DESIRED_KINDS = frozenset({"desired", "retry", "rollout"})
+
+#: A reconciler entry of a kind the table above does not know yet.
+OTHER_HISTORY_MESSAGE = "the platform acted on the server; its status says where it stands"
+
+
+def player_history_message(kind: str, message: str, *names: str) -> str:
+    """What a player's history says for an entry: the desired writes' lines redacted, any other by its kind's
+    fixed message (a kind without one gets a general message rather than its raw text)."""
+    if kind in DESIRED_KINDS:
+        return redact(message, *names)
+    return HISTORY_MESSAGES.get(kind, OTHER_HISTORY_MESSAGE)
+
 
 # Belt and braces for text a player sees that is theirs but passes through the platform (a drift
 # description, why a stored item does not validate): nothing that names the platform's accounts or resources.

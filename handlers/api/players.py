@@ -6,6 +6,8 @@ converges CloudFormation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -37,6 +39,8 @@ from handlers.api.routing import (
 from handlers.api.views import player_history_entry, player_server_view
 from models.records import DesiredServer, Tenant
 from reconciler.desired import etag
+from reconciler.reasons import redact
+from reconciler.writes import TenantUnreadableError, UnreadableConflictError
 
 router = Router()
 
@@ -71,16 +75,17 @@ def put_server(
 ) -> Response[ServerView]:
     identity = caller(router)
     tenant = player_tenant(identity)
-    result = writes().put_server(
-        tenant,
-        gameserver_id,
-        identity.user,
-        body.config.desired().model_dump(),
-        trail=request_trail(router, identity),
-        region=body.region,
-        expected=parse_if_match(if_match),
-        owner_sub=identity.sub,
-    )
+    with _player_refusals():
+        result = writes().put_server(
+            tenant,
+            gameserver_id,
+            identity.user,
+            body.config.desired().model_dump(),
+            trail=request_trail(router, identity),
+            region=body.region,
+            expected=parse_if_match(if_match),
+            owner_sub=identity.sub,
+        )
     return _server_response(result.server, tenant, 201 if result.created else 200)
 
 
@@ -106,18 +111,19 @@ def patch_server(
     identity = caller(router)
     tenant = player_tenant(identity)
     changes = body.config.model_dump(exclude_unset=True) if body.config is not None else {}
-    result = writes().put_server(
-        tenant,
-        gameserver_id,
-        identity.user,
-        changes,
-        trail=request_trail(router, identity),
-        merge=True,
-        must_exist=True,
-        region=body.region,
-        expected=parse_if_match(if_match),
-        owner_sub=identity.sub,
-    )
+    with _player_refusals():
+        result = writes().put_server(
+            tenant,
+            gameserver_id,
+            identity.user,
+            changes,
+            trail=request_trail(router, identity),
+            merge=True,
+            must_exist=True,
+            region=body.region,
+            expected=parse_if_match(if_match),
+            owner_sub=identity.sub,
+        )
     return _server_response(result.server, tenant)
 
 
@@ -228,3 +234,16 @@ def _hidden() -> tuple[str, ...]:
     from handlers.runtime import runtime
 
     return (runtime().settings.template_bucket,)
+
+
+@contextmanager
+def _player_refusals() -> Iterator[None]:
+    """A write's refusals as a player may read them: the write service's messages quote stored text (why the
+    tenant's item or the player's own item does not validate, which may quote whatever was written around
+    stackherd): shown redacted, as the player's view of the item is."""
+    try:
+        yield
+    except TenantUnreadableError as error:
+        raise TenantUnreadableError(redact(str(error), *_hidden())) from None
+    except UnreadableConflictError as error:
+        raise UnreadableConflictError(redact(str(error), *_hidden())) from None

@@ -22,7 +22,7 @@ from handlers.api.models import (
     TierView,
 )
 from models.config import TIERS
-from reconciler.reasons import HISTORY_MESSAGES, player_error, player_reason, redact
+from reconciler.reasons import player_error, player_history_message, player_reason, redact
 
 if TYPE_CHECKING:
     from models.records import ActivityEntry, DesiredServer, Tenant, TenantState
@@ -171,7 +171,7 @@ def player_server_view(server: DesiredServer, tenant: Tenant | None, *names: str
 
 def player_history_entry(entry: ActivityEntry, *names: str) -> HistoryEntry:
     """A history line as a player sees it: the reconciler's lines by their kind's fixed message (their raw
-    text, with AWS's messages, is for admins); the desired writes' own lines as they are."""
+    text, with AWS's messages, is for admins), a kind without one by a general message; the desired writes'
+    own lines redacted."""
     shown = history_entry(entry)
-    message = HISTORY_MESSAGES.get(entry.kind) or redact(entry.message, *names)
-    return shown.model_copy(update={"message": message})
+    return shown.model_copy(update={"message": player_history_message(entry.kind, entry.message, *names)})

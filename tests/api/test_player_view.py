@@ -6,6 +6,7 @@ read what was recorded."""
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,8 @@ import pytest
 
 from reconciler import errors
 from reconciler.errors import ReconcileError
-from reconciler.reasons import PLAYER_REASONS, player_reason, redact
+from reconciler.planner import ActionKind
+from reconciler.reasons import HISTORY_MESSAGES, PLAYER_REASONS, player_reason, redact
 from tests.api.conftest import ACME_ACCOUNT, ALICE, ROOT, TEMPLATE_BUCKET, ApiClient, put_config
 
 if TYPE_CHECKING:
@@ -211,3 +213,77 @@ def test_player_reason_table(recorded: str, code: str) -> None:
 def test_redact_removes_arns_accounts_urls_and_the_bucket() -> None:
     text = redact(LEAK, TEMPLATE_BUCKET)
     assert "arn:" not in text and not ACCOUNT_ID.search(text) and TEMPLATE_BUCKET not in text
+
+
+def _no_platform_text(text: str) -> None:
+    assert "arn:" not in text and not ACCOUNT_ID.search(text) and TEMPLATE_BUCKET not in text, text
+
+
+def test_a_player_write_in_an_unreadable_tenant_answers_409_without_the_stored_text(
+    api: ApiClient, memory_world: FakeWorld
+) -> None:
+    from dataclasses import replace
+
+    store = memory_world.store
+    store.tenants["acme"] = replace(store.get_tenant("acme"), unreadable=f"could not parse the item: {LEAK}")
+
+    for response in (api.put("/servers/alpha-1", put_config()), api.patch("/servers/alpha-1", put_config())):
+        assert response.status == 409, response.text
+        body = response.json()
+        assert body["details"][0]["rule"] == "tenant_unreadable"
+        assert "an admin" in body["message"]
+        _no_platform_text(response.text)
+    # Admins still read why, on the tenant.
+    assert "arn:" in api.get("/tenants/acme", ROOT).json()["unreadable"]
+
+
+def test_a_player_patch_of_an_unreadable_server_answers_409_without_the_stored_text(
+    api: ApiClient, memory_world: FakeWorld
+) -> None:
+    from dataclasses import replace
+
+    assert api.put("/servers/alpha-1", put_config()).status == 201
+    store = memory_world.store
+    server = store.get_server("acme", "alpha-1")
+    assert server is not None
+    store.servers[("acme", "alpha-1")] = replace(server, config=None, unreadable=f"cannot be read ({LEAK})")
+
+    response = api.patch("/servers/alpha-1", {"config": {"seed": "xyz"}})
+    assert response.status == 409, response.text
+    assert response.json()["details"][0]["rule"] == "unreadable"
+    assert "whole config" in response.json()["message"]
+    _no_platform_text(response.text)
+
+
+#: What the reconciler writes in a server's history: every action's kind and the engine's own entries.
+RECONCILER_KINDS = sorted(
+    {kind.value for kind in ActionKind} | {"status", "ready", "finalized", "stuck", "brake", "orphan"}
+)
+
+
+@pytest.mark.parametrize("kind", RECONCILER_KINDS)
+def test_every_reconciler_history_kind_shows_players_a_fixed_message(kind: str) -> None:
+    from handlers.api.views import player_history_entry
+    from models.records import ActivityEntry
+
+    raw = f"{kind}: would fail: AccessDenied: User StackherdExecution/stackherd-session is not authorized"
+    shown = player_history_entry(ActivityEntry(at="2026-01-01T00:00:00Z", kind=kind, message=raw), TEMPLATE_BUCKET)
+    assert shown.message != raw
+    assert "AccessDenied" not in shown.message and "StackherdExecution" not in shown.message
+
+
+def test_a_paused_tenants_report_in_the_history_shows_players_no_raw_aws_text(
+    api: ApiClient, memory_world: FakeWorld
+) -> None:
+    _region_denied(api, memory_world)
+    assert api.patch("/tenants/acme", {"paused": True}, ROOT).status == 200
+    _reconcile(api, memory_world)
+
+    admin = api.get("/tenants/acme/servers/alpha-1/history", ROOT).json()["items"]
+    assert any(e["kind"] == "report" and "AccessDenied" in e["message"] for e in admin)
+    player = api.get("/servers/alpha-1/history", ALICE).json()["items"]
+    reports = [e for e in player if e["kind"] == "report"]
+    assert reports
+    for entry in reports:
+        assert entry["message"] == HISTORY_MESSAGES["report"]
+    assert "AccessDenied" not in json.dumps(player) and "sts:" not in json.dumps(player)
