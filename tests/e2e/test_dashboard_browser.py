@@ -5,6 +5,7 @@ Screenshots are saved under `test-artifacts/dashboard/` (git-ignored)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -52,7 +53,11 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+        # Under CI the browser is part of the run (.ci/run installs it): a missing one is a failure, not a skip.
+        missing = f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
