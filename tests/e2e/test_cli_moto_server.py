@@ -6,61 +6,19 @@ assumed per tenant, and the stream is read back from the server.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from handlers.local.cli import main
-from handlers.runtime import reset_runtime
-from tests.e2e.moto_server import ROOT, moto_server
+from tests.e2e.cli_on_moto import ACCOUNTS, TEMPLATE, cli, ok
+from tests.e2e.moto_server import ROOT
 
 pytestmark = pytest.mark.integration
-
-TEMPLATE = ROOT / "infra" / "sam" / "gameserver.yaml"
-ACCOUNTS = {"alpha": "111111111111", "bravo": "222222222222", "charlie": "333333333333"}
-
-
-@pytest.fixture(scope="module")
-def moto_server_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def endpoint(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    import urllib.request
-
-    urllib.request.urlopen(urllib.request.Request(f"{moto_server_url}/moto-api/reset", method="POST"))
-    for key, value in {
-        "AWS_ENDPOINT_URL": moto_server_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    reset_runtime()
-    yield moto_server_url
-    reset_runtime()
-
-
-def cli(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    return main(list(argv), out=out), out.getvalue()
-
-
-def ok(*argv: str) -> str:
-    code, output = cli(*argv)
-    assert code == 0, f"stackherd {' '.join(argv)} exited {code}: {output}"
-    return output
 
 
 def account_cfn(account: str) -> Any:
