@@ -21,7 +21,9 @@ MAX_DELAY_S = 900
 BATCH = 10
 
 
-class SqsRequeuer:
+class _Client:
+    """A queue URL and its SQS client, created on first use (most passes send nothing)."""
+
     def __init__(self, queue_url: str, *, region: str, client: Any = None) -> None:
         self.queue_url = queue_url
         self.region = region
@@ -29,7 +31,7 @@ class SqsRequeuer:
 
     @property
     def client(self) -> Any:
-        if self._client is None:  # created on first use: most passes requeue nothing
+        if self._client is None:
             import boto3
 
             from reconciler.adapters.aws import CLIENT_CONFIG
@@ -37,6 +39,8 @@ class SqsRequeuer:
             self._client = boto3.client("sqs", region_name=self.region, config=CLIENT_CONFIG)
         return self._client
 
+
+class SqsRequeuer(_Client):
     def requeue(self, tenant_id: str, delays: Sequence[tuple[str, int]]) -> int:
         """Send one message per distinct delay; returns how many messages SQS accepted. A batch SQS refuses
         is logged and skipped (the sweep looks at every server anyway), never raised."""
@@ -66,23 +70,6 @@ class SqsRequeuer:
                 log.warning("some requeue messages were refused", extra={"failed": failed})
             sent += len(batch) - len(failed)
         return sent
-
-
-class _Client:
-    def __init__(self, queue_url: str, *, region: str, client: Any = None) -> None:
-        self.queue_url = queue_url
-        self.region = region
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            from reconciler.adapters.aws import CLIENT_CONFIG
-
-            self._client = boto3.client("sqs", region_name=self.region, config=CLIENT_CONFIG)
-        return self._client
 
 
 class SqsWorkSender(_Client):
