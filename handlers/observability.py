@@ -64,3 +64,13 @@ RECONCILER_LOGGERS = frozenset(
 for _name in RECONCILER_LOGGERS:
     logging.getLogger(_name)  # registered now, so the copy below reaches it whichever module is imported first
 copy_config_to_registered_loggers(source_logger=logger, include=set(RECONCILER_LOGGERS))
+
+
+def event_records(event: Any) -> list[dict[str, Any]]:
+    """The records of a batch event (SQS, DynamoDB stream); an event without a Records list is logged and read
+    as empty, and entries that are not objects are left out (the partial-batch processors index every record)."""
+    raw_records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(raw_records, list):
+        logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})
+        return []
+    return [r for r in raw_records if isinstance(r, dict)]

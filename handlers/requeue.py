@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from handlers.observability import logger, metrics, tracer
+from handlers.observability import event_records, logger, metrics, tracer
 from models.config import ID_PATTERN
 from models.work import Trigger, WorkMessage
 
@@ -94,11 +94,7 @@ def handle_record(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    raw_records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(raw_records, list):
-        logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})
-        raw_records = []
-    records = [r for r in raw_records if isinstance(r, dict)]
+    records = event_records(event)
     if not records:
         return {"batchItemFailures": []}
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -8,7 +8,7 @@ is imported, which keeps cold starts short.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +188,24 @@ _installed: Runtime | None = None
 @functools.cache
 def _from_env() -> Runtime:
     return build_runtime(Settings.from_env())
+
+
+def mark_servers_failed(tenant_id: str, servers: Iterable[str], message: str, code: str) -> None:
+    """A tenant the pass could not serve (not registered, or failed as a whole): say so on each record of the
+    scope that exists, writing only what changes."""
+    from dataclasses import replace
+
+    from models.records import Condition, Phase
+
+    store = runtime().store
+    for server_id in sorted(servers):
+        server = store.get_server(tenant_id, server_id)
+        if server is None:
+            continue
+        condition = Condition("Ready", False, code, message)
+        status = replace(server.status, phase=Phase.FAILED, last_error=message, conditions=(condition,))
+        if status.comparable() != server.status.comparable():
+            store.write_status(server, status)
 
 
 def runtime() -> Runtime:

@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.observability import logger, metrics, tracer
+from handlers.observability import event_records, logger, metrics, tracer
 
 if TYPE_CHECKING:
     from reconciler.work import CoalescingWorkQueue
@@ -150,7 +150,9 @@ class StreamBatch:
                     "tenant reconcile failed permanently; records acknowledged",
                     extra={"tenant_id": tenant_id, "error": result.error},
                 )
-                self._mark_failed(tenant_id, servers, result.error, result.error_code or "Failed")
+                from handlers.runtime import mark_servers_failed
+
+                mark_servers_failed(tenant_id, servers, result.error, result.error_code or "Failed")
             failed = {
                 r.action.gameserver_id: r.detail for r in result.results if r.outcome is Outcome.FAILED and r.retryable
             }
@@ -178,23 +180,6 @@ class StreamBatch:
         metrics.add_metric(name="WorkMessagesSent", unit=MetricUnit.Count, value=report.sent)
         metrics.add_metric(name="WorkMessagesCoalesced", unit=MetricUnit.Count, value=report.coalesced)
 
-    def _mark_failed(self, tenant_id: str, servers: set[str], message: str, code: str) -> None:
-        """An unknown tenant (or a tenant-level permanent failure): say so on each record that exists."""
-        from dataclasses import replace
-
-        from handlers.runtime import runtime
-        from models.records import Condition, Phase
-
-        store = runtime().store
-        for server_id in servers:
-            server = store.get_server(tenant_id, server_id)
-            if server is None:
-                continue
-            condition = Condition("Ready", False, code, message)
-            status = replace(server.status, phase=Phase.FAILED, last_error=message, conditions=(condition,))
-            if status.comparable() != server.status.comparable():
-                store.write_status(server, status)
-
     def handle(self, record: DynamoDBRecord) -> None:
         ident = _identity(record.raw_event)
         if ident in self.invalid:
@@ -213,11 +198,7 @@ class StreamBatch:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    raw_records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(raw_records, list):
-        logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})
-        raw_records = []
-    records = [r for r in raw_records if isinstance(r, dict)]
+    records = event_records(event)
     metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(records))
     if not records:
         return {"batchItemFailures": []}

@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from handlers.observability import logger, metrics, tracer
+from handlers.observability import event_records, logger, metrics, tracer
 from models.config import ID_PATTERN, describe_validation_error
 from models.work import WorkMessage
 
@@ -93,7 +93,9 @@ def serve(record: SQSRecord) -> None:
     if result.error_code in ("AccessDenied", "TenantUnavailable") and not result.retryable:
         metrics.add_metric(name="TenantsQuarantined", unit=MetricUnit.Count, value=1)
     if result.error_code == "UnknownTenant":
-        _mark_failed(message.tenant_id, scope or frozenset(), result.error or "unknown tenant", "UnknownTenant")
+        from handlers.runtime import mark_servers_failed
+
+        mark_servers_failed(message.tenant_id, scope or frozenset(), result.error or "unknown tenant", "UnknownTenant")
         raise PoisonMessageError(result.error)
     retry: frozenset[str] | None = None
     if result.error and result.retryable:
@@ -111,24 +113,6 @@ def serve(record: SQSRecord) -> None:
                 message.tenant_id, retry, token, queue.clock(), force=force, confirm_deletions=confirm
             )
         raise RetryLaterError(result.error or f"actions failed and will be retried: {sorted(retry or ())}")
-
-
-def _mark_failed(tenant_id: str, servers: frozenset[str], message: str, code: str) -> None:
-    """A tenant that is not registered: say so on each record of the scope that exists."""
-    from dataclasses import replace
-
-    from handlers.runtime import runtime
-    from models.records import Condition, Phase
-
-    store = runtime().store
-    for server_id in sorted(servers):
-        server = store.get_server(tenant_id, server_id)
-        if server is None:
-            continue
-        condition = Condition("Ready", False, code, message)
-        status = replace(server.status, phase=Phase.FAILED, last_error=message, conditions=(condition,))
-        if status.comparable() != server.status.comparable():
-            store.write_status(server, status)
 
 
 def plan(event: dict[str, Any]) -> dict[str, Any]:
@@ -151,11 +135,7 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(event, dict) and "action" in event:
         return plan(event)
-    raw_records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(raw_records, list):
-        logger.error("event has no Records list; nothing to do", extra={"event_type": type(event).__name__})
-        raw_records = []
-    records = [r for r in raw_records if isinstance(r, dict)]
+    records = event_records(event)
     if not records:
         return {"batchItemFailures": []}
     processor = SqsFifoPartialProcessor(skip_group_on_error=True)
